@@ -1,0 +1,273 @@
+//! A chat message as chatkeep keeps it: the exact JSON the service sent
+//! (whitespace removed), plus the two fields the sync logic needs.
+//!
+//! Only `id` and `ts` are ever parsed; every other field stays as raw text,
+//! so unknown fields survive and floats are never re-rounded.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A message timestamp: seconds since the epoch, as the service's JSON float.
+///
+/// Used only for ordering and cursors; the stored message keeps the `ts`
+/// text exactly as received.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Ts(f64);
+
+impl Ts {
+    /// A timestamp, if it is one a message can carry: finite and not negative.
+    pub fn new(secs: f64) -> Option<Ts> {
+        (secs.is_finite() && secs >= 0.0).then_some(Ts(secs))
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0
+    }
+
+    /// The smallest timestamp strictly greater than this one. As a
+    /// `before_ts`, it makes a server of either semantics (`<` or `<=`)
+    /// answer with this timestamp's messages included.
+    pub fn next_up(self) -> Ts {
+        Ts(self.0.next_up())
+    }
+
+    /// The largest timestamp strictly smaller than this one.
+    pub fn next_down(self) -> Ts {
+        Ts(self.0.next_down())
+    }
+
+    /// Milliseconds since the epoch, rounded, for display.
+    pub fn millis(self) -> i64 {
+        (self.0 * 1000.0).round() as i64
+    }
+
+    /// RFC 3339 with milliseconds and `Z`, the export format's date style.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.millis())
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| self.to_string())
+    }
+
+    pub fn total_cmp(&self, other: &Ts) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Shortest text that parses back to the same `f64` (Rust's `Display`), so a
+/// cursor sent as `before_ts` means exactly the value computed.
+impl fmt::Display for Ts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A message id as the service gives it (a string; a number is kept as its
+/// JSON text).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct MessageId(String);
+
+impl MessageId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for MessageId {
+    fn from(s: &str) -> Self {
+        MessageId(s.to_owned())
+    }
+}
+
+/// One stored message: its compact raw JSON and the keys the walk needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub ts: Ts,
+    /// The object exactly as received, minus insignificant whitespace; one line.
+    pub raw: String,
+}
+
+/// Why a message or a page breaks the service's contract.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MessageError {
+    #[error("the answer is not a JSON array of messages: {0}")]
+    NotAnArray(String),
+    #[error("message {index} is not a JSON object")]
+    NotAnObject { index: usize },
+    #[error("message {index} has no `{field}`")]
+    Missing { index: usize, field: &'static str },
+    #[error("message {index} has an `id` that is neither a string nor a number")]
+    BadId { index: usize },
+    #[error("message {index} has a `ts` that is not a number of seconds (got {got})")]
+    BadTs { index: usize, got: String },
+}
+
+#[derive(Deserialize)]
+struct Keys<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+}
+
+impl Message {
+    /// Parses one stored line (already compact) back into a message.
+    pub fn from_stored_line(line: &str) -> Result<Message, MessageError> {
+        let raw: &RawValue =
+            serde_json::from_str(line).map_err(|e| MessageError::NotAnArray(e.to_string()))?;
+        Message::from_raw(raw, 0)
+    }
+
+    fn from_raw(raw: &RawValue, index: usize) -> Result<Message, MessageError> {
+        let text = raw.get();
+        if !text.trim_start().starts_with('{') {
+            return Err(MessageError::NotAnObject { index });
+        }
+        let keys: Keys =
+            serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
+        let id_raw = keys
+            .id
+            .ok_or(MessageError::Missing { index, field: "id" })?;
+        let id = match serde_json::from_str::<serde_json::Value>(id_raw.get()) {
+            Ok(serde_json::Value::String(s)) if !s.is_empty() => MessageId(s),
+            Ok(serde_json::Value::Number(n)) => MessageId(n.to_string()),
+            _ => return Err(MessageError::BadId { index }),
+        };
+        let ts_raw = keys
+            .ts
+            .ok_or(MessageError::Missing { index, field: "ts" })?;
+        let ts = serde_json::from_str::<f64>(ts_raw.get())
+            .ok()
+            .and_then(Ts::new)
+            .ok_or_else(|| MessageError::BadTs {
+                index,
+                got: truncate(ts_raw.get(), 40),
+            })?;
+        Ok(Message {
+            id,
+            ts,
+            raw: minify(text),
+        })
+    }
+}
+
+/// Parses a chat-history answer: a JSON array of message objects.
+pub fn parse_page(body: &[u8]) -> Result<Vec<Message>, MessageError> {
+    let items: Vec<&RawValue> =
+        serde_json::from_slice(body).map_err(|e| MessageError::NotAnArray(e.to_string()))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| Message::from_raw(raw, i))
+        .collect()
+}
+
+/// Removes whitespace outside strings. JSON strings cannot hold raw control
+/// characters, so the result is one line and every value is byte-identical.
+pub fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minify_keeps_string_content_and_number_text() {
+        let raw = "{ \"a\" : \"x  y\\\" \\\\\" ,\n \"ts\": 1712345678.10 }";
+        assert_eq!(
+            minify(raw),
+            "{\"a\":\"x  y\\\" \\\\\",\"ts\":1712345678.10}"
+        );
+    }
+
+    #[test]
+    fn page_keeps_raw_bytes_and_parses_keys() {
+        let body = br#"[{"id":"a","ts":1712345678.1,"x":{"n":2.50}},{"id":7,"ts":1}]"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(
+            page[0].raw,
+            r#"{"id":"a","ts":1712345678.1,"x":{"n":2.50}}"#
+        );
+        assert_eq!(page[0].ts.as_f64(), 1712345678.1);
+        assert_eq!(page[1].id.as_str(), "7");
+    }
+
+    #[test]
+    fn contract_breaches_are_named() {
+        assert!(matches!(
+            parse_page(br#"[{"ts":1}]"#),
+            Err(MessageError::Missing { field: "id", .. })
+        ));
+        assert!(matches!(
+            parse_page(br#"[{"id":"a"}]"#),
+            Err(MessageError::Missing { field: "ts", .. })
+        ));
+        assert!(matches!(
+            parse_page(br#"[{"id":"a","ts":"1"}]"#),
+            Err(MessageError::BadTs { .. })
+        ));
+        assert!(matches!(
+            parse_page(br#"[{"id":"a","ts":-1}]"#),
+            Err(MessageError::BadTs { .. })
+        ));
+        assert!(matches!(
+            parse_page(br#"{"items":[]}"#),
+            Err(MessageError::NotAnArray(_))
+        ));
+        assert!(matches!(
+            parse_page(b"[1]"),
+            Err(MessageError::NotAnObject { .. })
+        ));
+    }
+
+    #[test]
+    fn cursor_text_round_trips() {
+        let ts = Ts::new(1712345678.123).unwrap().next_up();
+        let back: f64 = ts.to_string().parse().unwrap();
+        assert_eq!(back, ts.as_f64());
+        assert!(ts.as_f64() > 1712345678.123);
+    }
+
+    #[test]
+    fn rfc3339_has_millis() {
+        assert_eq!(
+            Ts::new(0.5).unwrap().to_rfc3339(),
+            "1970-01-01T00:00:00.500Z"
+        );
+    }
+}

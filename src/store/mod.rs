@@ -1,0 +1,211 @@
+//! The on-disk layout. Knows files, nothing of HTTP.
+//!
+//! ```text
+//! <data_dir>/
+//!   .chatkeep.lock            one process per data directory
+//!   <name>/
+//!     <name>.json             the profile, as last fetched
+//!     chat_state.json         committed length and head of the chat log
+//!     chat.jsonl.gz           the chat log, oldest first
+//!     walk-<n>.spool          an unfinished walk, if any
+//! ```
+
+pub mod chat;
+pub mod fsio;
+pub mod spool;
+
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head};
+pub use spool::{Boundary, Checkpoint, Spool, SpoolError};
+
+const LOCK_FILE: &str = ".chatkeep.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "data directory {path} is in use by another chatkeep process (pid {holder}); stop it or wait for it to finish"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("data directory {path} is not writable: {source}")]
+    ReadOnly { path: PathBuf, source: io::Error },
+    #[error("`{0}` cannot be used as a directory name inside the data directory")]
+    BadName(String),
+}
+
+/// The data directory, held exclusively for as long as this value lives.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating, 0700) the data directory and takes its lock. A second
+    /// process fails here with the holder's pid.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        fsio::create_private_dir(root).map_err(|source| StoreError::Io {
+            path: root.to_owned(),
+            source,
+        })?;
+        let lock_path = root.join(LOCK_FILE);
+        let mut lock = fsio::open_private_rw(&lock_path).map_err(|source| match source.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                StoreError::ReadOnly {
+                    path: root.to_owned(),
+                    source,
+                }
+            }
+            _ => StoreError::Io {
+                path: lock_path.clone(),
+                source,
+            },
+        })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(StoreError::Locked {
+                    path: root.to_owned(),
+                    holder: if holder.is_empty() {
+                        "unknown".into()
+                    } else {
+                        holder.to_owned()
+                    },
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let write_pid = |lock: &mut File| -> io::Result<()> {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            writeln!(lock, "{}", std::process::id())?;
+            lock.sync_data()
+        };
+        write_pid(&mut lock).map_err(|source| StoreError::Io {
+            path: lock_path,
+            source,
+        })?;
+        Ok(Store {
+            root: root.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of one personality. Names that could escape the data
+    /// directory are refused even though the config already validates them.
+    pub fn personality(&self, name: &str) -> Result<PersonalityDir, StoreError> {
+        personality_dir(&self.root, name)
+    }
+}
+
+/// Where a personality's files live, without taking the lock: for readers
+/// such as `export` that may run beside a daemon.
+pub fn personality_dir(root: &Path, name: &str) -> Result<PersonalityDir, StoreError> {
+    let safe = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !safe {
+        return Err(StoreError::BadName(name.escape_debug().to_string()));
+    }
+    Ok(PersonalityDir {
+        name: name.to_owned(),
+        path: root.join(name),
+    })
+}
+
+/// One personality's directory.
+#[derive(Debug, Clone)]
+pub struct PersonalityDir {
+    name: String,
+    path: PathBuf,
+}
+
+impl PersonalityDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The profile file, under the name earlier tools used.
+    pub fn profile_path(&self) -> PathBuf {
+        self.path.join(format!("{}.json", self.name))
+    }
+
+    /// The chat export file, under the name earlier tools used.
+    pub fn chat_export_path(&self) -> PathBuf {
+        self.path.join(format!("{}_chat_history.json", self.name))
+    }
+
+    pub fn chat(&self) -> Result<ChatStore, ChatStoreError> {
+        ChatStore::open(&self.path)
+    }
+
+    /// Replaces a small document if its content changed. Returns whether it did.
+    pub fn write_document(&self, path: &Path, bytes: &[u8]) -> Result<bool, StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        fsio::create_private_dir(&self.path).map_err(io_err)?;
+        match fs::read(path) {
+            Ok(old) if old == bytes => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        fsio::write_atomic(path, bytes).map_err(io_err)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused_with_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        match err {
+            StoreError::Locked { holder, .. } => assert_eq!(holder, std::process::id().to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+        drop(first);
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn names_that_escape_the_data_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["../x", "a/b", "", ".", "..", "a\0b", &"x".repeat(101)] {
+            assert!(
+                personality_dir(dir.path(), bad).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(personality_dir(dir.path(), "lilith-2.0_x").is_ok());
+    }
+}

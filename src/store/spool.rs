@@ -1,0 +1,350 @@
+//! The walk spool: pages fetched during a backward walk but not yet
+//! committed to the chat log, each followed by the checkpoint to resume from.
+//!
+//! It is append-only. Every record carries a CRC, so a record torn by a crash
+//! is detected on open and cut off; the last whole record says where the walk
+//! stands. One fsync per page is the whole cost of resumability.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fsio;
+use crate::message::{Message, MessageError, MessageId, Ts};
+
+const MAGIC: &[u8; 4] = b"CKW1";
+const HEADER_LEN: u64 = 13;
+const KIND_PAGE: u8 = 1;
+const KIND_DONE: u8 = 2;
+/// A record larger than this is corruption, not a page.
+const MAX_RECORD: u32 = 256 * 1024 * 1024;
+
+/// Messages that share the walk's current boundary `ts`: the next page is
+/// asked so that it includes them again, and these ids are dropped from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Boundary {
+    pub ts: Ts,
+    pub ids: Vec<MessageId>,
+}
+
+/// Everything needed to continue a walk after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// `before_ts` of the next request; `None` asks for the newest page.
+    pub cursor: Option<Ts>,
+    /// `limit` of the next request (grows only to swallow a large tie group).
+    pub limit: u32,
+    pub boundary: Option<Boundary>,
+    /// The server's `before_ts` semantics, once a page has revealed them.
+    pub inclusive: Option<bool>,
+    /// Messages spooled so far in this walk.
+    pub spooled: u64,
+    /// Chat requests made so far in this walk.
+    pub requests: u64,
+}
+
+/// An open spool file.
+#[derive(Debug)]
+pub struct Spool {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    /// Offset of every page record that holds messages, oldest write first.
+    pages: Vec<u64>,
+    last: Option<Checkpoint>,
+    done: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("walk spool {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("walk spool {path}: record at byte {offset} is unreadable: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl Spool {
+    /// Opens the spool at `path`, creating it if missing. A torn last record
+    /// (a crash mid-append) is truncated away.
+    pub fn open(path: &Path) -> Result<Spool, SpoolError> {
+        let io_err = |source| SpoolError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = fsio::open_private_rw(path).map_err(io_err)?;
+        let mut spool = Spool {
+            file,
+            path: path.to_owned(),
+            len: 0,
+            pages: Vec::new(),
+            last: None,
+            done: false,
+        };
+        let file_len = spool.file.metadata().map_err(io_err)?.len();
+        let mut reader = BufReader::new(&spool.file);
+        let mut offset = 0u64;
+        while offset < file_len {
+            match read_record(&mut reader) {
+                Ok((kind, payload)) => {
+                    let (checkpoint, has_messages) =
+                        split_checkpoint(&payload).map_err(|reason| SpoolError::Corrupt {
+                            path: path.to_owned(),
+                            offset,
+                            reason,
+                        })?;
+                    if kind == KIND_PAGE && has_messages {
+                        spool.pages.push(offset);
+                    }
+                    spool.done = kind == KIND_DONE;
+                    spool.last = Some(checkpoint);
+                    offset += HEADER_LEN + payload.len() as u64;
+                }
+                // Anything unreadable at the tail is a write the crash cut short.
+                Err(_) => break,
+            }
+        }
+        drop(reader);
+        if offset < file_len {
+            tracing::info!(path = %path.display(), offset, "cutting a torn record off the walk spool");
+            spool.file.set_len(offset).map_err(io_err)?;
+            spool.file.sync_all().map_err(io_err)?;
+        }
+        spool.len = offset;
+        Ok(spool)
+    }
+
+    /// The checkpoint of the last whole record, if any.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.last.as_ref()
+    }
+
+    /// True when the walk finished and only the commit is left.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Number of page records holding messages.
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Appends one page of new messages and the checkpoint after it, durably.
+    pub fn append_page(
+        &mut self,
+        checkpoint: &Checkpoint,
+        messages: &[Message],
+    ) -> Result<(), SpoolError> {
+        let offset = self.len;
+        self.append(KIND_PAGE, checkpoint, messages)?;
+        if !messages.is_empty() {
+            self.pages.push(offset);
+        }
+        Ok(())
+    }
+
+    /// Records that the walk is complete, durably.
+    pub fn mark_done(&mut self, checkpoint: &Checkpoint) -> Result<(), SpoolError> {
+        self.append(KIND_DONE, checkpoint, &[])?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        kind: u8,
+        checkpoint: &Checkpoint,
+        messages: &[Message],
+    ) -> Result<(), SpoolError> {
+        let mut payload =
+            serde_json::to_vec(checkpoint).map_err(|e| self.io_err(io::Error::other(e)))?;
+        payload.push(b'\n');
+        for m in messages {
+            payload.extend_from_slice(m.raw.as_bytes());
+            payload.push(b'\n');
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(&payload);
+        let mut record = Vec::with_capacity(HEADER_LEN as usize + payload.len());
+        record.extend_from_slice(MAGIC);
+        record.push(kind);
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc.sum().to_le_bytes());
+        record.extend_from_slice(&payload);
+        let result = (|| {
+            self.file.seek(SeekFrom::Start(self.len))?;
+            self.file.write_all(&record)?;
+            self.file.sync_data()
+        })();
+        if let Err(e) = result {
+            // Leave no half record behind for this process's next append.
+            let _ = self.file.set_len(self.len);
+            return Err(self.io_err(e));
+        }
+        self.len += record.len() as u64;
+        self.last = Some(checkpoint.clone());
+        Ok(())
+    }
+
+    /// Reads the spooled pages, most recently fetched (oldest messages) first,
+    /// which is chronological order for a backward walk. One page is in
+    /// memory at a time.
+    pub fn pages_oldest_first(
+        &self,
+    ) -> impl Iterator<Item = Result<Vec<Message>, SpoolError>> + '_ {
+        self.pages
+            .iter()
+            .rev()
+            .map(move |&offset| self.read_page(offset))
+    }
+
+    fn read_page(&self, offset: u64) -> Result<Vec<Message>, SpoolError> {
+        let corrupt = |reason: String| SpoolError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            reason,
+        };
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.io_err(e))?;
+        let (_, payload) = read_record(&mut BufReader::new(file)).map_err(corrupt)?;
+        let text = std::str::from_utf8(&payload).map_err(|e| corrupt(e.to_string()))?;
+        text.lines()
+            .skip(1)
+            .map(|line| {
+                Message::from_stored_line(line).map_err(|e: MessageError| corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Deletes the spool file (after a commit made it redundant).
+    pub fn remove(self) -> Result<(), SpoolError> {
+        let path = self.path.clone();
+        drop(self.file);
+        fsio::remove_durably(&path).map_err(|source| SpoolError::Io { path, source })
+    }
+
+    fn io_err(&self, source: io::Error) -> SpoolError {
+        SpoolError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn read_record(reader: &mut impl Read) -> Result<(u8, Vec<u8>), String> {
+    let mut header = [0u8; HEADER_LEN as usize];
+    reader
+        .read_exact(&mut header)
+        .map_err(|e| format!("header: {e}"))?;
+    if &header[..4] != MAGIC {
+        return Err("bad magic".into());
+    }
+    let kind = header[4];
+    let len = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
+    let want_crc = u32::from_le_bytes([header[9], header[10], header[11], header[12]]);
+    if len > MAX_RECORD || !(kind == KIND_PAGE || kind == KIND_DONE) {
+        return Err("impossible header".into());
+    }
+    let mut payload = vec![0u8; len as usize];
+    reader
+        .read_exact(&mut payload)
+        .map_err(|e| format!("payload: {e}"))?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&payload);
+    if crc.sum() != want_crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok((kind, payload))
+}
+
+fn split_checkpoint(payload: &[u8]) -> Result<(Checkpoint, bool), String> {
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no checkpoint line")?;
+    let checkpoint =
+        serde_json::from_slice(&payload[..end]).map_err(|e| format!("checkpoint: {e}"))?;
+    Ok((checkpoint, payload.len() > end + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    fn msg(id: &str, ts: f64) -> Message {
+        let raw = format!(r#"{{"id":"{id}","ts":{ts}}}"#);
+        Message::from_stored_line(&raw).unwrap()
+    }
+
+    fn checkpoint(spooled: u64) -> Checkpoint {
+        Checkpoint {
+            cursor: Ts::new(10.0),
+            limit: 50,
+            boundary: None,
+            inclusive: None,
+            spooled,
+            requests: spooled,
+        }
+    }
+
+    #[test]
+    fn pages_come_back_oldest_first_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.spool");
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append_page(&checkpoint(1), &[msg("b", 2.0)]).unwrap();
+        spool.append_page(&checkpoint(1), &[]).unwrap();
+        spool.append_page(&checkpoint(2), &[msg("a", 1.0)]).unwrap();
+        drop(spool);
+        let spool = Spool::open(&path).unwrap();
+        assert_eq!(spool.checkpoint().unwrap().spooled, 2);
+        assert!(!spool.is_done());
+        let pages: Vec<_> = spool.pages_oldest_first().map(|p| p.unwrap()).collect();
+        assert_eq!(pages, vec![vec![msg("a", 1.0)], vec![msg("b", 2.0)]]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_last_whole_checkpoint_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.spool");
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append_page(&checkpoint(1), &[msg("b", 2.0)]).unwrap();
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        spool.append_page(&checkpoint(2), &[msg("a", 1.0)]).unwrap();
+        drop(spool);
+        // Simulate a crash in the middle of the second append.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(good_len + 7).unwrap();
+        let mut spool = Spool::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        assert_eq!(spool.checkpoint().unwrap().spooled, 1);
+        spool.mark_done(&checkpoint(1)).unwrap();
+        drop(spool);
+        let spool = Spool::open(&path).unwrap();
+        assert!(spool.is_done());
+        assert_eq!(spool.page_count(), 1);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.spool");
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append_page(&checkpoint(1), &[msg("b", 2.0)]).unwrap();
+        drop(spool);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let spool = Spool::open(&path).unwrap();
+        assert!(spool.checkpoint().is_none());
+        assert_eq!(spool.page_count(), 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Joins the client and the store: one personality's sync.
+
+pub mod chat;
