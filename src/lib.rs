@@ -2,6 +2,13 @@
 //! their chat history.
 
 pub mod api;
+pub mod commands;
+pub mod config;
+pub mod credentials;
+pub mod export;
+pub mod fake;
+pub mod logging;
 pub mod message;
+pub mod progress;
 pub mod store;
 pub mod sync;

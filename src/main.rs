@@ -1,1 +1,106 @@
-fn main() {}
+//! The `chatkeep` command: parses arguments and dispatches to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use chatkeep::commands::{self, Fatal};
+use chatkeep::config::PersonalitySlug;
+use chatkeep::export::Format;
+use chatkeep::logging;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 all good; 1 a personality failed (the others were backed up);
+2 usage, config or data directory error; 3 the service refused the session cookie.
+
+Start with `chatkeep demo` to see a full and an incremental backup against a
+built-in fake service, offline.";
+
+/// Keeps a complete, lossless backup of AI personalities and their chat history.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// Config file (TOML; see config.example.toml).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CHATKEEP_CONFIG",
+        default_value = "/etc/chatkeep/config.toml"
+    )]
+    config: PathBuf,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only warnings and errors in the log.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back up the named personalities now (all configured ones without names).
+    ///
+    /// Fetches the profile and every chat message not yet stored. An
+    /// interrupted run resumes where it stopped. Ctrl-C stops at the next
+    /// page boundary; a second Ctrl-C quits at once (also safe).
+    Sync {
+        /// Personality names (slugs).
+        names: Vec<PersonalitySlug>,
+    },
+    /// Write a personality's chat history, oldest first.
+    Export {
+        /// Personality name (slug).
+        name: PersonalitySlug,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value = "json")]
+        format: Format,
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Validate the config and print it with defaults filled in, secrets redacted.
+    CheckConfig,
+    /// Offline demo: a full and an incremental backup against a built-in fake service.
+    Demo {
+        /// Where to put the demo's config, data and exports (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run the built-in fake service (for benchmarks and manual tests).
+    #[command(hide = true)]
+    ServeFake(commands::serve_fake::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo tells its own story; its log shows only what went wrong.
+    let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
+    logging::init(cli.verbose, quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return Fatal::usage(format!("cannot start the async runtime: {e}")).report(),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sync { names } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::sync::run(&config, &names).await
+            }
+            Command::Export { name, format, output } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::export::run(&config, &name, format, output.as_deref())
+            }
+            Command::CheckConfig => commands::check_config(&cli.config),
+            Command::Demo { dir } => commands::demo::run(dir).await,
+            Command::ServeFake(args) => commands::serve_fake::run(args).await,
+        }
+    });
+    result.unwrap_or_else(|fatal| fatal.report())
+}

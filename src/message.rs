@@ -67,9 +67,7 @@ impl fmt::Display for Ts {
 
 /// A message id as the service gives it (a string; a number is kept as its
 /// JSON text).
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct MessageId(String);
 
@@ -130,21 +128,16 @@ impl Message {
         if !text.trim_start().starts_with('{') {
             return Err(MessageError::NotAnObject { index });
         }
-        let keys: Keys =
-            serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
-        let id_raw = keys
-            .id
-            .ok_or(MessageError::Missing { index, field: "id" })?;
+        let keys: Keys = serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
+        let id_raw = keys.id.ok_or(MessageError::Missing { index, field: "id" })?;
         let id = match serde_json::from_str::<serde_json::Value>(id_raw.get()) {
             Ok(serde_json::Value::String(s)) if !s.is_empty() => MessageId(s),
             Ok(serde_json::Value::Number(n)) => MessageId(n.to_string()),
             _ => return Err(MessageError::BadId { index }),
         };
-        let ts_raw = keys
-            .ts
-            .ok_or(MessageError::Missing { index, field: "ts" })?;
-        let ts = serde_json::from_str::<f64>(ts_raw.get())
-            .ok()
+        let ts_raw = keys.ts.ok_or(MessageError::Missing { index, field: "ts" })?;
+        // `str::parse` rounds correctly; the text is the JSON number itself.
+        let ts = ts_text_to_f64(ts_raw.get())
             .and_then(Ts::new)
             .ok_or_else(|| MessageError::BadTs {
                 index,
@@ -195,6 +188,17 @@ pub fn minify(json: &str) -> String {
     out
 }
 
+/// A JSON number's text as `f64`, or `None` if the text is not a number
+/// (a string, `true`, an object). Rust's parser also takes `inf` or `+1`,
+/// which JSON does not, so the first character is checked too.
+fn ts_text_to_f64(text: &str) -> Option<f64> {
+    let first = text.as_bytes().first()?;
+    if !(first.is_ascii_digit() || *first == b'-') {
+        return None;
+    }
+    text.parse().ok()
+}
+
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -209,20 +213,14 @@ mod tests {
     #[test]
     fn minify_keeps_string_content_and_number_text() {
         let raw = "{ \"a\" : \"x  y\\\" \\\\\" ,\n \"ts\": 1712345678.10 }";
-        assert_eq!(
-            minify(raw),
-            "{\"a\":\"x  y\\\" \\\\\",\"ts\":1712345678.10}"
-        );
+        assert_eq!(minify(raw), "{\"a\":\"x  y\\\" \\\\\",\"ts\":1712345678.10}");
     }
 
     #[test]
     fn page_keeps_raw_bytes_and_parses_keys() {
         let body = br#"[{"id":"a","ts":1712345678.1,"x":{"n":2.50}},{"id":7,"ts":1}]"#;
         let page = parse_page(body).unwrap();
-        assert_eq!(
-            page[0].raw,
-            r#"{"id":"a","ts":1712345678.1,"x":{"n":2.50}}"#
-        );
+        assert_eq!(page[0].raw, r#"{"id":"a","ts":1712345678.1,"x":{"n":2.50}}"#);
         assert_eq!(page[0].ts.as_f64(), 1712345678.1);
         assert_eq!(page[1].id.as_str(), "7");
     }
@@ -265,9 +263,6 @@ mod tests {
 
     #[test]
     fn rfc3339_has_millis() {
-        assert_eq!(
-            Ts::new(0.5).unwrap().to_rfc3339(),
-            "1970-01-01T00:00:00.500Z"
-        );
+        assert_eq!(Ts::new(0.5).unwrap().to_rfc3339(), "1970-01-01T00:00:00.500Z");
     }
 }

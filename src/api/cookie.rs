@@ -27,10 +27,7 @@ impl SessionCookie {
     /// name before the first `=` makes it a pair.
     pub fn parse(input: &str, configured_name: &str) -> Option<SessionCookie> {
         let input = input.trim();
-        let input = input
-            .strip_prefix("Cookie:")
-            .map(str::trim)
-            .unwrap_or(input);
+        let input = input.strip_prefix("Cookie:").map(str::trim).unwrap_or(input);
         if input.is_empty() {
             return None;
         }

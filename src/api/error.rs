@@ -23,12 +23,12 @@ pub enum ApiError {
         attempts: u32,
         retry_after: Option<Duration>,
     },
-    #[error("server error {status} after {attempts} attempts")]
+    #[error("server error {status}{}", after(*.attempts))]
     Server { status: u16, attempts: u32 },
-    #[error("network error after {attempts} attempts: {message}")]
+    #[error("network error{}: {message}", after(*.attempts))]
     Network { message: String, attempts: u32 },
     /// A 200 whose body is not the JSON expected (truncated, proxy page).
-    #[error("unusable answer after {attempts} attempts: {message}")]
+    #[error("unusable answer{}: {message}", after(*.attempts))]
     BadBody { message: String, attempts: u32 },
     #[error("not found (404): {what}")]
     NotFound { what: String },
@@ -37,6 +37,15 @@ pub enum ApiError {
     Contract(String),
     #[error("unexpected HTTP status {status}")]
     Status { status: u16 },
+}
+
+/// " after N attempts" once retries were spent; nothing for a single try.
+fn after(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
 }
 
 fn auth_message(status: u16, successful_before: u64) -> String {

@@ -136,10 +136,7 @@ impl ApiClient {
 
     /// The session cookie in use (it changes when the service rotates it).
     pub fn cookie(&self) -> SessionCookie {
-        self.cookie
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.cookie.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub async fn me(&self) -> Result<Account, ApiError> {
@@ -230,9 +227,7 @@ impl ApiClient {
                     self.stats.successes.fetch_add(1, Ordering::Relaxed);
                     return Ok(body);
                 }
-                Err(failure)
-                    if failure.error.is_transient() && attempt <= self.options.max_retries =>
-                {
+                Err(failure) if failure.error.is_transient() && attempt <= self.options.max_retries => {
                     let wait = match failure.error {
                         ApiError::RateLimited { .. } => {
                             let wait = failure.retry_after.unwrap_or_else(|| self.backoff(attempt));
@@ -258,10 +253,10 @@ impl ApiClient {
 
     /// Exponential backoff with full jitter: uniform in [0, min(max, base·2ⁿ)].
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.options.initial_backoff.saturating_mul(
-            1u32.checked_shl(attempt.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
+        let exp = self
+            .options
+            .initial_backoff
+            .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
         let cap = exp.min(self.options.max_backoff);
         cap.mul_f64(rand::rng().random_range(0.0..=1.0))
     }
@@ -315,10 +310,7 @@ impl ApiClient {
                 (404, _) => ApiError::NotFound {
                     what: path_only(url).to_owned(),
                 },
-                (500..=599, _) => ApiError::Server {
-                    status,
-                    attempts: 1,
-                },
+                (500..=599, _) => ApiError::Server { status, attempts: 1 },
                 _ => ApiError::Status { status },
             };
             return Err(Failure { error, retry_after });
@@ -397,10 +389,7 @@ fn network_error(e: &reqwest::Error) -> ApiError {
         message = format!("{message}: {s}");
         source = s.source();
     }
-    ApiError::Network {
-        message,
-        attempts: 1,
-    }
+    ApiError::Network { message, attempts: 1 }
 }
 
 fn bot_wall_signal(headers: &HeaderMap) -> Option<String> {

@@ -25,8 +25,7 @@ impl std::fmt::Debug for RateLimiter {
 impl RateLimiter {
     /// `requests_per_second` must be positive and finite (the config checks).
     pub fn new(requests_per_second: f64, burst: u32) -> RateLimiter {
-        let period =
-            Duration::from_secs_f64(1.0 / requests_per_second).max(Duration::from_nanos(1));
+        let period = Duration::from_secs_f64(1.0 / requests_per_second).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)
             .expect("period is at least 1ns")
             .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst is at least 1"));

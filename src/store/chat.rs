@@ -89,13 +89,23 @@ pub struct ChatStore {
 
 impl ChatStore {
     /// Opens the history in `dir` (created 0700 if missing) and repairs what
-    /// a crash may have left: a torn log tail, a committed spool.
+    /// a crash may have left: a torn log tail, a committed spool. Only the
+    /// holder of the data directory lock may do this.
     pub fn open(dir: &Path) -> Result<ChatStore, ChatStoreError> {
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ChatStoreError::Io { path, source }
-        };
-        fsio::create_private_dir(dir).map_err(io_err(dir))?;
+        fsio::create_private_dir(dir).map_err(|source| ChatStoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let store = ChatStore::open_read_only(dir)?;
+        store.repair_log()?;
+        store.remove_stale_spools()?;
+        Ok(store)
+    }
+
+    /// Opens the committed history without changing anything, for readers
+    /// that run beside a sync (export): they see the last commit, since the
+    /// log never changes below the committed length.
+    pub fn open_read_only(dir: &Path) -> Result<ChatStore, ChatStoreError> {
         let state_path = dir.join(STATE_FILE);
         let state = match fs::read(&state_path) {
             Ok(bytes) => {
@@ -116,15 +126,17 @@ impl ChatStore {
                 format: STATE_FORMAT,
                 ..ChatState::default()
             },
-            Err(e) => return Err(io_err(&state_path)(e)),
+            Err(source) => {
+                return Err(ChatStoreError::Io {
+                    path: state_path,
+                    source,
+                });
+            }
         };
-        let store = ChatStore {
+        Ok(ChatStore {
             dir: dir.to_owned(),
             state,
-        };
-        store.repair_log()?;
-        store.remove_stale_spools()?;
-        Ok(store)
+        })
     }
 
     pub fn state(&self) -> &ChatState {
@@ -178,12 +190,8 @@ impl ChatStore {
         if spool.page_count() > 0 {
             let mut file = fsio::open_private_rw(&log_path).map_err(io_err)?;
             file.set_len(self.state.log_len).map_err(io_err)?;
-            file.seek(SeekFrom::Start(self.state.log_len))
-                .map_err(io_err)?;
-            let mut gz = GzEncoder::new(
-                BufWriter::with_capacity(1 << 16, &mut file),
-                Compression::new(6),
-            );
+            file.seek(SeekFrom::Start(self.state.log_len)).map_err(io_err)?;
+            let mut gz = GzEncoder::new(BufWriter::with_capacity(1 << 16, &mut file), Compression::new(6));
             let mut newest: Option<Head> = self.state.head.clone();
             for page in spool.pages_oldest_first() {
                 let mut page = page?;
@@ -213,9 +221,7 @@ impl ChatStore {
     }
 
     /// Streams the committed log, oldest message first, as stored lines.
-    pub fn lines(
-        &self,
-    ) -> Result<impl Iterator<Item = io::Result<String>> + use<>, ChatStoreError> {
+    pub fn lines(&self) -> Result<impl Iterator<Item = io::Result<String>> + use<>, ChatStoreError> {
         let path = self.log_path();
         let file = match File::open(&path) {
             Ok(f) => Some(f),
@@ -225,10 +231,7 @@ impl ChatStore {
         let reader: Box<dyn BufRead> = match file {
             Some(f) => Box::new(BufReader::with_capacity(
                 1 << 16,
-                MultiGzDecoder::new(BufReader::with_capacity(
-                    1 << 16,
-                    f.take(self.state.log_len),
-                )),
+                MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f.take(self.state.log_len))),
             )),
             None => Box::new(io::empty()),
         };

@@ -54,12 +54,10 @@ impl Store {
         })?;
         let lock_path = root.join(LOCK_FILE);
         let mut lock = fsio::open_private_rw(&lock_path).map_err(|source| match source.kind() {
-            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                StoreError::ReadOnly {
-                    path: root.to_owned(),
-                    source,
-                }
-            }
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+                path: root.to_owned(),
+                source,
+            },
             _ => StoreError::Io {
                 path: lock_path.clone(),
                 source,
@@ -201,10 +199,7 @@ mod tests {
     fn names_that_escape_the_data_directory_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["../x", "a/b", "", ".", "..", "a\0b", &"x".repeat(101)] {
-            assert!(
-                personality_dir(dir.path(), bad).is_err(),
-                "{bad:?} accepted"
-            );
+            assert!(personality_dir(dir.path(), bad).is_err(), "{bad:?} accepted");
         }
         assert!(personality_dir(dir.path(), "lilith-2.0_x").is_ok());
     }

@@ -135,11 +135,7 @@ impl Spool {
     }
 
     /// Appends one page of new messages and the checkpoint after it, durably.
-    pub fn append_page(
-        &mut self,
-        checkpoint: &Checkpoint,
-        messages: &[Message],
-    ) -> Result<(), SpoolError> {
+    pub fn append_page(&mut self, checkpoint: &Checkpoint, messages: &[Message]) -> Result<(), SpoolError> {
         let offset = self.len;
         self.append(KIND_PAGE, checkpoint, messages)?;
         if !messages.is_empty() {
@@ -155,14 +151,8 @@ impl Spool {
         Ok(())
     }
 
-    fn append(
-        &mut self,
-        kind: u8,
-        checkpoint: &Checkpoint,
-        messages: &[Message],
-    ) -> Result<(), SpoolError> {
-        let mut payload =
-            serde_json::to_vec(checkpoint).map_err(|e| self.io_err(io::Error::other(e)))?;
+    fn append(&mut self, kind: u8, checkpoint: &Checkpoint, messages: &[Message]) -> Result<(), SpoolError> {
+        let mut payload = serde_json::to_vec(checkpoint).map_err(|e| self.io_err(io::Error::other(e)))?;
         payload.push(b'\n');
         for m in messages {
             payload.extend_from_slice(m.raw.as_bytes());
@@ -194,13 +184,8 @@ impl Spool {
     /// Reads the spooled pages, most recently fetched (oldest messages) first,
     /// which is chronological order for a backward walk. One page is in
     /// memory at a time.
-    pub fn pages_oldest_first(
-        &self,
-    ) -> impl Iterator<Item = Result<Vec<Message>, SpoolError>> + '_ {
-        self.pages
-            .iter()
-            .rev()
-            .map(move |&offset| self.read_page(offset))
+    pub fn pages_oldest_first(&self) -> impl Iterator<Item = Result<Vec<Message>, SpoolError>> + '_ {
+        self.pages.iter().rev().map(move |&offset| self.read_page(offset))
     }
 
     fn read_page(&self, offset: u64) -> Result<Vec<Message>, SpoolError> {
@@ -210,15 +195,12 @@ impl Spool {
             reason,
         };
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| self.io_err(e))?;
+        file.seek(SeekFrom::Start(offset)).map_err(|e| self.io_err(e))?;
         let (_, payload) = read_record(&mut BufReader::new(file)).map_err(corrupt)?;
         let text = std::str::from_utf8(&payload).map_err(|e| corrupt(e.to_string()))?;
         text.lines()
             .skip(1)
-            .map(|line| {
-                Message::from_stored_line(line).map_err(|e: MessageError| corrupt(e.to_string()))
-            })
+            .map(|line| Message::from_stored_line(line).map_err(|e: MessageError| corrupt(e.to_string())))
             .collect()
     }
 
@@ -268,8 +250,7 @@ fn split_checkpoint(payload: &[u8]) -> Result<(Checkpoint, bool), String> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or("no checkpoint line")?;
-    let checkpoint =
-        serde_json::from_slice(&payload[..end]).map_err(|e| format!("checkpoint: {e}"))?;
+    let checkpoint = serde_json::from_slice(&payload[..end]).map_err(|e| format!("checkpoint: {e}"))?;
     Ok((checkpoint, payload.len() > end + 1))
 }
 

@@ -197,9 +197,8 @@ fn advance(
     // every cursor is at or below the oldest `ts` seen so far.
     let previous = cp.boundary.take();
     let previous_ids: HashSet<&MessageId> = previous.iter().flat_map(|b| &b.ids).collect();
-    let already_spooled = |m: &Message| {
-        previous.as_ref().is_some_and(|b| b.ts == m.ts) && previous_ids.contains(&m.id)
-    };
+    let already_spooled =
+        |m: &Message| previous.as_ref().is_some_and(|b| b.ts == m.ts) && previous_ids.contains(&m.id);
     let mut boundary = match &previous {
         Some(b) if b.ts == min_ts => b.clone(),
         _ => Boundary {

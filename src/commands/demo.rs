@@ -1,0 +1,207 @@
+//! `chatkeep demo`: the whole product in one minute, offline. Starts the
+//! built-in fake service on loopback, backs up three personalities, adds
+//! messages upstream, backs up again incrementally, and exports.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::sync::run_pass;
+use super::{Fatal, exit};
+use crate::config::{Config, PersonalitySlug};
+use crate::export::Format;
+use crate::fake::{
+    BeforeTs, FakeConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec, RetryAfter,
+};
+use crate::store::fsio;
+
+const TOKEN: &str = "demo-session-token";
+
+pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!(
+            "chatkeep-demo-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        )),
+    };
+    fsio::create_private_dir(&dir)
+        .map_err(|e| Fatal::usage(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+
+    let fake = start_fake().await?;
+    let config_path = write_config(&dir, &fake.base_url())?;
+    let config = Config::load(&config_path)?;
+    println!("chatkeep demo");
+    println!(
+        "  fake service: {} (before_ts inclusive, pages shuffled, with a 429, a 503 and a truncated answer on the way)",
+        fake.base_url()
+    );
+    println!("  config:       {}", config_path.display());
+    println!();
+
+    println!("1. Full backup of three personalities");
+    let started = Instant::now();
+    let cancel = CancellationToken::new();
+    let first = run_pass(&config, &[], &cancel).await?;
+    if !first.failures.is_empty() {
+        return Ok(first.exit_code());
+    }
+    println!("   done in {:.1}s", started.elapsed().as_secs_f64());
+    println!();
+
+    fake.append_messages("aria", 75);
+    fake.append_messages("bramble", 3);
+    println!("2. 75 new messages for aria and 3 for bramble arrive; incremental backup");
+    let second = run_pass(&config, &[], &cancel).await?;
+    if !second.failures.is_empty() {
+        return Ok(second.exit_code());
+    }
+    for r in &second.reports {
+        println!(
+            "   {}: {} chat requests for {} new messages (a full walk would take {})",
+            r.name,
+            r.chat.requests,
+            r.chat.new_messages,
+            r.chat
+                .total_messages
+                .div_ceil(u64::from(config.service.chat_page_size))
+                + 1
+        );
+    }
+    println!();
+
+    println!("3. Exports");
+    let exports = dir.join("exports");
+    fsio::create_private_dir(&exports).map_err(|e| Fatal::usage(e.to_string()))?;
+    for (format, ext) in [
+        (Format::Json, "json"),
+        (Format::Markdown, "md"),
+        (Format::Jsonl, "jsonl"),
+    ] {
+        let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
+        let path = exports.join(format!("aria_chat_history.{ext}"));
+        super::export::run(&config, &name, format, Some(&path))?;
+    }
+    let mut truth: Vec<String> = fake
+        .ground_truth("aria")
+        .iter()
+        .map(|m| crate::message::minify(m))
+        .collect();
+    let exported = std::fs::read_to_string(exports.join("aria_chat_history.jsonl"))
+        .map_err(|e| Fatal::usage(e.to_string()))?;
+    // Messages sharing one `ts` may come in any order; compare as sets.
+    let mut exported: Vec<&str> = exported.lines().collect();
+    truth.sort_unstable();
+    exported.sort_unstable();
+    let same = exported == truth;
+    println!(
+        "   aria: export {} the fake service's {} messages byte for byte",
+        if same { "matches" } else { "DOES NOT match" },
+        truth.len()
+    );
+    println!();
+    println!("Files:");
+    print_tree(&config.storage.data_dir, "  ");
+    print_tree(&exports, "  ");
+    println!();
+    println!(
+        "Try: chatkeep --config {} export bramble --format markdown",
+        config_path.display()
+    );
+    fake.shutdown().await;
+    Ok(ExitCode::from(if same { exit::OK } else { exit::FAILED }))
+}
+
+async fn start_fake() -> Result<FakeService, Fatal> {
+    let mut aria = PersonalitySpec::new("aria", 1234);
+    aria.tie_groups = vec![(100, 2), (449, 51), (900, 49)];
+    aria.extra_fields = true;
+    let mut bramble = PersonalitySpec::new("bramble", 321);
+    bramble.hostile_unicode = true;
+    let cosmo = PersonalitySpec::new("cosmo", 42);
+    let config = FakeConfig {
+        seed: 7,
+        before_ts: BeforeTs::Inclusive,
+        order: PageOrder::Shuffled,
+        cookie: Some(("__Secure-better-auth.session_token".into(), TOKEN.into())),
+        faults: FaultPlan {
+            script: vec![
+                Fault::ServerError(503),
+                Fault::RateLimited {
+                    retry_after: RetryAfter::Seconds(1),
+                },
+                Fault::Truncated,
+            ],
+            only_chat: true,
+            ..FaultPlan::default()
+        },
+        ..FakeConfig::default()
+    };
+    FakeService::start(config, vec![aria, bramble, cosmo])
+        .await
+        .map_err(|e| Fatal::usage(format!("cannot start the fake service: {e}")))
+}
+
+fn write_config(dir: &Path, base_url: &str) -> Result<PathBuf, Fatal> {
+    let cookie = dir.join("cookie");
+    fsio::write_atomic(&cookie, TOKEN.as_bytes()).map_err(|e| Fatal::usage(e.to_string()))?;
+    let text = format!(
+        r#"# Written by `chatkeep demo`.
+[service]
+base_url = "{base_url}"
+jargon = "shapes"
+cookie_file = "cookie"
+initial_backoff = "200ms"
+max_backoff = "2s"
+
+[storage]
+data_dir = "data"
+
+[rate_limit]
+requests_per_second = 50
+burst = 5
+
+[[personality]]
+name = "aria"
+
+[[personality]]
+name = "bramble"
+
+[[personality]]
+name = "cosmo"
+"#
+    );
+    let path = dir.join("config.toml");
+    fsio::write_atomic(&path, text.as_bytes()).map_err(|e| Fatal::usage(e.to_string()))?;
+    Ok(path)
+}
+
+fn print_tree(root: &Path, indent: &str) {
+    let mut entries: Vec<_> = walk(root);
+    entries.sort();
+    for (path, size) in entries {
+        println!("{indent}{} ({size} bytes)", path.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => out.extend(walk(&path)),
+            Ok(m) => out.push((path, m.len())),
+            Err(_) => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,60 @@
+//! `chatkeep export`: the chat history as JSON, JSON Lines or Markdown.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::Fatal;
+use crate::config::{Config, PersonalitySlug};
+use crate::export::{self, ExportMeta, Format};
+use crate::store::{fsio, personality_dir};
+
+/// Writes the export to `out` (atomically) or to standard output. Reads the
+/// store without its lock, so it works beside a running daemon.
+pub fn run(
+    config: &Config,
+    name: &PersonalitySlug,
+    format: Format,
+    out: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
+    if !dir.path().is_dir() {
+        return Err(Fatal::usage(format!(
+            "no backup of `{name}` in {}; run `chatkeep sync {name}` first",
+            config.storage.data_dir.display()
+        )));
+    }
+    let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    let shape_id = chat.state().personality_id.clone().unwrap_or_default();
+    let meta = ExportMeta {
+        shape_id: &shape_id,
+        shape_name: name.as_str(),
+    };
+    let count = match out {
+        Some(path) => {
+            let mut count = 0;
+            fsio::write_atomic_with(path, |file| {
+                let mut w = BufWriter::with_capacity(1 << 16, file);
+                count = export::write(&chat, &meta, format, &mut w).map_err(std::io::Error::other)?;
+                w.flush()
+            })
+            .map_err(|e| Fatal {
+                code: super::exit::FAILED,
+                message: format!("export to {}: {e}", path.display()),
+            })?;
+            count
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+            export::write(&chat, &meta, format, &mut w).map_err(|e| Fatal {
+                code: super::exit::FAILED,
+                message: e.to_string(),
+            })?
+        }
+    };
+    if let Some(path) = out {
+        eprintln!("wrote {count} messages of {name} to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

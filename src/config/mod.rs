@@ -1,0 +1,470 @@
+//! The configuration file: its TOML schema, its defaults, and validation
+//! that says exactly where a file is wrong.
+//!
+//! Reading happens in two steps. The text is first parsed into toml's
+//! spanned document tree ([`DeTable`]), which keeps the byte range of every
+//! key, value and table header; each section is then read key by key from
+//! that tree. Reading by hand rather than through `#[derive(Deserialize)]`
+//! is what lets every rejection name the key in full (`service.timeout`),
+//! say in a sentence what is expected, point at the line and column of the
+//! offending key or value, and never repeat a cookie back.
+//!
+//! Reading goes on past the first problem, and the one nearest the top of
+//! the file is reported, so that fixing a file from top to bottom meets the
+//! problems in order.
+//!
+//! `config.example.toml` documents every key; a test below keeps it loadable.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// `User-Agent` sent when the config names none.
+pub const DEFAULT_USER_AGENT: &str = concat!("chatkeep/", env!("CARGO_PKG_VERSION"));
+/// Name of the session cookie on current deployments.
+pub const DEFAULT_COOKIE_NAME: &str = "__Secure-better-auth.session_token";
+/// Name of the session cookie on legacy deployments.
+pub const LEGACY_COOKIE_NAME: &str = "appSession";
+/// Chat messages asked for per page when the config says nothing.
+pub const DEFAULT_CHAT_PAGE_SIZE: u32 = 50;
+/// Largest `chat_page_size` accepted.
+pub const MAX_CHAT_PAGE_SIZE: u32 = 1000;
+/// Default for `max_page_size` (raised to `chat_page_size` if that is larger).
+pub const DEFAULT_MAX_PAGE_SIZE: u32 = 500;
+/// Largest `max_page_size` accepted.
+pub const MAX_MAX_PAGE_SIZE: u32 = 10_000;
+/// Per-request timeout when the config says nothing.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retries of a transient failure when the config says nothing.
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+/// Largest `max_retries` accepted.
+pub const MAX_MAX_RETRIES: u32 = 100;
+/// First retry delay when the config says nothing.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Retry delay ceiling when the config says nothing (raised to
+/// `initial_backoff` if that is larger).
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// Request rate when the config says nothing: what public clients used.
+pub const DEFAULT_REQUESTS_PER_SECOND: f64 = 1.0;
+/// Token bucket size when the config says nothing.
+pub const DEFAULT_BURST: u32 = 1;
+/// Longest personality slug accepted, in characters.
+pub const MAX_SLUG_LEN: usize = 100;
+
+/// The whole configuration, validated, with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the service is and how to talk to it.
+    pub service: ServiceConfig,
+    /// Where backups are kept.
+    pub storage: StorageConfig,
+    /// The one global request budget shared by all workers.
+    pub rate_limit: RateLimitConfig,
+    /// The personalities to back up, in file order, no two alike.
+    pub personalities: Vec<PersonalityConfig>,
+    /// The file this came from, as given to [`Config::load`]; reloads read it
+    /// again.
+    pub source: PathBuf,
+}
+
+/// The `[service]` table: address, authentication and request behaviour.
+///
+/// `Debug` is written by hand so that extra cookie values never show.
+#[derive(Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Scheme and host (and port) of the service, without a trailing slash;
+    /// the API lives under `{base_url}/api`.
+    pub base_url: String,
+    /// The deployment's word for a personality in paths (`shapes`,
+    /// `personalities`, ...); `[a-z0-9_-]+`.
+    pub jargon: String,
+    /// Where the session cookie comes from.
+    pub cookie: CookieSource,
+    /// Name under which the session cookie is sent; an RFC 6265 token.
+    pub cookie_name: String,
+    /// Further cookies sent verbatim with every request (`connect.sid`,
+    /// `_csrf`); names are RFC 6265 tokens, never `cookie_name`.
+    pub extra_cookies: BTreeMap<String, String>,
+    /// `limit` of an ordinary chat history request; `1..=1000`.
+    pub chat_page_size: u32,
+    /// Largest `limit` ever asked for, when a group of messages sharing one
+    /// `ts` outgrows a page; `chat_page_size..=10000`.
+    pub max_page_size: u32,
+    /// Time allowed for one request; never zero.
+    pub timeout: Duration,
+    /// Retries of one request after transient failures; `0..=100`.
+    pub max_retries: u32,
+    /// Delay before the first retry, doubled for each next one; never zero.
+    pub initial_backoff: Duration,
+    /// Ceiling of the retry delay; at least `initial_backoff`.
+    pub max_backoff: Duration,
+    /// `User-Agent` header of every request.
+    pub user_agent: String,
+}
+
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("base_url", &self.base_url)
+            .field("jargon", &self.jargon)
+            .field("cookie", &self.cookie)
+            .field("cookie_name", &self.cookie_name)
+            .field("extra_cookies", &RedactedValues(&self.extra_cookies))
+            .field("chat_page_size", &self.chat_page_size)
+            .field("max_page_size", &self.max_page_size)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+/// Shows the names of a cookie map and hides its values.
+struct RedactedValues<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedValues<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, Secret::REDACTED)))
+            .finish()
+    }
+}
+
+/// Where the session cookie is read from. The file and the variable are
+/// read by the API client, not here, so that a rotated cookie can be picked
+/// up without reloading the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieSource {
+    /// A file holding the cookie (`cookie_file`); a relative path has been
+    /// resolved against the config file's directory.
+    File(PathBuf),
+    /// The name of an environment variable holding the cookie (`cookie_env`).
+    Env(String),
+    /// The cookie itself, written in the config file (`cookie`).
+    Inline(Secret),
+}
+
+/// A value that must never be shown: `Debug` and `Display` print
+/// `[redacted]`, and [`Secret::expose`] is the only way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// What is shown in place of the value.
+    pub const REDACTED: &'static str = "[redacted]";
+
+    /// Wraps a value so that it no longer prints.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Root of the store; a relative path has been resolved against the
+    /// config file's directory.
+    pub data_dir: PathBuf,
+}
+
+/// The `[rate_limit]` table: one token bucket for every request of every
+/// worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimitConfig {
+    /// Tokens added per second; finite and greater than 0.
+    pub requests_per_second: f64,
+    /// Bucket size: requests that may go out back to back; at least 1.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+            burst: DEFAULT_BURST,
+        }
+    }
+}
+
+/// One `[[personality]]` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalityConfig {
+    /// The personality's slug, as in its URL.
+    pub name: PersonalitySlug,
+}
+
+/// A personality's slug (`lilith`): 1 to 100 characters of
+/// `[A-Za-z0-9._-]`, not starting with `.`. The rules make it safe as a
+/// single path component (no `/`, no NUL, not `.` or `..`, not hidden) and
+/// as a URL path segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonalitySlug(String);
+
+impl PersonalitySlug {
+    /// The slug as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a string is not a [`PersonalitySlug`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlugError {
+    #[error("a personality name cannot be empty")]
+    Empty,
+    #[error("a personality name has at most {MAX_SLUG_LEN} characters, this one has {0}")]
+    TooLong(usize),
+    #[error("a personality name cannot start with '.'")]
+    LeadingDot,
+    #[error("a personality name may only contain ASCII letters, digits, '.', '_' and '-', not {0:?}")]
+    BadChar(char),
+}
+
+impl FromStr for PersonalitySlug {
+    type Err = SlugError;
+
+    fn from_str(s: &str) -> Result<Self, SlugError> {
+        if s.is_empty() {
+            return Err(SlugError::Empty);
+        }
+        let len = s.chars().count();
+        if len > MAX_SLUG_LEN {
+            return Err(SlugError::TooLong(len));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if let Some(bad) = s.chars().find(|&c| !allowed(c)) {
+            return Err(SlugError::BadChar(bad));
+        }
+        // Covers "." and ".." too: neither may become a directory name.
+        if s.starts_with('.') {
+            return Err(SlugError::LeadingDot);
+        }
+        Ok(PersonalitySlug(s.to_owned()))
+    }
+}
+
+impl fmt::Display for PersonalitySlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for PersonalitySlug {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for PersonalitySlug {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PersonalitySlug {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a configuration could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file was read but is not a valid configuration. `line` and
+    /// `column` are 1-based; the column counts characters, not bytes.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Config::from_toml_str(&text, path),
+            Err(err) => {
+                let valid = err.utf8_error().valid_up_to();
+                let bytes = err.as_bytes();
+                // The valid prefix is text, so lines and columns can be counted in it.
+                let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                Err(invalid(
+                    path,
+                    prefix,
+                    valid,
+                    "the file is not UTF-8 text; save it as UTF-8".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// Parses and validates `text`, read from `source`. `source` names the
+    /// file in error messages, and relative paths in the file are resolved
+    /// against its directory (made absolute with the current directory if
+    /// `source` itself is relative, so they stay right if the process later
+    /// changes directory).
+    pub fn from_toml_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let document = DeTable::parse(text).map_err(|err| {
+            let at = err.span().map_or(0, |span| span.start);
+            let message = match err.span().and_then(|span| text.get(span)) {
+                Some(key) if err.message() == "duplicate key" && !key.contains('\n') => {
+                    format!("invalid TOML: duplicate key `{key}`")
+                }
+                _ => format!("invalid TOML: {}", err.message()),
+            };
+            invalid(source, text, at, message)
+        })?;
+        let mut reader = Reader {
+            text,
+            base_dir: base_dir(source),
+            problems: Vec::new(),
+        };
+        let config = reader.config(document.get_ref(), source);
+        // Unknown keys first, then the earliest problem in the file; on equal
+        // positions, the first found.
+        let first = reader.problems.iter().min_by_key(|p| (!p.unknown_key, p.at));
+        if let Some(problem) = first {
+            return Err(invalid(source, text, problem.at, problem.message.clone()));
+        }
+        let Some(config) = config else {
+            return Err(invalid(
+                source,
+                text,
+                0,
+                "the configuration is not valid".to_owned(),
+            ));
+        };
+        if matches!(config.service.cookie, CookieSource::Inline(_)) {
+            tracing::warn!(
+                config = %source.display(),
+                "service.cookie holds the session cookie inline in the config file; \
+                 prefer cookie_file or cookie_env, and keep this file private"
+            );
+        }
+        Ok(config)
+    }
+
+    /// The effective configuration, defaults filled in, as TOML that
+    /// [`Config::from_toml_str`] reads back. An inline cookie and the values
+    /// of extra cookies are shown as `[redacted]`; a path that is not UTF-8
+    /// is shown lossily.
+    pub fn to_redacted_toml(&self) -> String {
+        let rendered = Rendered::from(self);
+        let body = toml::to_string(&rendered)
+            .unwrap_or_else(|err| format!("# cannot render the configuration: {err}\n"));
+        format!(
+            "# effective configuration read from {:?}; secrets are redacted\n\n{body}",
+            self.source.display().to_string()
+        )
+    }
+}
+
+/// Parses a duration written as a whole number and a unit: `ms`, `s`, `m`,
+/// `h` or `d` (`"500ms"`, `"30s"`, `"2m"`, `"1h"`, `"7d"`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_from_str(s)
+        .map_err(|reason| format!("invalid duration {s:?}: {reason}; expected {DURATION_FORMAT}"))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in the largest
+/// unit that keeps it exact (`"2m"`, `"90s"`, `"1500ms"`). Durations are
+/// whole milliseconds; anything finer is rounded up, so that a non-zero
+/// duration never prints as `"0s"`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    for (unit, per) in [("d", DAY_MS), ("h", HOUR_MS), ("m", MINUTE_MS), ("s", SECOND_MS)] {
+        if ms.is_multiple_of(u128::from(per)) {
+            return format!("{}{unit}", ms / u128::from(per));
+        }
+    }
+    format!("{ms}ms")
+}
+
+const SECOND_MS: u64 = 1000;
+const MINUTE_MS: u64 = 60 * SECOND_MS;
+const HOUR_MS: u64 = 60 * MINUTE_MS;
+const DAY_MS: u64 = 24 * HOUR_MS;
+
+const DURATION_FORMAT: &str =
+    "a whole number followed by ms, s, m, h or d, such as \"500ms\", \"30s\" or \"2m\"";
+
+/// The duration in `s`, or why it is not one (a clause, without the value).
+fn duration_from_str(s: &str) -> Result<Duration, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    if s.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if number.is_empty() {
+        return Err("it does not start with a number".to_owned());
+    }
+    if unit.is_empty() {
+        return Err("it has no unit".to_owned());
+    }
+    if unit.starts_with(['.', ',']) {
+        return Err("fractions are not supported; use a smaller unit, as in \"1500ms\"".to_owned());
+    }
+    let per = match unit {
+        "ms" => 1,
+        "s" => SECOND_MS,
+        "m" => MINUTE_MS,
+        "h" => HOUR_MS,
+        "d" => DAY_MS,
+        _ => return Err(format!("{unit:?} is not a unit")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .map(Duration::from_millis)
+        .ok_or_else(|| "it is too long".to_owned())
+}
+
+mod read;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use read::{Reader, base_dir, invalid};
+use render::Rendered;

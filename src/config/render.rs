@@ -1,0 +1,99 @@
+//! Rendering the effective configuration for `check-config`.
+
+use super::*;
+// ---------------------------------------------------------------------------
+// Rendering the effective configuration
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub(super) struct Rendered<'a> {
+    service: RenderedService<'a>,
+    storage: RenderedStorage,
+    rate_limit: RenderedRateLimit,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    personality: Vec<RenderedPersonality<'a>>,
+}
+
+#[derive(Serialize)]
+struct RenderedService<'a> {
+    base_url: &'a str,
+    jargon: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie_env: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie: Option<&'static str>,
+    cookie_name: &'a str,
+    chat_page_size: u32,
+    max_page_size: u32,
+    timeout: String,
+    max_retries: u32,
+    initial_backoff: String,
+    max_backoff: String,
+    user_agent: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extra_cookies: BTreeMap<&'a str, &'static str>,
+}
+
+#[derive(Serialize)]
+struct RenderedStorage {
+    data_dir: String,
+}
+
+#[derive(Serialize)]
+struct RenderedRateLimit {
+    requests_per_second: f64,
+    burst: u32,
+}
+
+#[derive(Serialize)]
+struct RenderedPersonality<'a> {
+    name: &'a PersonalitySlug,
+}
+
+impl<'a> From<&'a Config> for Rendered<'a> {
+    fn from(config: &'a Config) -> Self {
+        let service = &config.service;
+        let (mut cookie_file, mut cookie_env, mut cookie) = (None, None, None);
+        match &service.cookie {
+            CookieSource::File(path) => cookie_file = Some(path.to_string_lossy().into_owned()),
+            CookieSource::Env(name) => cookie_env = Some(name.as_str()),
+            CookieSource::Inline(_) => cookie = Some(Secret::REDACTED),
+        }
+        Rendered {
+            service: RenderedService {
+                base_url: &service.base_url,
+                jargon: &service.jargon,
+                cookie_file,
+                cookie_env,
+                cookie,
+                cookie_name: &service.cookie_name,
+                chat_page_size: service.chat_page_size,
+                max_page_size: service.max_page_size,
+                timeout: format_duration(service.timeout),
+                max_retries: service.max_retries,
+                initial_backoff: format_duration(service.initial_backoff),
+                max_backoff: format_duration(service.max_backoff),
+                user_agent: &service.user_agent,
+                extra_cookies: service
+                    .extra_cookies
+                    .keys()
+                    .map(|name| (name.as_str(), Secret::REDACTED))
+                    .collect(),
+            },
+            storage: RenderedStorage {
+                data_dir: config.storage.data_dir.to_string_lossy().into_owned(),
+            },
+            rate_limit: RenderedRateLimit {
+                requests_per_second: config.rate_limit.requests_per_second,
+                burst: config.rate_limit.burst,
+            },
+            personality: config
+                .personalities
+                .iter()
+                .map(|p| RenderedPersonality { name: &p.name })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Where the session cookie comes from: systemd credentials, a file, an
+//! environment variable, or the config itself.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::api::SessionCookie;
+use crate::config::{CookieSource, ServiceConfig};
+
+/// The name `LoadCredential=cookie:...` gives the credential.
+pub const CREDENTIAL_NAME: &str = "cookie";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read the cookie file {path}: {source}; store a cookie with `chatkeep cookie set`")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("environment variable {0} is not set or not valid UTF-8")]
+    Env(String),
+    #[error(
+        "the cookie from {0} is empty or malformed; paste the value of the session cookie (or name=value)"
+    )]
+    Malformed(String),
+}
+
+/// Where the cookie was read from, for messages (never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Credential(PathBuf),
+    File(PathBuf),
+    Env(String),
+    Inline,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Credential(p) => write!(f, "systemd credential {}", p.display()),
+            Origin::File(p) => write!(f, "cookie file {}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::Inline => f.write_str("the config file"),
+        }
+    }
+}
+
+/// Reads the session cookie. A systemd credential (`$CREDENTIALS_DIRECTORY/cookie`)
+/// wins over the configured source, since the unit file put it there on purpose.
+pub fn load(service: &ServiceConfig) -> Result<(SessionCookie, Origin), CredentialError> {
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| Path::new(&dir).join(CREDENTIAL_NAME))
+        .filter(|p| p.is_file());
+    let (text, origin) = match (credential, &service.cookie) {
+        (Some(path), _) => (read_file(&path)?, Origin::Credential(path)),
+        (None, CookieSource::File(path)) => {
+            warn_if_shared(path);
+            (read_file(path)?, Origin::File(path.clone()))
+        }
+        (None, CookieSource::Env(var)) => (
+            std::env::var(var).map_err(|_| CredentialError::Env(var.clone()))?,
+            Origin::Env(var.clone()),
+        ),
+        (None, CookieSource::Inline(secret)) => (secret.expose().to_owned(), Origin::Inline),
+    };
+    let cookie = SessionCookie::parse(&text, &service.cookie_name)
+        .ok_or_else(|| CredentialError::Malformed(origin.to_string()))?;
+    Ok((cookie, origin))
+}
+
+fn read_file(path: &Path) -> Result<String, CredentialError> {
+    std::fs::read_to_string(path).map_err(|source| CredentialError::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the cookie file is readable by other users; run `chmod 600` on it"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! The chat history in the formats people read and carry elsewhere: the
+//! export JSON earlier tools wrote, JSON Lines, and a Markdown transcript.
+//! Streamed from the chat log, so a million messages cost no more memory
+//! than a thousand.
+
+use std::io::{self, Write};
+
+use serde::Deserialize;
+
+use crate::message::Ts;
+use crate::store::{ChatStore, ChatStoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `{shape_id, shape_name, message_count, date_range, export_date, messages}`
+    Json,
+    /// One message object per line, oldest first.
+    Jsonl,
+    /// A readable transcript.
+    Markdown,
+}
+
+/// Who the history belongs to, for the export header.
+#[derive(Debug, Clone)]
+pub struct ExportMeta<'a> {
+    pub shape_id: &'a str,
+    pub shape_name: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] ChatStoreError),
+    #[error("writing the export: {0}")]
+    Write(#[from] io::Error),
+    #[error("the chat log holds {found} messages but its state says {expected}; run `chatkeep verify`")]
+    CountMismatch { found: u64, expected: u64 },
+    #[error("stored message {line} is unreadable: {reason}")]
+    BadLine { line: u64, reason: String },
+}
+
+/// Writes the whole history of `store` to `out` in `format`. Returns the
+/// number of messages written.
+pub fn write(
+    store: &ChatStore,
+    meta: &ExportMeta,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<u64, ExportError> {
+    let state = store.state();
+    let lines = store.lines()?;
+    let mut count = 0u64;
+    match format {
+        Format::Json => {
+            let date_range = match (state.oldest, state.head.as_ref()) {
+                (Some(oldest), Some(head)) => serde_json::json!({
+                    "earliest": oldest.to_rfc3339(),
+                    "latest": head.ts.to_rfc3339(),
+                }),
+                _ => serde_json::json!({ "earliest": null, "latest": null }),
+            };
+            let export_date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            writeln!(out, "{{")?;
+            writeln!(
+                out,
+                "  \"shape_id\": {},",
+                serde_json::to_string(meta.shape_id).map_err(io::Error::other)?
+            )?;
+            writeln!(
+                out,
+                "  \"shape_name\": {},",
+                serde_json::to_string(meta.shape_name).map_err(io::Error::other)?
+            )?;
+            writeln!(out, "  \"message_count\": {},", state.message_count)?;
+            writeln!(out, "  \"date_range\": {date_range},")?;
+            writeln!(out, "  \"export_date\": \"{export_date}\",")?;
+            write!(out, "  \"messages\": [")?;
+            for line in lines {
+                let line = line.map_err(ChatStoreError::from_read(store))?;
+                out.write_all(if count == 0 { b"\n    " } else { b",\n    " })?;
+                out.write_all(line.as_bytes())?;
+                count += 1;
+            }
+            out.write_all(if count == 0 { b"]\n}\n" } else { b"\n  ]\n}\n" })?;
+        }
+        Format::Jsonl => {
+            for line in lines {
+                let line = line.map_err(ChatStoreError::from_read(store))?;
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+        }
+        Format::Markdown => {
+            writeln!(out, "# Chat history with {}\n", meta.shape_name)?;
+            for line in lines {
+                let line = line.map_err(ChatStoreError::from_read(store))?;
+                count += 1;
+                write_markdown_message(out, meta.shape_name, &line, count)?;
+            }
+        }
+    }
+    out.flush()?;
+    if count != state.message_count {
+        return Err(ExportError::CountMismatch {
+            found: count,
+            expected: state.message_count,
+        });
+    }
+    Ok(count)
+}
+
+#[derive(Deserialize)]
+struct Transcript {
+    ts: f64,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    reply: Option<String>,
+    #[serde(default)]
+    attachment_url: Option<String>,
+    #[serde(default)]
+    voice_reply_url: Option<String>,
+}
+
+fn write_markdown_message(out: &mut impl Write, name: &str, line: &str, n: u64) -> Result<(), ExportError> {
+    let m: Transcript = serde_json::from_str(line).map_err(|e| ExportError::BadLine {
+        line: n,
+        reason: e.to_string(),
+    })?;
+    let when = Ts::new(m.ts).map(Ts::to_rfc3339).unwrap_or_default();
+    writeln!(out, "### {when}\n")?;
+    if let Some(text) = m.message.as_deref().filter(|t| !t.is_empty()) {
+        writeln!(out, "**You:** {}\n", quote_block(text))?;
+    }
+    if let Some(url) = &m.attachment_url {
+        writeln!(out, "*Attachment:* <{url}>\n")?;
+    }
+    if let Some(text) = m.reply.as_deref().filter(|t| !t.is_empty()) {
+        writeln!(out, "**{name}:** {}\n", quote_block(text))?;
+    }
+    if let Some(url) = &m.voice_reply_url {
+        writeln!(out, "*Voice reply:* <{url}>\n")?;
+    }
+    Ok(())
+}
+
+/// Keeps multi-line texts inside their paragraph.
+fn quote_block(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\n', "  \n")
+}
+
+impl ChatStoreError {
+    fn from_read(store: &ChatStore) -> impl Fn(io::Error) -> ChatStoreError + '_ {
+        move |source| ChatStoreError::Io {
+            path: store.log_path(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! One personality's chat history, as a compact index.
+//!
+//! The index is one `f64` per message (its ts, as a client parses it), in
+//! history order, which is also non-decreasing ts order. That is all a page
+//! lookup needs: a binary search for the boundary, then the window before
+//! it. Message text is rebuilt on demand by the generator, except for the
+//! few messages a test pushed as raw JSON, which are kept verbatim in an
+//! overlay. A million messages cost 8 MiB.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::config::BeforeTs;
+use super::generate::{MessageGenerator, ts_ms, ts_value};
+
+/// The history of one personality, oldest first.
+#[derive(Debug)]
+pub(super) struct History {
+    /// `ts[i]` is message i's ts; never decreases with i.
+    ts: Vec<f64>,
+    /// Messages pushed as raw JSON, by index, served byte for byte.
+    raw: HashMap<usize, Box<str>>,
+    generator: MessageGenerator,
+    /// Where generated timestamps come from: `start + i * step` (ms).
+    start_ts_ms: u64,
+    step_ms: u64,
+}
+
+/// Just the field that orders messages, borrowed as written so it is parsed
+/// by `str::parse` (correctly rounded), not by serde_json's float reader.
+#[derive(Deserialize)]
+struct TsField<'a> {
+    #[serde(borrow)]
+    ts: &'a RawValue,
+}
+
+impl History {
+    /// Generates `messages` messages; each tie group `(first, size)` gives
+    /// its members the ts of its first message.
+    pub(super) fn generate(
+        generator: MessageGenerator,
+        messages: usize,
+        start_ts_ms: u64,
+        step_ms: u64,
+        tie_groups: &[(usize, usize)],
+    ) -> Self {
+        let mut ts = Vec::with_capacity(messages);
+        ts.extend((0..messages).map(|i| ts_value(generated_ms(start_ts_ms, step_ms, i))));
+        for &(first, size) in tie_groups {
+            if first >= messages {
+                continue;
+            }
+            let shared = ts[first];
+            let end = first.saturating_add(size).min(messages);
+            ts[first..end].fill(shared);
+        }
+        debug_assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+        History {
+            ts,
+            raw: HashMap::new(),
+            generator,
+            start_ts_ms,
+            step_ms,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Adds `k` generated messages, each strictly newer than the one before.
+    pub(super) fn append_generated(&mut self, k: usize) {
+        self.ts.reserve(k);
+        for _ in 0..k {
+            let index = self.ts.len();
+            let mut ms = generated_ms(self.start_ts_ms, self.step_ms, index);
+            if let Some(&last) = self.ts.last() {
+                ms = ms.max(first_ms_after(last));
+            }
+            self.ts.push(ts_value(ms));
+        }
+    }
+
+    /// Appends one message given as raw JSON text, kept byte for byte.
+    ///
+    /// # Panics
+    /// If the text is not a JSON object with a numeric `ts`, or if that ts
+    /// is older than the newest message: history only grows at its new end.
+    pub(super) fn push_raw(&mut self, raw_json: &str) {
+        let field: TsField<'_> = serde_json::from_str(raw_json)
+            .unwrap_or_else(|e| panic!("pushed message is not a JSON object with a ts: {e}"));
+        let ts: f64 = field
+            .ts
+            .get()
+            .parse()
+            .unwrap_or_else(|e| panic!("pushed message's ts {} is not a number: {e}", field.ts));
+        if let Some(&last) = self.ts.last() {
+            assert!(
+                ts >= last,
+                "pushed message's ts {ts} is older than the newest message's {last}"
+            );
+        }
+        self.raw.insert(self.ts.len(), raw_json.into());
+        self.ts.push(ts);
+    }
+
+    /// The window a chat request returns: the last `limit` messages, in
+    /// history order, before the boundary (or the very last ones without).
+    pub(super) fn page_range(&self, before: Option<f64>, semantics: BeforeTs, limit: usize) -> Range<usize> {
+        let end = match (before, semantics) {
+            (None, _) => self.ts.len(),
+            (Some(bound), BeforeTs::Strict) => self.ts.partition_point(|&ts| ts < bound),
+            (Some(bound), BeforeTs::Inclusive) => self.ts.partition_point(|&ts| ts <= bound),
+        };
+        end.saturating_sub(limit)..end
+    }
+
+    /// Appends message `index`'s JSON text to `out`.
+    pub(super) fn write_message(&self, index: usize, out: &mut String) {
+        match self.raw.get(&index) {
+            Some(raw) => out.push_str(raw),
+            None => self.generator.write_message(index, ts_ms(self.ts[index]), out),
+        }
+    }
+
+    pub(super) fn message(&self, index: usize) -> String {
+        let mut out = String::new();
+        self.write_message(index, &mut out);
+        out
+    }
+
+    /// Heap held by this history, to check the memory promise.
+    #[cfg(test)]
+    pub(super) fn heap_bytes(&self) -> usize {
+        let overlay: usize = self.raw.values().map(|raw| raw.len() + 32).sum();
+        self.ts.capacity() * std::mem::size_of::<f64>() + overlay
+    }
+}
+
+/// The smallest whole millisecond whose ts is strictly greater than `ts`
+/// (`ts * 1000` may round either way, hence the check).
+fn first_ms_after(ts: f64) -> u64 {
+    let mut ms = (ts * 1000.0).floor().max(0.0) as u64;
+    while ts_value(ms) <= ts {
+        ms += 1;
+    }
+    ms
+}
+
+fn generated_ms(start_ts_ms: u64, step_ms: u64, index: usize) -> u64 {
+    start_ts_ms.saturating_add(step_ms.saturating_mul(index as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(messages: usize, ties: &[(usize, usize)]) -> History {
+        let generator = MessageGenerator::new(1, "t", false, false);
+        History::generate(generator, messages, 1_000_000, 1_000, ties)
+    }
+
+    #[test]
+    fn boundary_follows_the_semantics() {
+        let h = history(10, &[]);
+        // Message 5 has ts 1005.0.
+        assert_eq!(h.page_range(Some(1005.0), BeforeTs::Strict, 3), 2..5);
+        assert_eq!(h.page_range(Some(1005.0), BeforeTs::Inclusive, 3), 3..6);
+        assert_eq!(h.page_range(None, BeforeTs::Strict, 3), 7..10);
+        assert_eq!(h.page_range(Some(0.5), BeforeTs::Strict, 3), 0..0);
+        assert_eq!(h.page_range(Some(1001.0), BeforeTs::Strict, 3), 0..1);
+    }
+
+    #[test]
+    fn tie_groups_share_the_first_ts() {
+        let h = history(10, &[(3, 4)]);
+        assert_eq!(&h.ts[2..8], &[1002.0, 1003.0, 1003.0, 1003.0, 1003.0, 1007.0]);
+        assert_eq!(h.page_range(Some(1003.0), BeforeTs::Strict, 5), 0..3);
+        assert_eq!(h.page_range(Some(1003.0), BeforeTs::Inclusive, 2), 5..7);
+    }
+
+    #[test]
+    fn appended_messages_are_newer_than_pushed_ones() {
+        let mut h = history(2, &[]);
+        h.push_raw(r#"{"id":"x","ts":5000.1234567}"#);
+        h.append_generated(2);
+        assert_eq!(&h.ts[3..], &[5000.124, 5000.125]);
+        assert_eq!(h.message(2), r#"{"id":"x","ts":5000.1234567}"#);
+    }
+
+    #[test]
+    #[should_panic(expected = "older than the newest")]
+    fn pushing_an_older_message_panics() {
+        let mut h = history(2, &[]);
+        h.push_raw(r#"{"id":"x","ts":1.0}"#);
+    }
+}

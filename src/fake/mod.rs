@@ -1,0 +1,47 @@
+//! A fake of the personality service's HTTP API (see `shared/API.md`), for
+//! integration tests and the demo.
+//!
+//! It serves generated personalities over real HTTP on loopback and lets a
+//! test steer everything the real service leaves unknown or does wrong:
+//! `before_ts` semantics, the order inside a page, the largest page, ties
+//! on one `ts`, history that grows during a walk, cookies that rotate or
+//! expire, and faults (429, 5xx, resets, truncated bodies, slowness, bot
+//! walls, HTML). It records every request so a test can count them.
+//!
+//! ```no_run
+//! # use chatkeep::fake::*;
+//! # async fn example() -> std::io::Result<()> {
+//! let fake = FakeService::start(FakeConfig::default(), vec![PersonalitySpec::new("lilith", 1000)]).await?;
+//! let profile_url = format!("{}/api/shapes/username/lilith", fake.base_url());
+//! fake.set_faults(FaultPlan { script: vec![Fault::Reset], ..FaultPlan::default() });
+//! # Ok(()) }
+//! ```
+//!
+//! Memory stays small whatever the history length: a message is one `f64`
+//! in an index and its JSON is generated when served (see `history.rs`).
+//!
+//! Layout: `config` (what a test chooses), `service` (the handle),
+//! `server` (the request pipeline), `routes`, `endpoints` and `chat` (the
+//! answers), `history` and `generate` (the data), `faults` and `conn` (the
+//! failures).
+
+mod chat;
+mod config;
+mod conn;
+mod endpoints;
+mod faults;
+mod generate;
+mod history;
+mod routes;
+mod server;
+mod service;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{BeforeTs, DEFAULT_USER_ID, FakeConfig, PageOrder, PersonalitySpec};
+pub use faults::{Fault, FaultPlan, RetryAfter, http_date};
+pub use generate::format_ts;
+pub use service::FakeService;
+pub use state::RequestRecord;

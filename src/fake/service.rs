@@ -1,0 +1,220 @@
+//! [`FakeService`]: a running fake and the handle a test steers it with.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::config::{BeforeTs, FakeConfig, PageOrder, PersonalitySpec};
+use super::conn::{AbortSwitch, AbortableListener};
+use super::faults::FaultPlan;
+use super::server;
+use super::state::{Growth, RequestRecord, ServiceState, SharedState, lock};
+
+/// How long `shutdown` lets in-flight requests finish before it aborts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The fake service, listening on loopback until shut down or dropped.
+///
+/// Methods that name a personality by slug panic when it is unknown: that is
+/// a bug in the test, not a condition to handle.
+#[derive(Debug)]
+pub struct FakeService {
+    shared: SharedState,
+    addr: SocketAddr,
+    /// Tells the server to stop accepting and close connections gracefully.
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeService {
+    /// Binds `config.bind`, generates every personality's history, and
+    /// starts serving. Fails with `InvalidInput` for an unusable config
+    /// (duplicate slug or id, `max_limit` 0, a jargon with a `/`).
+    pub async fn start(config: FakeConfig, personalities: Vec<PersonalitySpec>) -> io::Result<FakeService> {
+        let bind = config.bind;
+        let state = ServiceState::new(config, personalities)
+            .map_err(|reason| io::Error::new(io::ErrorKind::InvalidInput, reason))?;
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let shared = SharedState::new(state.into());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = server::app(shared.clone()).into_make_service_with_connect_info::<AbortSwitch>();
+        let serve = axum::serve(AbortableListener::new(listener), app).with_graceful_shutdown(
+            // Resolves on `send` and on drop of the sender alike.
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::warn!("fake service stopped with an error: {e}");
+            }
+        });
+        Ok(FakeService {
+            shared,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash; the API lives
+    /// under `/api`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The id of the personality with this slug.
+    pub fn personality_id(&self, slug: &str) -> String {
+        lock(&self.shared).by_slug(slug).id.clone()
+    }
+
+    /// Appends `k` generated messages, each newer than every existing one.
+    pub fn append_messages(&self, slug: &str, k: usize) {
+        lock(&self.shared).by_slug_mut(slug).history.append_generated(k);
+    }
+
+    /// Appends one message given as raw JSON; it is served byte for byte as
+    /// given, and its `ts` orders it.
+    ///
+    /// # Panics
+    /// If the text has no numeric `ts`, or that ts is older than the newest
+    /// message's.
+    pub fn push_raw_message(&self, slug: &str, raw_json: &str) {
+        lock(&self.shared).by_slug_mut(slug).history.push_raw(raw_json);
+    }
+
+    /// From now on, after every `every_n_chat_requests`-th chat request for
+    /// this personality (whatever its outcome, faults included), append `k`
+    /// messages: new messages arriving while a client walks backwards.
+    /// `every_n_chat_requests == 0` or `k == 0` stops the growth.
+    pub fn grow_while_walking(&self, slug: &str, every_n_chat_requests: usize, k: usize) {
+        let mut state = lock(&self.shared);
+        let p = state.by_slug_mut(slug);
+        p.growth = (every_n_chat_requests > 0 && k > 0).then_some(Growth {
+            every: every_n_chat_requests,
+            k,
+            seen: 0,
+        });
+    }
+
+    /// The JSON text of every message, oldest first, exactly the bytes the
+    /// server sends for each.
+    pub fn ground_truth(&self, slug: &str) -> Vec<String> {
+        let state = lock(&self.shared);
+        let history = &state.by_slug(slug).history;
+        (0..history.len()).map(|i| history.message(i)).collect()
+    }
+
+    pub fn message_count(&self, slug: &str) -> usize {
+        lock(&self.shared).by_slug(slug).history.len()
+    }
+
+    /// Replaces the fault plan; the old script's unused faults are dropped.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        lock(&self.shared).faults.replace_plan(plan);
+    }
+
+    pub fn set_before_ts(&self, semantics: BeforeTs) {
+        lock(&self.shared).before_ts = semantics;
+    }
+
+    pub fn set_order(&self, order: PageOrder) {
+        lock(&self.shared).order = order;
+    }
+
+    /// Changes the largest `limit` honoured.
+    ///
+    /// # Panics
+    /// If `max_limit` is 0.
+    pub fn set_max_limit(&self, max_limit: usize) {
+        assert!(max_limit > 0, "max_limit must be at least 1");
+        lock(&self.shared).max_limit = max_limit;
+    }
+
+    /// Replaces the required cookie at once, without telling the client:
+    /// `Some` with another token is an expired session, `None` turns the
+    /// check off.
+    pub fn set_cookie(&self, cookie: Option<(String, String)>) {
+        let mut state = lock(&self.shared);
+        state.cookie = cookie;
+        state.pending_token = None;
+    }
+
+    /// Rotates the session token the way the service does: the next
+    /// response carries `Set-Cookie: {name}={new_token}; ...` (beside an
+    /// unrelated analytics cookie), and from then on only the new token is
+    /// accepted. Does nothing when no cookie is required.
+    pub fn rotate_cookie(&self, new_token: &str) {
+        lock(&self.shared).pending_token = Some(new_token.to_owned());
+    }
+
+    /// The current required cookie, as `(name, token)`.
+    pub fn cookie(&self) -> Option<(String, String)> {
+        lock(&self.shared).cookie.clone()
+    }
+
+    /// Every request received since the start or the last clear, in arrival
+    /// order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared).log.records().to_vec()
+    }
+
+    /// Chat-history requests for this personality since the start or the
+    /// last clear.
+    pub fn chat_requests(&self, slug: &str) -> usize {
+        let state = lock(&self.shared);
+        state
+            .log
+            .records()
+            .iter()
+            .filter(|r| r.is_chat && r.personality.as_deref() == Some(slug))
+            .count()
+    }
+
+    pub fn clear_requests(&self) {
+        let mut state = lock(&self.shared);
+        let next = state.requests_seen;
+        state.log.clear(next);
+    }
+
+    /// Stops accepting, closes idle connections, lets requests in flight
+    /// finish (for at most a few seconds), then returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+
+    /// Heap held by this personality's history index.
+    #[cfg(test)]
+    pub(super) fn history_heap_bytes(&self, slug: &str) -> usize {
+        lock(&self.shared).by_slug(slug).history.heap_bytes()
+    }
+}
+
+impl Drop for FakeService {
+    /// Drop cannot wait, so the server task is aborted; the stop signal
+    /// still reaches the connections, which close once idle.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Each fault as a client sees it, and how faults are recorded.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use super::super::{FakeConfig, FakeService, Fault, FaultPlan, PersonalitySpec, RetryAfter};
+use super::{chat_url, get, page, start};
+
+async fn fake_with_script(script: Vec<Fault>) -> FakeService {
+    let config = FakeConfig {
+        faults: FaultPlan {
+            script,
+            ..FaultPlan::default()
+        },
+        ..FakeConfig::default()
+    };
+    start(config, vec![PersonalitySpec::new("a", 100)]).await
+}
+
+fn header<'r>(response: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn rate_limits_carry_retry_after_in_each_form() {
+    let date = UNIX_EPOCH + Duration::from_secs(1_712_345_678);
+    let fake = fake_with_script(vec![
+        Fault::RateLimited {
+            retry_after: RetryAfter::Seconds(7),
+        },
+        Fault::RateLimited {
+            retry_after: RetryAfter::HttpDate(date),
+        },
+        Fault::RateLimited {
+            retry_after: RetryAfter::None,
+        },
+    ])
+    .await;
+    let first = get(&fake, "/api/users/me").await;
+    assert_eq!(first.status(), 429);
+    assert_eq!(header(&first, "retry-after"), Some("7"));
+    let second = get(&fake, "/api/users/me").await;
+    assert_eq!(
+        header(&second, "retry-after"),
+        Some("Fri, 05 Apr 2024 19:34:38 GMT")
+    );
+    let third = get(&fake, "/api/users/me").await;
+    assert_eq!(third.status(), 429);
+    assert_eq!(header(&third, "retry-after"), None);
+    assert_eq!(get(&fake, "/api/users/me").await.status(), 200, "script used up");
+}
+
+#[tokio::test]
+async fn server_errors_bot_walls_and_html_answer_as_a_proxy_would() {
+    let fake = fake_with_script(vec![
+        Fault::ServerError(503),
+        Fault::ServerError(500),
+        Fault::BotWall,
+        Fault::Html,
+    ])
+    .await;
+    let unavailable = get(&fake, "/api/users/me").await;
+    assert_eq!(unavailable.status(), 503);
+    assert!(
+        unavailable
+            .text()
+            .await
+            .unwrap()
+            .contains("503 Service Unavailable")
+    );
+    assert_eq!(get(&fake, "/api/users/me").await.status(), 500);
+
+    let wall = get(&fake, "/api/users/me").await;
+    assert_eq!(wall.status(), 403);
+    assert_eq!(header(&wall, "cf-mitigated"), Some("challenge"));
+    assert!(wall.text().await.unwrap().contains("Just a moment"));
+
+    let html = get(&fake, "/api/users/me").await;
+    assert_eq!(html.status(), 200);
+    assert!(header(&html, "content-type").unwrap().starts_with("text/html"));
+    assert!(serde_json::from_str::<serde_json::Value>(&html.text().await.unwrap()).is_err());
+}
+
+#[tokio::test]
+async fn reset_starts_a_200_then_breaks_the_body() {
+    let fake = fake_with_script(vec![Fault::Reset]).await;
+    let url = format!("{}{}", fake.base_url(), chat_url(&fake, "a", 50, None));
+    let client = reqwest::Client::new();
+    let response = client.get(&url).send().await.expect("headers arrive");
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "the body is cut off");
+    // The same client recovers on a fresh connection.
+    let again = client.get(&url).send().await.expect("answered");
+    assert!(again.bytes().await.expect("whole body").len() > 1000);
+    let faults: Vec<_> = fake.requests().into_iter().map(|r| r.fault).collect();
+    assert_eq!(faults, [Some("reset".to_owned()), None]);
+}
+
+#[tokio::test]
+async fn truncated_is_a_complete_response_with_half_a_body() {
+    let fake = fake_with_script(Vec::new()).await;
+    let whole_len = page(&fake, "a", 50, None).await.join(",").len() + 2;
+    fake.set_faults(FaultPlan {
+        script: vec![Fault::Truncated],
+        ..FaultPlan::default()
+    });
+    let response = get(&fake, &chat_url(&fake, "a", 50, None)).await;
+    assert_eq!(response.status(), 200);
+    let length = header(&response, "content-length").map(str::to_owned);
+    let body = response.bytes().await.expect("a complete body");
+    assert_eq!(body.len(), whole_len / 2);
+    assert_eq!(length, Some(body.len().to_string()));
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+}
+
+#[tokio::test]
+async fn slow_answers_late_but_whole() {
+    let fake = fake_with_script(vec![Fault::Slow(Duration::from_millis(300))]).await;
+    let started = Instant::now();
+    let response = get(&fake, "/api/users/me").await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(response.status(), 200);
+    let record = &fake.requests()[0];
+    assert_eq!(record.fault.as_deref(), Some("slow"));
+    assert_eq!(record.status, 200);
+}
+
+#[tokio::test]
+async fn only_chat_spares_other_requests_and_random_faults_follow_the_script() {
+    let config = FakeConfig {
+        faults: FaultPlan {
+            script: vec![Fault::ServerError(502)],
+            probability: 1.0,
+            random: vec![Fault::ServerError(504)],
+            only_chat: true,
+        },
+        ..FakeConfig::default()
+    };
+    let fake = start(config, vec![PersonalitySpec::new("a", 10)]).await;
+    assert_eq!(get(&fake, "/api/users/me").await.status(), 200);
+    let chat = chat_url(&fake, "a", 5, None);
+    assert_eq!(get(&fake, &chat).await.status(), 502);
+    assert_eq!(get(&fake, &chat).await.status(), 504);
+    fake.set_faults(FaultPlan::default());
+    assert_eq!(get(&fake, &chat).await.status(), 200);
+
+    let records = fake.requests();
+    let seen: Vec<(u16, Option<&str>)> = records.iter().map(|r| (r.status, r.fault.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            (200, None),
+            (502, Some("server_error_502")),
+            (504, Some("server_error_504")),
+            (200, None)
+        ]
+    );
+    assert_eq!(fake.chat_requests("a"), 3);
+    fake.clear_requests();
+    assert!(fake.requests().is_empty());
+    assert_eq!(fake.chat_requests("a"), 0);
+}

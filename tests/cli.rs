@@ -1,0 +1,106 @@
+//! The binary as a user meets it: config errors, exit codes, the demo,
+//! the lock, and no secret in any output.
+
+mod common;
+
+use chatkeep::fake::{FakeConfig, PersonalitySpec};
+use common::*;
+
+#[test]
+fn config_errors_name_file_line_and_column_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[service]\nbase_url = \"https://x.example\"\njargon = \"shapes\"\ncookie_file = \"c\"\n\n[storage]\ndata_dir = \"d\"\n\n[rate_limit]\nrequests_per_second = -1\n",
+    )
+    .unwrap();
+    let out = chatkeep(&path).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}:10:23:", path.display())), "{stderr}");
+    assert!(stderr.contains("requests_per_second"), "{stderr}");
+
+    std::fs::write(
+        &path,
+        "[service]\nbase_url = \"https://x.example\"\njargon = \"shapes\"\ncookie_flie = \"c\"\n",
+    )
+    .unwrap();
+    let out = chatkeep(&path).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:1:", path.display())) && stderr.contains("cookie_flie"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_redacts_an_inline_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[service]\nbase_url = \"https://x.example\"\njargon = \"shapes\"\ncookie = \"{TOKEN}\"\n\n[storage]\ndata_dir = \"d\"\n"),
+    )
+    .unwrap();
+    let out = chatkeep(&path).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(TOKEN), "the cookie leaked: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[redacted]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_cookie_exits_3_saying_so_without_printing_it() {
+    let fake = fake(
+        FakeConfig {
+            cookie: Some((COOKIE_NAME.into(), "another-token".into())),
+            ..FakeConfig::default()
+        },
+        vec![PersonalitySpec::new("lilith", 10)],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 1000.0, "");
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("first request"), "{all}");
+    assert!(!all.contains(TOKEN), "the cookie leaked: {all}");
+    // Auth failures are not retried.
+    assert_eq!(fake.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_data_directory_exits_2_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9", &["lilith"], 1.0, "");
+    let store = chatkeep::store::Store::open(&dir.path().join("data")).unwrap();
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("pid {}", std::process::id())),
+        "{}",
+        text(&out)
+    );
+    drop(store);
+}
+
+#[test]
+fn demo_runs_offline_and_its_export_matches_the_fake() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("export matches"), "{stdout}");
+    assert!(dir.path().join("data/aria/aria.json").is_file());
+    assert!(dir.path().join("exports/aria_chat_history.md").is_file());
+    assert!(
+        !text(&out).contains("demo-session-token"),
+        "the demo cookie leaked"
+    );
+}

@@ -1,0 +1,27 @@
+//! Politeness, measured where it matters: at the service.
+
+mod common;
+
+use std::time::Duration;
+
+use chatkeep::commands::sync::run_pass;
+use chatkeep::fake::{FakeConfig, PersonalitySpec};
+use common::*;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_per_second_burst_one_keeps_every_request_pair_200ms_apart() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("polite", 400)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&write_config(dir.path(), &fake.base_url(), &["polite"], 5.0, ""));
+    let outcome = run_pass(&config, &[], &CancellationToken::new()).await.unwrap();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let times: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
+    assert!(times.len() >= 9, "only {} requests", times.len());
+    let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    // 200 ms per token; a few ms of slack for loopback scheduling jitter.
+    assert!(
+        closest >= Duration::from_millis(190),
+        "two requests {closest:?} apart"
+    );
+}
