@@ -102,5 +102,7 @@ fn main() -> ExitCode {
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
         }
     });
-    result.unwrap_or_else(|fatal| fatal.report())
+    let code = result.unwrap_or_else(|fatal| fatal.report());
+    logging::log_peak_memory();
+    code
 }

@@ -30,8 +30,10 @@ pub fn run(
         shape_id: &shape_id,
         shape_name: name.as_str(),
     };
+    // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
+    let special = out.filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file()));
     let count = match out {
-        Some(path) => {
+        Some(path) if special.is_none() => {
             let mut count = 0;
             fsio::write_atomic_with(path, |file| {
                 let mut w = BufWriter::with_capacity(1 << 16, file);
@@ -44,17 +46,30 @@ pub fn run(
             })?;
             count
         }
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
-            export::write(&chat, &meta, format, &mut w).map_err(|e| Fatal {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Fatal {
                 code: super::exit::FAILED,
-                message: e.to_string(),
-            })?
+                message: format!("export to {}: {e}", path.display()),
+            })?;
+            write_to(&chat, &meta, format, file)?
         }
+        None => write_to(&chat, &meta, format, std::io::stdout().lock())?,
     };
     if let Some(path) = out {
         eprintln!("wrote {count} messages of {name} to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_to(
+    chat: &crate::store::ChatStore,
+    meta: &ExportMeta,
+    format: Format,
+    out: impl Write,
+) -> Result<u64, Fatal> {
+    let mut w = BufWriter::with_capacity(1 << 16, out);
+    export::write(chat, meta, format, &mut w).map_err(|e| Fatal {
+        code: super::exit::FAILED,
+        message: e.to_string(),
+    })
 }
