@@ -47,7 +47,14 @@ fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
     let peak_rss_kib = log
         .lines()
         .filter(|l| l.contains("exiting"))
-        .find_map(|l| l.split("peak_rss_kib=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.split("peak_rss_kib=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no peak_rss_kib in chatkeep's log:\n{log}"));
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,

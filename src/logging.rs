@@ -26,12 +26,14 @@ pub fn init(verbose: u8, quiet: bool) {
 /// Logs the process's peak resident memory (Linux `VmHWM`) at debug level,
 /// so the bounded-memory promise can be watched on a real run.
 pub fn log_peak_memory() {
-    let peak_kib = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    });
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
     if let Some(kib) = peak_kib {
         tracing::debug!(peak_rss_kib = kib, "exiting");
     }

@@ -47,10 +47,13 @@ pub fn run(
             count
         }
         Some(path) => {
-            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Fatal {
-                code: super::exit::FAILED,
-                message: format!("export to {}: {e}", path.display()),
-            })?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Fatal {
+                    code: super::exit::FAILED,
+                    message: format!("export to {}: {e}", path.display()),
+                })?;
             write_to(&chat, &meta, format, file)?
         }
         None => write_to(&chat, &meta, format, std::io::stdout().lock())?,
