@@ -19,10 +19,10 @@ struct Run {
     stdout: String,
 }
 
-/// Runs the real binary and reads its peak RSS from wait4's rusage.
+/// Runs the real binary and reads its peak RSS from its own exit log line.
 fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
         .arg("--config")
         .arg(config)
         .args(args)
@@ -31,13 +31,9 @@ fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chatkeep starts");
-    let pid = child.id() as libc::pid_t;
-    let reader = drain(child.stdout.expect("stdout piped"));
-    let log = drain(child.stderr.expect("stderr piped"));
-    let mut status = 0;
-    // SAFETY: pid is our own child, not yet waited for; the pointer is valid.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(rc, pid, "waitpid failed");
+    let reader = drain(child.stdout.take().expect("stdout piped"));
+    let log = drain(child.stderr.take().expect("stderr piped"));
+    let status = child.wait().expect("wait for chatkeep");
     let wall = started.elapsed();
     let stdout = reader.join().unwrap_or_default();
     let log = log.join().unwrap_or_default();
@@ -56,10 +52,7 @@ fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
                 .ok()
         })
         .unwrap_or_else(|| panic!("no peak_rss_kib in chatkeep's log:\n{log}"));
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "chatkeep failed: {stdout}"
-    );
+    assert!(status.success(), "chatkeep failed: {stdout}\n{log}");
     Run {
         wall,
         peak_rss_kib,
