@@ -10,5 +10,6 @@ pub mod fake;
 pub mod logging;
 pub mod message;
 pub mod progress;
+pub mod status;
 pub mod store;
 pub mod sync;

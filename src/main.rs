@@ -53,6 +53,9 @@ enum Command {
     Sync {
         /// Personality names (slugs).
         names: Vec<PersonalitySlug>,
+        /// Also back up every personality the account owns, configured or not.
+        #[arg(long)]
+        all: bool,
     },
     /// Write a personality's chat history, oldest first.
     Export {
@@ -89,9 +92,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sync { names } => {
+            Command::Sync { names, all } => {
                 let config = commands::load_config(&cli.config)?;
-                commands::sync::run(&config, &names).await
+                commands::sync::run(&config, &names, commands::sync::Selection { all_owned: all }).await
             }
             Command::Export { name, format, output } => {
                 let config = commands::load_config(&cli.config)?;

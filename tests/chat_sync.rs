@@ -3,7 +3,7 @@
 
 mod common;
 
-use chatkeep::commands::sync::run_pass;
+use chatkeep::commands::sync::{Selection, run_pass};
 use chatkeep::fake::{BeforeTs, FakeConfig, PageOrder, PersonalitySpec};
 use common::*;
 use tokio_util::sync::CancellationToken;
@@ -43,22 +43,27 @@ async fn complete_and_duplicate_free(before_ts: BeforeTs, order: PageOrder) {
         10_000.0,
         "",
     ));
-    let outcome = run_pass(&config, &[], &CancellationToken::new()).await.unwrap();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let outcome = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.reports);
     for report in &outcome.reports {
-        assert!(
-            report.chat.warnings.is_empty(),
-            "{}: {:?}",
-            report.name,
-            report.chat.warnings
-        );
+        let warnings = &report.chat.as_ref().unwrap().warnings;
+        assert!(warnings.is_empty(), "{}: {:?}", report.name(), warnings);
     }
     for name in &names {
         assert_complete(&export_lines(&config, name), &fake, name);
     }
     // A second pass over a complete store adds nothing.
-    let again = run_pass(&config, &[], &CancellationToken::new()).await.unwrap();
-    assert!(again.reports.iter().all(|r| r.chat.new_messages == 0));
+    let again = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        again
+            .reports
+            .iter()
+            .all(|r| r.chat.as_ref().unwrap().new_messages == 0)
+    );
     for name in &names {
         assert_complete(&export_lines(&config, name), &fake, name);
     }
@@ -117,8 +122,10 @@ async fn byte_faithful_unknown_fields_unicode_and_float_text_survive_export() {
         10_000.0,
         "",
     ));
-    let outcome = run_pass(&config, &[], &CancellationToken::new()).await.unwrap();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let outcome = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.reports);
     let lines = export_lines(&config, "faithful");
     assert_complete(&lines, &fake, "faithful");
     for raw in raws {
@@ -157,14 +164,18 @@ async fn incremental_requests(before_ts: BeforeTs, order: PageOrder) {
             "",
         ));
         let cancel = CancellationToken::new();
-        run_pass(&config, &[], &cancel).await.unwrap();
+        run_pass(&config, &[], Selection::default(), &cancel)
+            .await
+            .unwrap();
         fake.append_messages("inc", k);
         fake.clear_requests();
-        let outcome = run_pass(&config, &[], &cancel).await.unwrap();
-        let report = &outcome.reports[0];
+        let outcome = run_pass(&config, &[], Selection::default(), &cancel)
+            .await
+            .unwrap();
+        let report = outcome.reports[0].chat.as_ref().unwrap();
         let expected = (k + 1).div_ceil(50);
         assert_eq!(
-            (fake.chat_requests("inc"), report.chat.new_messages),
+            (fake.chat_requests("inc"), report.new_messages),
             (expected, k as u64),
             "k = {k}: (chat requests at the fake, new messages)"
         );
@@ -195,8 +206,12 @@ async fn messages_arriving_during_a_walk_are_picked_up_by_the_next_sync() {
         "",
     ));
     let cancel = CancellationToken::new();
-    run_pass(&config, &[], &cancel).await.unwrap();
+    run_pass(&config, &[], Selection::default(), &cancel)
+        .await
+        .unwrap();
     fake.grow_while_walking("busy", 0, 0);
-    run_pass(&config, &[], &cancel).await.unwrap();
+    run_pass(&config, &[], Selection::default(), &cancel)
+        .await
+        .unwrap();
     assert_complete(&export_lines(&config, "busy"), &fake, "busy");
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use chatkeep::commands::sync::run_pass;
+use chatkeep::commands::sync::{Selection, run_pass};
 use chatkeep::fake::{FakeConfig, PersonalitySpec};
 use common::*;
 use tokio_util::sync::CancellationToken;
@@ -14,8 +14,10 @@ async fn five_per_second_burst_one_keeps_every_request_pair_200ms_apart() {
     let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("polite", 400)]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = load(&write_config(dir.path(), &fake.base_url(), &["polite"], 5.0, ""));
-    let outcome = run_pass(&config, &[], &CancellationToken::new()).await.unwrap();
-    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let outcome = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(outcome.all_ok(), "{:?}", outcome.reports);
     let times: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
     assert!(times.len() >= 9, "only {} requests", times.len());
     let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();

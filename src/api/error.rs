@@ -17,7 +17,8 @@ pub enum ApiError {
     BotWall { status: u16, signal: String },
     /// 429 that outlasted the retries.
     #[error(
-        "rate limited by the service (429) after {attempts} attempts; lower [rate_limit] requests_per_second"
+        "rate limited by the service (429){}; lower [rate_limit] requests_per_second",
+        after(*.attempts)
     )]
     RateLimited {
         attempts: u32,

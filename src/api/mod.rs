@@ -2,6 +2,7 @@
 //! with backoff, and typed errors. Knows nothing of files.
 
 pub mod cookie;
+pub mod documents;
 pub mod error;
 pub mod rate;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::sync::run_pass;
+use super::sync::{Selection, run_pass};
 use super::{Fatal, exit};
 use crate::config::{Config, PersonalitySlug};
 use crate::export::Format;
@@ -45,8 +45,8 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     println!("1. Full backup of three personalities");
     let started = Instant::now();
     let cancel = CancellationToken::new();
-    let first = run_pass(&config, &[], &cancel).await?;
-    if !first.failures.is_empty() {
+    let first = run_pass(&config, &[], Selection::default(), &cancel).await?;
+    if !first.all_ok() {
         return Ok(first.exit_code());
     }
     println!("   done in {:.1}s", started.elapsed().as_secs_f64());
@@ -55,18 +55,18 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     fake.append_messages("aria", 75);
     fake.append_messages("bramble", 3);
     println!("2. 75 new messages for aria and 3 for bramble arrive; incremental backup");
-    let second = run_pass(&config, &[], &cancel).await?;
-    if !second.failures.is_empty() {
+    let second = run_pass(&config, &[], Selection::default(), &cancel).await?;
+    if !second.all_ok() {
         return Ok(second.exit_code());
     }
     for r in &second.reports {
+        let Some(chat) = &r.chat else { continue };
         println!(
             "   {}: {} chat requests for {} new messages (a full walk would take {})",
-            r.name,
-            r.chat.requests,
-            r.chat.new_messages,
-            r.chat
-                .total_messages
+            r.name(),
+            chat.requests,
+            chat.new_messages,
+            chat.total_messages
                 .div_ceil(u64::from(config.service.chat_page_size))
                 + 1
         );

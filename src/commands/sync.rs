@@ -5,26 +5,44 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fatal, build_client, exit};
-use crate::config::{Config, PersonalitySlug};
+use crate::api::documents::Category;
+use crate::api::{Account, ApiClient, ApiError};
+use crate::config::{Config, PersonalitySlug, Section};
 use crate::progress::SyncProgress;
+use crate::status::Outcome;
 use crate::store::Store;
 use crate::sync::chat::WalkLimits;
-use crate::sync::{PersonalityReport, SyncError, sync_personality};
+use crate::sync::{PersonalityReport, SyncContext, summary, sync_personality};
+
+/// Which personalities a pass covers besides the configured ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection {
+    /// Every personality the account owns (`sync --all`).
+    pub all_owned: bool,
+}
 
 /// What a pass over several personalities ended with.
 #[derive(Debug, Default)]
 pub struct PassOutcome {
     pub reports: Vec<PersonalityReport>,
-    pub failures: Vec<(String, SyncError)>,
-    pub auth_failed: bool,
-    pub cancelled: bool,
+    /// An error before any personality (the account check failed).
+    pub fatal: Option<ApiError>,
 }
 
 impl PassOutcome {
+    pub fn auth_failed(&self) -> bool {
+        matches!(self.fatal, Some(ApiError::Auth { .. }))
+            || self.reports.iter().any(|r| r.outcome() == Outcome::AuthExpired)
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.fatal.is_none() && self.reports.iter().all(|r| r.outcome() == Outcome::Ok)
+    }
+
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(if self.auth_failed {
+        ExitCode::from(if self.auth_failed() {
             exit::AUTH
-        } else if !self.failures.is_empty() || self.cancelled {
+        } else if !self.all_ok() {
             exit::FAILED
         } else {
             exit::OK
@@ -32,62 +50,120 @@ impl PassOutcome {
     }
 }
 
-/// Chooses the personalities: the named ones, or every configured one.
-pub fn select(config: &Config, names: &[PersonalitySlug]) -> Vec<PersonalitySlug> {
-    if names.is_empty() {
+/// The personalities of a pass: the named ones, or every configured one,
+/// plus, when asked, the ones the service lists for the account.
+async fn select(
+    config: &Config,
+    names: &[PersonalitySlug],
+    selection: Selection,
+    client: &ApiClient,
+) -> Result<Vec<PersonalitySlug>, ApiError> {
+    let mut chosen: Vec<PersonalitySlug> = if names.is_empty() {
         config.personalities.iter().map(|p| p.name.clone()).collect()
     } else {
         names.to_vec()
-    }
-}
-
-/// Syncs each personality in turn and prints one summary line for each.
-/// An auth failure stops the pass: no other personality can succeed.
-pub async fn run_pass(
-    config: &Config,
-    names: &[PersonalitySlug],
-    cancel: &CancellationToken,
-) -> Result<PassOutcome, Fatal> {
-    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
-    let client = build_client(config)?;
-    let limits = WalkLimits {
-        page_size: config.service.chat_page_size,
-        max_page_size: config.service.max_page_size,
     };
-    let mut outcome = PassOutcome::default();
-    for name in select(config, names) {
-        let mut progress = SyncProgress::new(name.as_str());
-        let result = sync_personality(&client, &store, name.as_str(), limits, cancel, |p| {
-            progress.page(p)
-        })
-        .await;
-        progress.finish();
-        match result {
-            Ok(report) => {
-                println!("{report}");
-                for w in &report.chat.warnings {
-                    println!("  warning: {w}");
-                }
-                outcome.reports.push(report);
-            }
-            Err(SyncError::Cancelled) => {
-                eprintln!("{name}: stopped; the next run resumes from the last checkpoint");
-                outcome.cancelled = true;
-                break;
-            }
-            Err(e) => {
-                eprintln!("{name}: failed: {e}");
-                tracing::error!(personality = name.as_str(), error = %e, "sync failed");
-                let auth = e.is_auth();
-                outcome.failures.push((name.to_string(), e));
-                if auth {
-                    outcome.auth_failed = true;
-                    break;
+    let mut categories = Vec::new();
+    if selection.all_owned {
+        categories.push(Category::Owned);
+    }
+    for category in categories {
+        for slug in client.list(category).await? {
+            match slug.parse::<PersonalitySlug>() {
+                Ok(slug) if !chosen.contains(&slug) => chosen.push(slug),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(slug = %slug.escape_debug(), error = %e, "skipping a listed personality whose name cannot be a directory")
                 }
             }
         }
     }
+    Ok(chosen)
+}
+
+/// Syncs each personality in turn and prints one summary line for each.
+/// An auth failure or a bot wall stops the pass: no other personality can
+/// succeed, and asking again is impolite.
+pub async fn run_pass(
+    config: &Config,
+    names: &[PersonalitySlug],
+    selection: Selection,
+    cancel: &CancellationToken,
+) -> Result<PassOutcome, Fatal> {
+    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let client = build_client(config)?;
+    let mut outcome = PassOutcome::default();
+    let chosen = match select(config, names, selection, &client).await {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            eprintln!("error: cannot list the account's personalities: {e}");
+            outcome.fatal = Some(e);
+            return Ok(outcome);
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Fatal::usage(format!(
+            "no personality to sync: name one, or add a [[personality]] to {}",
+            config.source.display()
+        )));
+    }
+    let sections = Section::all();
+    let account = if sections
+        .iter()
+        .any(|s| matches!(s, Section::Knowledge | Section::Training))
+    {
+        // Once per run, not once per personality.
+        match client.me().await {
+            Ok(account) => Some(account),
+            Err(e) => {
+                eprintln!("error: {e}");
+                outcome.fatal = Some(e);
+                return Ok(outcome);
+            }
+        }
+    } else {
+        None
+    };
+    let ctx = SyncContext {
+        client: &client,
+        store: &store,
+        account: account.as_ref(),
+        limits: WalkLimits {
+            page_size: config.service.chat_page_size,
+            max_page_size: config.service.max_page_size,
+        },
+        max_memory_pages: 1000,
+        cancel,
+    };
+    for name in chosen {
+        let mut progress = SyncProgress::new(name.as_str());
+        let report = sync_personality(&ctx, name.as_str(), &sections, |p| progress.page(p)).await;
+        progress.finish();
+        println!("{}", summary(&report));
+        if let Some(chat) = &report.chat {
+            for w in &chat.warnings {
+                println!("  warning: {w}");
+            }
+        }
+        let stop = report.cancelled
+            || matches!(
+                report.outcome(),
+                Outcome::AuthExpired | Outcome::BotWall | Outcome::RateLimited
+            );
+        outcome.reports.push(report);
+        if stop {
+            break;
+        }
+    }
     Ok(outcome)
+}
+
+/// The account the cookie logs in to (for callers that have one already).
+pub fn account_label(account: &Account) -> String {
+    match &account.display_name {
+        Some(name) => format!("{name} ({})", account.id),
+        None => account.id.clone(),
+    }
 }
 
 /// Cancels on the first Ctrl-C or SIGTERM (the walk stops at its next page
@@ -114,14 +190,12 @@ pub fn cancel_on_signals() -> CancellationToken {
     token
 }
 
-pub async fn run(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, Fatal> {
-    if select(config, names).is_empty() {
-        return Err(Fatal::usage(format!(
-            "no personality to sync: name one, or add a [[personality]] to {}",
-            config.source.display()
-        )));
-    }
+pub async fn run(
+    config: &Config,
+    names: &[PersonalitySlug],
+    selection: Selection,
+) -> Result<ExitCode, Fatal> {
     let cancel = cancel_on_signals();
-    let outcome = run_pass(config, names, &cancel).await?;
+    let outcome = run_pass(config, names, selection, &cancel).await?;
     Ok(outcome.exit_code())
 }

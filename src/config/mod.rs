@@ -468,3 +468,45 @@ mod tests;
 
 use read::{Reader, base_dir, invalid};
 use render::Rendered;
+
+/// The parts of a personality a sync backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    Profile,
+    Memories,
+    Knowledge,
+    Training,
+    UserPersonalization,
+    Chat,
+}
+
+impl Section {
+    pub fn all() -> [Section; 6] {
+        [
+            Section::Profile,
+            Section::Memories,
+            Section::Knowledge,
+            Section::Training,
+            Section::UserPersonalization,
+            Section::Chat,
+        ]
+    }
+
+    /// The name in the config and the status file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Profile => "profile",
+            Section::Memories => "memories",
+            Section::Knowledge => "knowledge",
+            Section::Training => "training",
+            Section::UserPersonalization => "user_personalization",
+            Section::Chat => "chat",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

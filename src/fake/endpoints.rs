@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::chat;
 use super::generate::{fnv1a, mix, ts_value, uuid_like};
 use super::routes::Route;
-use super::state::{Personality, ServiceState};
+use super::state::{DocumentKind, MemoryShape, Personality, ServiceState};
 
 /// A finished answer, before faults touch it. The body is kept as text so
 /// a `Truncated` or `Reset` fault can cut it.
@@ -72,9 +72,15 @@ pub(super) fn answer(state: &ServiceState, route: Route<'_>, params: &Params, nu
         (Route::List, _) => list(state, params),
         (Route::Profile { .. }, Some(p)) => Answer::ok(&profile(p)),
         (Route::Memory { .. }, Some(p)) => memories(p, params),
-        (Route::Knowledge { .. }, Some(p)) => owned_items(state, p, p.knowledge, knowledge_item),
-        (Route::Training { .. }, Some(p)) => owned_items(state, p, p.training, training_item),
-        (Route::UserSettings { .. }, Some(p)) => Answer::ok(&user_settings(p)),
+        (Route::Knowledge { .. }, Some(p)) => {
+            owned_items(state, p, DocumentKind::Knowledge, p.knowledge, knowledge_item)
+        }
+        (Route::Training { .. }, Some(p)) => {
+            owned_items(state, p, DocumentKind::Training, p.training, training_item)
+        }
+        (Route::UserSettings { .. }, Some(p)) => {
+            replaced(p, DocumentKind::UserPersonalization).unwrap_or_else(|| Answer::ok(&user_settings(p)))
+        }
         (Route::ChatHistory { .. }, Some(p)) => chat::history_page(state, p, params, number),
         _ => Answer::error(StatusCode::NOT_FOUND, "Not found"),
     }
@@ -128,21 +134,39 @@ fn memories(p: &Personality, params: &Params) -> Answer {
         Some(limit) if limit >= 1 => limit.min(100),
         _ => return Answer::error(StatusCode::BAD_REQUEST, "limit must be a positive integer"),
     };
-    if p.memories == 0 {
+    let count = p.memory_items.as_ref().map_or(p.memories, Vec::len);
+    if count == 0 {
         return Answer::error(StatusCode::NOT_FOUND, "No memories");
     }
-    let total_pages = p.memories.div_ceil(limit);
+    let total_pages = count.div_ceil(limit);
     // Item k is the k-th oldest; page 1 starts at the newest.
-    let newest_first = (0..p.memories).rev();
+    let newest_first = (0..count).rev();
     let items: Vec<Value> = newest_first
         .skip((page - 1).saturating_mul(limit))
         .take(limit)
-        .map(|k| memory_item(p, k))
+        .map(|k| match &p.memory_items {
+            Some(list) => list[k].clone(),
+            None => memory_item(p, k),
+        })
         .collect();
-    Answer::ok(&json!({
-        "items": items,
-        "pagination": { "page": page, "total_pages": total_pages, "has_next": page < total_pages },
-    }))
+    Answer::ok(&match p.memory_shape {
+        MemoryShape::Items => json!({
+            "items": items,
+            "pagination": { "page": page, "total_pages": total_pages, "has_next": page < total_pages },
+        }),
+        MemoryShape::MemoriesMeta => json!({
+            "memories": items,
+            "meta": { "pagination": { "page": page, "total_pages": total_pages } },
+        }),
+    })
+}
+
+/// A document a test replaced: served as given, or 404 for `None`.
+fn replaced(p: &Personality, kind: DocumentKind) -> Option<Answer> {
+    p.documents.get(&kind).map(|doc| match doc {
+        Some(value) => Answer::ok(value),
+        None => Answer::error(StatusCode::NOT_FOUND, "Nothing here"),
+    })
 }
 
 /// A missing parameter takes `default`; an unparsable one gives `None`.
@@ -157,11 +181,15 @@ fn number_param(params: &Params, name: &str, default: usize) -> Option<usize> {
 fn owned_items(
     state: &ServiceState,
     p: &Personality,
+    kind: DocumentKind,
     count: usize,
     item: fn(&Personality, usize) -> Value,
 ) -> Answer {
     if p.owner_id != state.user_id {
         return Answer::error(StatusCode::FORBIDDEN, "Only the owner can read this");
+    }
+    if let Some(answer) = replaced(p, kind) {
+        return answer;
     }
     if count == 0 {
         return Answer::error(StatusCode::NOT_FOUND, "Nothing here");

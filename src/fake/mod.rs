@@ -44,4 +44,4 @@ pub use config::{BeforeTs, DEFAULT_USER_ID, FakeConfig, PageOrder, PersonalitySp
 pub use faults::{Fault, FaultPlan, RetryAfter, http_date};
 pub use generate::format_ts;
 pub use service::FakeService;
-pub use state::RequestRecord;
+pub use state::{DocumentKind, MemoryShape, RequestRecord};

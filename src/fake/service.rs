@@ -12,7 +12,7 @@ use super::config::{BeforeTs, FakeConfig, PageOrder, PersonalitySpec};
 use super::conn::{AbortSwitch, AbortableListener};
 use super::faults::FaultPlan;
 use super::server;
-use super::state::{Growth, RequestRecord, ServiceState, SharedState, lock};
+use super::state::{DocumentKind, Growth, MemoryShape, RequestRecord, ServiceState, SharedState, lock};
 
 /// How long `shutdown` lets in-flight requests finish before it aborts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -75,6 +75,24 @@ impl FakeService {
     /// The id of the personality with this slug.
     pub fn personality_id(&self, slug: &str) -> String {
         lock(&self.shared).by_slug(slug).id.clone()
+    }
+
+    /// Serves these memories (oldest first) instead of the generated ones;
+    /// an empty list makes the endpoint answer 404.
+    pub fn set_memories(&self, slug: &str, oldest_first: Vec<serde_json::Value>) {
+        lock(&self.shared).by_slug_mut(slug).memory_items = Some(oldest_first);
+    }
+
+    /// Wraps memories pages the way another deployment does.
+    pub fn set_memory_shape(&self, slug: &str, shape: MemoryShape) {
+        lock(&self.shared).by_slug_mut(slug).memory_shape = shape;
+    }
+
+    /// Serves `doc` (any JSON: an array, `{"items": [...]}`, an object) for
+    /// knowledge, training or user personalization, or 404 for `None`.
+    /// Knowledge and training stay owner-only.
+    pub fn set_document(&self, slug: &str, kind: DocumentKind, doc: Option<serde_json::Value>) {
+        lock(&self.shared).by_slug_mut(slug).documents.insert(kind, doc);
     }
 
     /// Appends `k` generated messages, each newer than every existing one.

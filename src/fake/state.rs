@@ -55,6 +55,32 @@ pub(super) struct Personality {
     pub training: usize,
     /// Set by `grow_while_walking`.
     pub growth: Option<Growth>,
+    /// Set by `set_memories`: the memories, oldest first, instead of the
+    /// generated ones.
+    pub memory_items: Option<Vec<serde_json::Value>>,
+    /// Set by `set_memory_shape`.
+    pub memory_shape: MemoryShape,
+    /// Set by `set_document`: an answer (or 404 for `None`) instead of the
+    /// generated knowledge, training or user personalization.
+    pub documents: HashMap<DocumentKind, Option<serde_json::Value>>,
+}
+
+/// How a memories page is wrapped; deployments differ (API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryShape {
+    /// `{"items": [...], "pagination": {"page", "total_pages", "has_next"}}`
+    #[default]
+    Items,
+    /// `{"memories": [...], "meta": {"pagination": {"page", "total_pages"}}}`, no `has_next`.
+    MemoriesMeta,
+}
+
+/// The small documents a test can replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    Knowledge,
+    Training,
+    UserPersonalization,
 }
 
 /// "After every `every`-th chat request, append `k` messages."
@@ -155,6 +181,9 @@ impl ServiceState {
             knowledge: spec.knowledge,
             training: spec.training,
             growth: None,
+            memory_items: None,
+            memory_shape: MemoryShape::default(),
+            documents: HashMap::new(),
         });
         Ok(())
     }

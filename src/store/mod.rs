@@ -11,14 +11,16 @@
 //! ```
 
 pub mod chat;
+pub mod documents;
 pub mod fsio;
 pub mod spool;
 
-use std::fs::{self, File, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head};
+pub use documents::DocChange;
 pub use spool::{Boundary, Checkpoint, Spool, SpoolError};
 
 const LOCK_FILE: &str = ".chatkeep.lock";
@@ -146,35 +148,8 @@ impl PersonalityDir {
         &self.name
     }
 
-    /// The profile file, under the name earlier tools used.
-    pub fn profile_path(&self) -> PathBuf {
-        self.path.join(format!("{}.json", self.name))
-    }
-
-    /// The chat export file, under the name earlier tools used.
-    pub fn chat_export_path(&self) -> PathBuf {
-        self.path.join(format!("{}_chat_history.json", self.name))
-    }
-
     pub fn chat(&self) -> Result<ChatStore, ChatStoreError> {
         ChatStore::open(&self.path)
-    }
-
-    /// Replaces a small document if its content changed. Returns whether it did.
-    pub fn write_document(&self, path: &Path, bytes: &[u8]) -> Result<bool, StoreError> {
-        let io_err = |source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        fsio::create_private_dir(&self.path).map_err(io_err)?;
-        match fs::read(path) {
-            Ok(old) if old == bytes => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(e)),
-        }
-        fsio::write_atomic(path, bytes).map_err(io_err)?;
-        Ok(true)
     }
 }
 

@@ -1,129 +1,447 @@
-//! Joins the client and the store: one personality's sync.
+//! Joins the client and the store: one personality's sync, section by
+//! section. A failed section fails only itself; an auth failure or a bot
+//! wall stops the personality (nothing else can succeed, and asking again
+//! is impolite). The chat walk keeps its checkpoint whatever happens.
 
 pub mod chat;
+pub mod memories;
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiClient, ApiError};
-use crate::store::{ChatStoreError, Store, StoreError};
+use crate::api::documents::{Document, entry_count};
+use crate::api::{Account, ApiClient, ApiError, Profile};
+use crate::config::Section;
+use crate::status::{ChatTotals, Outcome, PersonalityStatus, SectionStatus};
+use crate::store::{ChatStore, PersonalityDir, Store, StoreError};
 use chat::{ChatReport, ChatSyncError, ServicePages, WalkLimits, WalkProgress};
 
-/// What one personality's sync did.
-#[derive(Debug, Clone)]
-pub struct PersonalityReport {
-    pub name: String,
-    pub profile_changed: bool,
-    pub chat: ChatReport,
-    pub elapsed: Duration,
+/// What a sync needs besides the personality's name.
+pub struct SyncContext<'a> {
+    pub client: &'a ApiClient,
+    pub store: &'a Store,
+    /// The account, fetched once per run, to tell owned personalities.
+    pub account: Option<&'a Account>,
+    pub limits: WalkLimits,
+    pub max_memory_pages: u32,
+    pub cancel: &'a CancellationToken,
 }
 
-impl std::fmt::Display for PersonalityReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: chat {} new, {} total ({} requests{}); profile {}",
-            self.name,
-            self.chat.new_messages,
-            self.chat.total_messages,
-            self.chat.requests,
-            if self.chat.resumed { ", resumed" } else { "" },
-            if self.profile_changed {
-                "updated"
-            } else {
-                "unchanged"
-            },
-        )
+/// What one personality's sync did: its status file, plus chat details.
+#[derive(Debug, Clone)]
+pub struct PersonalityReport {
+    pub status: PersonalityStatus,
+    pub chat: Option<ChatReport>,
+    /// Stopped by a shutdown at a page boundary; the walk resumes next run.
+    pub cancelled: bool,
+}
+
+impl PersonalityReport {
+    pub fn name(&self) -> &str {
+        &self.status.personality
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.status.outcome
     }
 }
 
+/// Why a whole personality could not be synced.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+enum Stop {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Chat(#[from] ChatStoreError),
-    #[error(
-        "`{name}` now resolves to personality {now}, but its backup holds the history of {stored}; \
-         move {dir} aside to start a new backup, or fix the name in the config"
-    )]
-    IdChanged {
-        name: String,
-        now: String,
-        stored: String,
-        dir: String,
-    },
-    #[error("stopped at a page boundary; the next run resumes from the checkpoint")]
-    Cancelled,
+    #[error("{0}")]
+    Other(String),
 }
 
-impl SyncError {
-    /// The service refused the session: no other personality can succeed either.
-    pub fn is_auth(&self) -> bool {
-        matches!(self, SyncError::Api(ApiError::Auth { .. }))
+impl Stop {
+    /// Failures after which no further request for this account helps.
+    fn halts(&self) -> bool {
+        matches!(
+            self,
+            Stop::Api(ApiError::Auth { .. } | ApiError::BotWall { .. } | ApiError::RateLimited { .. })
+        )
     }
-}
 
-impl From<ChatSyncError> for SyncError {
-    fn from(e: ChatSyncError) -> Self {
-        match e {
-            ChatSyncError::Api(e) => SyncError::Api(e),
-            ChatSyncError::Store(e) => SyncError::Chat(e),
-            ChatSyncError::Cancelled => SyncError::Cancelled,
+    fn outcome(&self) -> Outcome {
+        match self {
+            Stop::Api(ApiError::Auth { .. }) => Outcome::AuthExpired,
+            Stop::Api(ApiError::BotWall { .. }) => Outcome::BotWall,
+            Stop::Api(ApiError::RateLimited { .. }) => Outcome::RateLimited,
+            _ => Outcome::Failed,
         }
     }
 }
 
-/// Fetches the profile (to resolve the slug to its id, and to keep it), then
-/// brings the chat history up to date.
+/// Syncs the sections of one personality and writes its status file.
 pub async fn sync_personality(
-    client: &ApiClient,
-    store: &Store,
+    ctx: &SyncContext<'_>,
     name: &str,
-    limits: WalkLimits,
-    cancel: &CancellationToken,
+    sections: &[Section],
     on_page: impl FnMut(WalkProgress),
-) -> Result<PersonalityReport, SyncError> {
-    let started = Instant::now();
-    let dir = store.personality(name)?;
-    let profile = client.profile(name).await?;
-    let mut chat = dir.chat()?;
-    if let Some(stored) = chat.state().personality_id.as_deref()
-        && stored != profile.id.as_str()
-    {
-        return Err(SyncError::IdChanged {
-            name: name.to_owned(),
-            now: profile.id.to_string(),
-            stored: stored.to_owned(),
-            dir: dir.path().display().to_string(),
-        });
-    }
-    chat.set_personality_id(profile.id.as_str())?;
-    let mut doc = profile.raw.get().as_bytes().to_vec();
-    doc.push(b'\n');
-    let profile_changed = dir.write_document(&dir.profile_path(), &doc)?;
-    let pages = ServicePages {
-        client,
-        id: &profile.id,
+) -> PersonalityReport {
+    let started = Utc::now();
+    let requests_before = ctx
+        .client
+        .stats()
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut run = Run {
+        sections: Section::all()
+            .into_iter()
+            .map(|s| {
+                let state = if sections.contains(&s) {
+                    SectionStatus::NotAttempted
+                } else {
+                    SectionStatus::Skipped
+                };
+                (s, state)
+            })
+            .collect(),
+        first_error: None,
+        halt: None,
+        chat: None,
+        chat_totals: None,
+        cancelled: false,
+        personality_id: None,
     };
-    let chat_report = chat::sync_chat(&mut chat, &pages, limits, cancel, on_page).await?;
+    let dir = match ctx.store.personality(name) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            run.fail(None, Stop::Store(e));
+            None
+        }
+    };
+    if let Some(dir) = &dir {
+        run.sync(ctx, dir, name, on_page).await;
+    }
+    let status = run.status(name, started, ctx.client, requests_before);
+    if let Some(dir) = &dir
+        && let Err(e) = status.clone().write(dir)
+    {
+        tracing::error!(personality = name, error = %e, "cannot write the status file");
+    }
     let report = PersonalityReport {
-        name: name.to_owned(),
-        profile_changed,
-        chat: chat_report,
-        elapsed: started.elapsed(),
+        status,
+        chat: run.chat,
+        cancelled: run.cancelled,
     };
     tracing::info!(
         personality = name,
-        new = report.chat.new_messages,
-        total = report.chat.total_messages,
-        requests = report.chat.requests,
-        resumed = report.chat.resumed,
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "sync finished"
+        outcome = report.outcome().as_str(),
+        "{}",
+        summary(&report)
     );
-    Ok(report)
+    report
+}
+
+/// The state of one personality's sync while it runs.
+struct Run {
+    sections: BTreeMap<Section, SectionStatus>,
+    first_error: Option<String>,
+    /// Set by a failure that stops the personality.
+    halt: Option<Outcome>,
+    chat: Option<ChatReport>,
+    chat_totals: Option<ChatTotals>,
+    cancelled: bool,
+    personality_id: Option<String>,
+}
+
+impl Run {
+    fn wants(&self, s: Section) -> bool {
+        self.halt.is_none() && self.sections.get(&s) == Some(&SectionStatus::NotAttempted)
+    }
+
+    fn fail(&mut self, section: Option<Section>, stop: Stop) {
+        let message = stop.to_string();
+        tracing::warn!(section = section.map(Section::as_str), error = %message, "section failed");
+        if stop.halts() || section.is_none() {
+            self.halt = Some(stop.outcome());
+        }
+        if let Some(s) = section {
+            self.sections.insert(
+                s,
+                SectionStatus::Failed {
+                    error: message.clone(),
+                },
+            );
+        }
+        self.first_error.get_or_insert(message);
+    }
+
+    fn record<T>(
+        &mut self,
+        section: Section,
+        result: Result<T, Stop>,
+        status: impl FnOnce(T) -> SectionStatus,
+    ) {
+        match result {
+            Ok(v) => {
+                self.sections.insert(section, status(v));
+            }
+            Err(stop) => self.fail(Some(section), stop),
+        }
+    }
+
+    async fn sync(
+        &mut self,
+        ctx: &SyncContext<'_>,
+        dir: &PersonalityDir,
+        name: &str,
+        on_page: impl FnMut(WalkProgress),
+    ) {
+        // The profile is always fetched: it turns the slug into the id.
+        let profile = match ctx.client.profile(name).await {
+            Ok(p) => p,
+            Err(ApiError::NotFound { .. }) => {
+                return self.fail(
+                    None,
+                    Stop::Other(format!(
+                        "`{name}` was not found upstream (deleted or renamed?); its backup in {} is kept",
+                        dir.path().display()
+                    )),
+                );
+            }
+            Err(e) => return self.fail(None, e.into()),
+        };
+        self.personality_id = Some(profile.id.to_string());
+        let mut chat = match check_identity(dir, name, &profile) {
+            Ok(chat) => chat,
+            Err(stop) => return self.fail(None, stop),
+        };
+        if self.wants(Section::Profile) {
+            let mut doc = profile.raw.get().as_bytes().to_vec();
+            doc.push(b'\n');
+            let result = dir
+                .save_versioned(&dir.document_path(""), &doc)
+                .map_err(Stop::from);
+            self.record(Section::Profile, result, |change| SectionStatus::Saved {
+                change: change.as_str().into(),
+                entries: None,
+            });
+        }
+        if self.wants(Section::Memories) {
+            let result = sync_memories(ctx, dir, &profile).await;
+            self.record(Section::Memories, result, |s| s);
+        }
+        let owner = match (ctx.account, &profile.user_id) {
+            (Some(account), Some(user)) => account.id == *user,
+            _ => false,
+        };
+        for (section, document, suffix) in [
+            (Section::Knowledge, Document::Knowledge, "_knowledge"),
+            (Section::Training, Document::Training, "_training"),
+            (
+                Section::UserPersonalization,
+                Document::UserPersonalization,
+                "_user_personalization",
+            ),
+        ] {
+            if !self.wants(section) {
+                continue;
+            }
+            // Non-owners get 403 for these, which means "not yours" here and
+            // "session dead" everywhere else: do not ask.
+            if document != Document::UserPersonalization && !owner {
+                self.sections.insert(section, SectionStatus::NotAvailable);
+                continue;
+            }
+            let result = sync_document(ctx, dir, &profile, document, suffix).await;
+            self.record(section, result, |s| s);
+        }
+        if self.wants(Section::Chat) {
+            let pages = ServicePages {
+                client: ctx.client,
+                id: &profile.id,
+            };
+            match chat::sync_chat(&mut chat, &pages, ctx.limits, ctx.cancel, on_page).await {
+                Ok(report) => {
+                    self.sections.insert(
+                        Section::Chat,
+                        SectionStatus::Chat {
+                            new: report.new_messages,
+                            total: report.total_messages,
+                            requests: report.requests,
+                        },
+                    );
+                    self.chat = Some(report);
+                }
+                Err(ChatSyncError::Cancelled) => {
+                    self.cancelled = true;
+                    self.fail(
+                        Some(Section::Chat),
+                        Stop::Other(ChatSyncError::Cancelled.to_string()),
+                    );
+                }
+                Err(ChatSyncError::Api(e)) => self.fail(Some(Section::Chat), e.into()),
+                Err(ChatSyncError::Store(e)) => self.fail(Some(Section::Chat), Stop::Other(e.to_string())),
+            }
+        }
+        let state = chat.state();
+        self.chat_totals = Some(ChatTotals {
+            total: state.message_count,
+            new: self.chat.as_ref().map_or(0, |c| c.new_messages),
+            oldest: state.oldest.map(|t| t.to_rfc3339()),
+            newest: state.head.as_ref().map(|h| h.ts.to_rfc3339()),
+        });
+    }
+
+    fn status(
+        &self,
+        name: &str,
+        started: chrono::DateTime<Utc>,
+        client: &ApiClient,
+        requests_before: u64,
+    ) -> PersonalityStatus {
+        let attempted: Vec<_> = self
+            .sections
+            .values()
+            .filter(|s| !matches!(s, SectionStatus::Skipped | SectionStatus::NotAttempted))
+            .collect();
+        let failed = attempted
+            .iter()
+            .filter(|s| matches!(s, SectionStatus::Failed { .. }))
+            .count();
+        let outcome = match self.halt {
+            Some(o) => o,
+            None if failed == 0 => Outcome::Ok,
+            None if failed < attempted.len() => Outcome::Partial,
+            None => Outcome::Failed,
+        };
+        let finished = Utc::now();
+        PersonalityStatus {
+            personality: name.to_owned(),
+            personality_id: self.personality_id.clone(),
+            last_started: started,
+            last_finished: finished,
+            outcome,
+            error: self.first_error.clone(),
+            sections: self
+                .sections
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect(),
+            requests: client.stats().requests.load(std::sync::atomic::Ordering::Relaxed) - requests_before,
+            chat: self.chat_totals.clone(),
+            last_success: (outcome == Outcome::Ok).then_some(finished),
+        }
+    }
+}
+
+/// Opens the chat store and refuses to mix two personalities' histories
+/// when a slug now names another personality.
+fn check_identity(dir: &PersonalityDir, name: &str, profile: &Profile) -> Result<ChatStore, Stop> {
+    let mut chat = dir.chat().map_err(|e| Stop::Other(e.to_string()))?;
+    if let Some(stored) = chat.state().personality_id.as_deref()
+        && stored != profile.id.as_str()
+    {
+        return Err(Stop::Other(format!(
+            "`{name}` now names personality {}, but its backup holds {stored}; \
+             move {} aside to start a new backup, or fix the name in the config",
+            profile.id,
+            dir.path().display()
+        )));
+    }
+    chat.set_personality_id(profile.id.as_str())
+        .map_err(|e| Stop::Other(e.to_string()))?;
+    Ok(chat)
+}
+
+async fn sync_memories(
+    ctx: &SyncContext<'_>,
+    dir: &PersonalityDir,
+    profile: &Profile,
+) -> Result<SectionStatus, Stop> {
+    let fetched = memories::fetch(ctx.client, &profile.id, ctx.max_memory_pages).await?;
+    let complete = fetched.complete;
+    let path = dir.document_path("_memories");
+    let stored = match dir.read_document(&path)? {
+        Some(bytes) => memories::parse_stored(&bytes)
+            .map_err(|e| Stop::Other(format!("{} is unreadable ({e}); move it aside", path.display())))?,
+        None => Vec::new(),
+    };
+    if stored.is_empty() && fetched.newest_first.is_empty() {
+        return Ok(SectionStatus::None);
+    }
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (merged, counts) =
+        memories::merge(stored, fetched, &now).map_err(|e| Stop::Api(ApiError::Contract(e)))?;
+    let change = dir.save_versioned(&path, &memories::render(&merged))?;
+    Ok(SectionStatus::Merged {
+        change: change.as_str().into(),
+        new: counts.new,
+        changed: counts.changed,
+        vanished: counts.vanished,
+        upstream: counts.upstream,
+        total: counts.total,
+        complete,
+    })
+}
+
+async fn sync_document(
+    ctx: &SyncContext<'_>,
+    dir: &PersonalityDir,
+    profile: &Profile,
+    document: Document,
+    suffix: &str,
+) -> Result<SectionStatus, Stop> {
+    let Some(doc) = ctx.client.document(&profile.id, document).await? else {
+        return Ok(SectionStatus::None);
+    };
+    let entries = (document != Document::UserPersonalization).then(|| entry_count(&doc));
+    let mut bytes = doc.into_bytes();
+    bytes.push(b'\n');
+    let change = dir.save_versioned(&dir.document_path(suffix), &bytes)?;
+    Ok(SectionStatus::Saved {
+        change: change.as_str().into(),
+        entries,
+    })
+}
+
+/// One line saying what changed, for the terminal and the log.
+pub fn summary(report: &PersonalityReport) -> String {
+    let mut parts = Vec::new();
+    for section in Section::all() {
+        let Some(state) = report.status.sections.get(section.as_str()) else {
+            continue;
+        };
+        let label = section.as_str().replace('_', " ");
+        let text = match state {
+            SectionStatus::Saved {
+                change,
+                entries: Some(n),
+            } => format!("{label} {n} entries ({change})"),
+            SectionStatus::Saved {
+                change,
+                entries: None,
+            } => format!("{label} {change}"),
+            SectionStatus::Merged {
+                new, total, vanished, ..
+            } => format!("{label} {new} new / {total} total / {vanished} vanished"),
+            SectionStatus::Chat { new, total, requests } => {
+                format!("chat {new} new / {total} total ({requests} requests)")
+            }
+            SectionStatus::None => format!("{label}: none"),
+            SectionStatus::NotAvailable => format!("{label}: not available to this account"),
+            SectionStatus::Skipped => continue,
+            SectionStatus::NotAttempted => format!("{label}: not attempted"),
+            SectionStatus::Failed { .. } => format!("{label}: FAILED"),
+        };
+        parts.push(text);
+    }
+    let mut line = format!(
+        "{}: {}; {}",
+        report.name(),
+        report.outcome().as_str(),
+        parts.join("; ")
+    );
+    if let Some(e) = &report.status.error {
+        line.push_str(&format!("\n  error: {e}"));
+    }
+    line
 }

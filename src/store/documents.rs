@@ -1,0 +1,119 @@
+//! Small documents (profile, memories, knowledge, training, user
+//! personalization): the latest under the file name earlier tools used, and
+//! every earlier content kept under `versions/` when it changes.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{PersonalityDir, StoreError, fsio};
+
+/// What saving a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocChange {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl DocChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocChange::Created => "created",
+            DocChange::Updated => "updated",
+            DocChange::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl PersonalityDir {
+    /// The file of a document, e.g. `lilith_memories.json` for suffix `_memories`.
+    pub fn document_path(&self, suffix: &str) -> PathBuf {
+        self.path().join(format!("{}{suffix}.json", self.name()))
+    }
+
+    pub fn versions_dir(&self) -> PathBuf {
+        self.path().join("versions")
+    }
+
+    /// The stored content of a document, if any.
+    pub fn read_document(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Replaces a document with `bytes`. A different earlier content is first
+    /// moved to `versions/<stem>.<UTC time>.json`, so nothing upstream ever
+    /// changes away without a copy. A crash between the move and the write
+    /// leaves the old content in `versions/` and no current file, which the
+    /// next sync writes.
+    pub fn save_versioned(&self, path: &Path, bytes: &[u8]) -> Result<DocChange, StoreError> {
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        fsio::create_private_dir(self.path()).map_err(io_err(self.path()))?;
+        let change = match self.read_document(path)? {
+            Some(old) if old == bytes => return Ok(DocChange::Unchanged),
+            Some(_) => {
+                let versions = self.versions_dir();
+                fsio::create_private_dir(&versions).map_err(io_err(&versions))?;
+                let keep = version_path(&versions, path);
+                fs::rename(path, &keep).map_err(io_err(&keep))?;
+                fsio::sync_dir(&versions).map_err(io_err(&versions))?;
+                fsio::sync_dir(self.path()).map_err(io_err(self.path()))?;
+                DocChange::Updated
+            }
+            None => DocChange::Created,
+        };
+        fsio::write_atomic(path, bytes).map_err(io_err(path))?;
+        Ok(change)
+    }
+}
+
+/// `versions/<stem>.<YYYYMMDDTHHMMSSZ>.json`, with `-N` if that one exists.
+fn version_path(versions: &Path, current: &Path) -> PathBuf {
+    let stem = current
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut candidate = versions.join(format!("{stem}.{stamp}.json"));
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = versions.join(format!("{stem}.{stamp}-{n}.json"));
+        n += 1;
+    }
+    candidate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::personality_dir;
+    use super::*;
+
+    #[test]
+    fn a_changed_document_keeps_every_earlier_version() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = personality_dir(root.path(), "lilith").unwrap();
+        let path = dir.document_path("_knowledge");
+        assert_eq!(dir.save_versioned(&path, b"[1]").unwrap(), DocChange::Created);
+        assert_eq!(dir.save_versioned(&path, b"[1]").unwrap(), DocChange::Unchanged);
+        assert_eq!(dir.save_versioned(&path, b"[2]").unwrap(), DocChange::Updated);
+        assert_eq!(dir.save_versioned(&path, b"[3]").unwrap(), DocChange::Updated);
+        assert_eq!(fs::read(&path).unwrap(), b"[3]");
+        let mut kept: Vec<Vec<u8>> = fs::read_dir(dir.versions_dir())
+            .unwrap()
+            .map(|e| fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![b"[1]".to_vec(), b"[2]".to_vec()]);
+        assert!(path.ends_with("lilith/lilith_knowledge.json"));
+    }
+}
