@@ -94,7 +94,15 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Sync { names, all } => {
                 let config = commands::load_config(&cli.config)?;
-                commands::sync::run(&config, &names, commands::sync::Selection { all_owned: all }).await
+                commands::sync::run(
+                    &config,
+                    &names,
+                    commands::sync::Selection {
+                        owned: all,
+                        recent: false,
+                    },
+                )
+                .await
             }
             Command::Export { name, format, output } => {
                 let config = commands::load_config(&cli.config)?;

@@ -243,7 +243,10 @@ async fn sync_all_adds_owned_personalities_and_a_vanished_one_keeps_its_backup()
     let outcome = run_pass(
         &config,
         &[],
-        Selection { all_owned: true },
+        Selection {
+            owned: true,
+            recent: false,
+        },
         &CancellationToken::new(),
     )
     .await

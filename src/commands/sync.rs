@@ -17,8 +17,10 @@ use crate::sync::{PersonalityReport, SyncContext, summary, sync_personality};
 /// Which personalities a pass covers besides the configured ones.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Selection {
-    /// Every personality the account owns (`sync --all`).
-    pub all_owned: bool,
+    /// Every personality the account owns (`sync --all`, `[discover] owned`).
+    pub owned: bool,
+    /// Every recently used personality (`[discover] recent`).
+    pub recent: bool,
 }
 
 /// What a pass over several personalities ended with.
@@ -64,8 +66,11 @@ async fn select(
         names.to_vec()
     };
     let mut categories = Vec::new();
-    if selection.all_owned {
+    if selection.owned {
         categories.push(Category::Owned);
+    }
+    if selection.recent {
+        categories.push(Category::Recent);
     }
     for category in categories {
         for slug in client.list(category).await? {
