@@ -322,11 +322,22 @@ async fn transient_failures_are_retried_a_bounded_number_of_times() {
     });
     let started = Instant::now();
     let outcome = pass(&config).await;
-    // The first request (the account check) fails for good after 1 try + 3 retries.
-    let error = outcome.fatal.as_ref().expect("the pass stops").to_string();
-    assert!(error.contains("503 after 4 attempts"), "{error}");
+    let s = status(&config, "down");
+    assert_eq!(s.outcome, Outcome::Failed, "{:?}", outcome.reports);
+    assert!(s.error.unwrap().contains("503 after 4 attempts"));
+    // The profile request: 1 try + 3 retries, then nothing more for it.
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.contains("/username/"))
+            .count(),
+        4
+    );
     assert_eq!(fake.requests().len(), 4);
-    assert_eq!(outcome.exit_code(), std::process::ExitCode::from(1));
+    assert!(
+        outcome.reports[0].retryable,
+        "a daemon would retry this before the next tick"
+    );
     // Backoff is capped at max_backoff (50ms in the test config).
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -342,9 +353,8 @@ async fn a_bot_wall_is_reported_as_such_and_stops_the_pass() {
         &["a", "b"],
     )
     .await;
-    // The account check passes; the first profile request meets the wall.
     fake.set_faults(FaultPlan {
-        script: vec![Fault::Slow(Duration::ZERO), Fault::BotWall],
+        script: vec![Fault::BotWall],
         ..FaultPlan::default()
     });
     let outcome = pass(&config).await;

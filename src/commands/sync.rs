@@ -12,7 +12,7 @@ use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::store::Store;
 use crate::sync::chat::WalkLimits;
-use crate::sync::{PersonalityReport, SyncContext, summary, sync_personality};
+use crate::sync::{AccountCache, PersonalityReport, SyncContext, summary, sync_personality};
 
 /// Which personalities a pass covers besides the configured ones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,26 +113,11 @@ pub async fn run_pass(
         )));
     }
     let sections = Section::all();
-    let account = if sections
-        .iter()
-        .any(|s| matches!(s, Section::Knowledge | Section::Training))
-    {
-        // Once per run, not once per personality.
-        match client.me().await {
-            Ok(account) => Some(account),
-            Err(e) => {
-                eprintln!("error: {e}");
-                outcome.fatal = Some(e);
-                return Ok(outcome);
-            }
-        }
-    } else {
-        None
-    };
+    let account = AccountCache::default();
     let ctx = SyncContext {
         client: &client,
         store: &store,
-        account: account.as_ref(),
+        account: &account,
         limits: WalkLimits {
             page_size: config.service.chat_page_size,
             max_page_size: config.service.max_page_size,

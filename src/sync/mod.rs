@@ -18,12 +18,25 @@ use crate::status::{ChatTotals, Outcome, PersonalityStatus, SectionStatus};
 use crate::store::{ChatStore, PersonalityDir, Store, StoreError};
 use chat::{ChatReport, ChatSyncError, ServicePages, WalkLimits, WalkProgress};
 
+/// The logged-in account, asked for at most once per run (or per daemon
+/// configuration), and only when a sync needs to know what it owns.
+#[derive(Debug, Default)]
+pub struct AccountCache {
+    cell: tokio::sync::OnceCell<Account>,
+}
+
+impl AccountCache {
+    pub async fn get(&self, client: &ApiClient) -> Result<&Account, ApiError> {
+        self.cell.get_or_try_init(|| client.me()).await
+    }
+}
+
 /// What a sync needs besides the personality's name.
 pub struct SyncContext<'a> {
     pub client: &'a ApiClient,
     pub store: &'a Store,
-    /// The account, fetched once per run, to tell owned personalities.
-    pub account: Option<&'a Account>,
+    /// The account, to tell owned personalities.
+    pub account: &'a AccountCache,
     pub limits: WalkLimits,
     pub max_memory_pages: u32,
     pub cancel: &'a CancellationToken,
@@ -36,6 +49,9 @@ pub struct PersonalityReport {
     pub chat: Option<ChatReport>,
     /// Stopped by a shutdown at a page boundary; the walk resumes next run.
     pub cancelled: bool,
+    /// Every failure was transient (5xx, network, garbled body, 429): worth
+    /// retrying before the next scheduled run.
+    pub retryable: bool,
 }
 
 impl PersonalityReport {
@@ -66,6 +82,10 @@ impl Stop {
             self,
             Stop::Api(ApiError::Auth { .. } | ApiError::BotWall { .. } | ApiError::RateLimited { .. })
         )
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(self, Stop::Api(e) if e.is_transient())
     }
 
     fn outcome(&self) -> Outcome {
@@ -109,6 +129,7 @@ pub async fn sync_personality(
         chat_totals: None,
         cancelled: false,
         personality_id: None,
+        only_transient: true,
     };
     let dir = match ctx.store.personality(name) {
         Ok(dir) => Some(dir),
@@ -127,6 +148,7 @@ pub async fn sync_personality(
         tracing::error!(personality = name, error = %e, "cannot write the status file");
     }
     let report = PersonalityReport {
+        retryable: run.first_error.is_some() && run.only_transient && !run.cancelled,
         status,
         chat: run.chat,
         cancelled: run.cancelled,
@@ -150,6 +172,8 @@ struct Run {
     chat_totals: Option<ChatTotals>,
     cancelled: bool,
     personality_id: Option<String>,
+    /// No failure so far was anything but transient.
+    only_transient: bool,
 }
 
 impl Run {
@@ -159,6 +183,7 @@ impl Run {
 
     fn fail(&mut self, section: Option<Section>, stop: Stop) {
         let message = stop.to_string();
+        self.only_transient &= stop.is_transient();
         tracing::warn!(section = section.map(Section::as_str), error = %message, "section failed");
         if stop.halts() || section.is_none() {
             self.halt = Some(stop.outcome());
@@ -229,9 +254,14 @@ impl Run {
             let result = sync_memories(ctx, dir, &profile).await;
             self.record(Section::Memories, result, |s| s);
         }
-        let owner = match (ctx.account, &profile.user_id) {
-            (Some(account), Some(user)) => account.id == *user,
-            _ => false,
+        let needs_owner = self.wants(Section::Knowledge) || self.wants(Section::Training);
+        let owner = if needs_owner {
+            match ctx.account.get(ctx.client).await {
+                Ok(account) => profile.user_id.as_deref() == Some(account.id.as_str()),
+                Err(e) => return self.fail(None, e.into()),
+            }
+        } else {
+            false
         };
         for (section, document, suffix) in [
             (Section::Knowledge, Document::Knowledge, "_knowledge"),
