@@ -1,11 +1,16 @@
 //! Where the session cookie comes from: systemd credentials, a file, an
-//! environment variable, or the config itself.
+//! environment variable, or the config itself; and, once the service has
+//! rotated it, the data directory (see [`rotated`]).
+
+pub mod rotated;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::api::SessionCookie;
 use crate::config::{CookieSource, ServiceConfig};
+
+pub use rotated::Fingerprint;
 
 /// The name `LoadCredential=cookie:...` gives the credential.
 pub const CREDENTIAL_NAME: &str = "cookie";
@@ -45,10 +50,7 @@ impl std::fmt::Display for Origin {
 /// Reads the session cookie. A systemd credential (`$CREDENTIALS_DIRECTORY/cookie`)
 /// wins over the configured source, since the unit file put it there on purpose.
 pub fn load(service: &ServiceConfig) -> Result<(SessionCookie, Origin), CredentialError> {
-    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .map(|dir| Path::new(&dir).join(CREDENTIAL_NAME))
-        .filter(|p| p.is_file());
-    let (text, origin) = match (credential, &service.cookie) {
+    let (text, origin) = match (credential_path(), &service.cookie) {
         (Some(path), _) => (read_file(&path)?, Origin::Credential(path)),
         (None, CookieSource::File(path)) => {
             warn_if_shared(path);
@@ -63,6 +65,49 @@ pub fn load(service: &ServiceConfig) -> Result<(SessionCookie, Origin), Credenti
     let cookie = SessionCookie::parse(&text, &service.cookie_name)
         .ok_or_else(|| CredentialError::Malformed(origin.to_string()))?;
     Ok((cookie, origin))
+}
+
+/// The cookie a run sends, and what is needed to save its rotations.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The cookie to send: the configured one, or the service's latest
+    /// rotation of it.
+    pub cookie: SessionCookie,
+    /// Where the configured cookie came from.
+    pub origin: Origin,
+    /// `cookie` is a rotation saved in the data directory, not the
+    /// configured cookie itself.
+    pub rotated: bool,
+    /// Fingerprint of the configured token: a rotation is saved as
+    /// replacing it, so that a later change of the configured cookie wins.
+    pub configured: Fingerprint,
+}
+
+/// Reads the configured cookie ([`load`]) and prefers the service's saved
+/// rotation of it, if `data_dir` holds one.
+pub fn load_session(service: &ServiceConfig, data_dir: &Path) -> Result<Session, CredentialError> {
+    let (configured, origin) = load(service)?;
+    Ok(session_for(configured, origin, data_dir))
+}
+
+/// The session for a cookie that is (or is about to be) the configured one.
+pub fn session_for(configured: SessionCookie, origin: Origin, data_dir: &Path) -> Session {
+    let fingerprint = Fingerprint::of(configured.token());
+    let (cookie, rotated) = rotated::prefer(data_dir, configured);
+    Session {
+        cookie,
+        origin,
+        rotated,
+        configured: fingerprint,
+    }
+}
+
+/// The systemd credential holding the cookie, if the unit gave one; it wins
+/// over the configured source.
+pub fn credential_path() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| Path::new(&dir).join(CREDENTIAL_NAME))
+        .filter(|p| p.is_file())
 }
 
 fn read_file(path: &Path) -> Result<String, CredentialError> {

@@ -68,6 +68,11 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Store the session cookie, or check which account it logs in as.
+    Cookie {
+        #[command(subcommand)]
+        action: CookieAction,
+    },
     /// Validate the config and print it with defaults filled in, secrets redacted.
     CheckConfig,
     /// Offline demo: a full and an incremental backup against a built-in fake service.
@@ -79,6 +84,19 @@ enum Command {
     /// Run the built-in fake service (for benchmarks and manual tests).
     #[command(hide = true)]
     ServeFake(commands::serve_fake::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum CookieAction {
+    /// Save a session cookie to cookie_file (mode 0600) and check it.
+    ///
+    /// Reads the cookie, the bare token or name=value, from a prompt that
+    /// does not echo, or from the first line of standard input when that is
+    /// not a terminal. Then asks the service once which account it logs in
+    /// as. Exit 3 if the service refuses it, 1 if it could not be checked.
+    Set,
+    /// Check the session cookie a sync would send, and print its account.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +125,13 @@ fn main() -> ExitCode {
             Command::Export { name, format, output } => {
                 let config = commands::load_config(&cli.config)?;
                 commands::export::run(&config, &name, format, output.as_deref())
+            }
+            Command::Cookie { action } => {
+                let config = commands::load_config(&cli.config)?;
+                match action {
+                    CookieAction::Set => commands::cookie::set(&config).await,
+                    CookieAction::Check => commands::cookie::check(&config).await,
+                }
             }
             Command::CheckConfig => commands::check_config(&cli.config),
             Command::Demo { dir } => commands::demo::run(dir).await,

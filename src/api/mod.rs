@@ -102,6 +102,18 @@ pub struct ApiClient {
     /// Set after an auth failure: no request is sent until a new client is
     /// built from a changed cookie source.
     auth_dead: AtomicBool,
+    /// Told of each rotated session cookie, once adopted.
+    on_rotation: Option<RotationHook>,
+}
+
+/// What to do with a session cookie the service rotated, besides sending it
+/// (the commands save it so that the next process starts from it).
+struct RotationHook(Box<dyn Fn(&SessionCookie) + Send + Sync>);
+
+impl std::fmt::Debug for RotationHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RotationHook")
+    }
 }
 
 /// One failed attempt, with the server's Retry-After when it gave one.
@@ -128,7 +140,17 @@ impl ApiClient {
             limiter,
             stats: Stats::default(),
             auth_dead: AtomicBool::new(false),
+            on_rotation: None,
         })
+    }
+
+    /// Calls `hook` with the new cookie each time the service rotates the
+    /// session cookie, right after adopting it, before any other request
+    /// can adopt a newer one (so hooks see rotations in order). The hook
+    /// runs on the request's task and must not call back into this client.
+    /// Replaces an earlier hook.
+    pub fn on_rotation(&mut self, hook: impl Fn(&SessionCookie) + Send + Sync + 'static) {
+        self.on_rotation = Some(RotationHook(Box::new(hook)));
     }
 
     pub fn stats(&self) -> &Stats {
@@ -350,6 +372,10 @@ impl ApiClient {
                     name = cookie.name(),
                     "the service rotated the session cookie; using the new one"
                 );
+                // Under the write lock: rotations reach the hook in order.
+                if let Some(RotationHook(hook)) = &self.on_rotation {
+                    hook(&cookie);
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The commands behind the CLI. `main.rs` parses arguments and calls these.
 
+pub mod cookie;
 pub mod demo;
 pub mod export;
 pub mod serve_fake;
@@ -67,14 +68,35 @@ pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The client for the configured account: its cookie and the one rate limiter.
+/// The client for the configured account: its cookie (as the service last
+/// rotated it, if it did) and the one rate limiter. Rotations during the
+/// run are saved in the data directory.
 pub fn build_client(config: &Config) -> Result<Arc<ApiClient>, Fatal> {
+    let session = load_session(config)?;
+    client_for(config, &session).map(Arc::new)
+}
+
+/// The session cookie a sync would send: the configured one or its saved
+/// rotation. A cookie that cannot be read ends the command with exit 3.
+pub fn load_session(config: &Config) -> Result<credentials::Session, Fatal> {
+    let session =
+        credentials::load_session(&config.service, &config.storage.data_dir).map_err(|e| Fatal {
+            code: exit::AUTH,
+            message: e.to_string(),
+        })?;
+    tracing::debug!(
+        origin = %session.origin,
+        name = session.cookie.name(),
+        rotated = session.rotated,
+        "session cookie loaded"
+    );
+    Ok(session)
+}
+
+/// A client that sends `session`'s cookie and saves each rotation of it in
+/// the data directory, as replacing the configured cookie.
+pub fn client_for(config: &Config, session: &credentials::Session) -> Result<ApiClient, Fatal> {
     let service = &config.service;
-    let (cookie, origin) = credentials::load(service).map_err(|e| Fatal {
-        code: exit::AUTH,
-        message: e.to_string(),
-    })?;
-    tracing::debug!(%origin, name = cookie.name(), "session cookie loaded");
     let limiter = Arc::new(RateLimiter::new(
         config.rate_limit.requests_per_second,
         config.rate_limit.burst,
@@ -82,7 +104,7 @@ pub fn build_client(config: &Config) -> Result<Arc<ApiClient>, Fatal> {
     let options = ClientOptions {
         base_url: service.base_url.clone(),
         jargon: service.jargon.clone(),
-        cookie,
+        cookie: session.cookie.clone(),
         extra_cookies: service.extra_cookies.clone(),
         timeout: service.timeout,
         max_retries: service.max_retries,
@@ -90,7 +112,22 @@ pub fn build_client(config: &Config) -> Result<Arc<ApiClient>, Fatal> {
         max_backoff: service.max_backoff,
         user_agent: service.user_agent.clone(),
     };
-    ApiClient::new(options, limiter)
-        .map(Arc::new)
-        .map_err(Fatal::usage)
+    let mut client = ApiClient::new(options, limiter).map_err(Fatal::usage)?;
+    let data_dir = config.storage.data_dir.clone();
+    let replaces = session.configured.clone();
+    client.on_rotation(
+        move |cookie| match credentials::rotated::save(&data_dir, cookie, &replaces) {
+            Ok(path) => tracing::info!(
+                path = %path.display(),
+                "saved the rotated session cookie; later runs start from it"
+            ),
+            Err(e) => tracing::warn!(
+                dir = %data_dir.display(),
+                error = %e,
+                "cannot save the rotated session cookie; this run uses it, but the next one starts \
+                 from the configured cookie, which the service may no longer accept"
+            ),
+        },
+    );
+    Ok(client)
 }

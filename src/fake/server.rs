@@ -70,6 +70,7 @@ fn arrive(shared: &SharedState, request: &Parts) -> Arrival {
         personality: personality.map(|index| state.personality(index).slug.clone()),
         is_chat,
         fault: fault.as_ref().map(Fault::name),
+        cookie: cookie_header(request),
     };
     if let Some(fault) = &record.fault {
         tracing::debug!(path, fault, "fake service: injecting a fault");
@@ -81,6 +82,17 @@ fn arrive(shared: &SharedState, request: &Parts) -> Arrival {
         personality,
         is_chat,
     }
+}
+
+/// Every `Cookie` header of the request, joined as one.
+fn cookie_header(request: &Parts) -> Option<String> {
+    let values: Vec<&str> = request
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join("; "))
 }
 
 /// The answer the service gives when nothing goes wrong in between.

@@ -40,6 +40,9 @@ pub struct RequestRecord {
     pub is_chat: bool,
     /// The injected fault's name (`Fault::name`), if one applied.
     pub fault: Option<String>,
+    /// The `Cookie` header as received (several joined with `; `), if any:
+    /// lets a test check what the client sends.
+    pub cookie: Option<String>,
 }
 
 /// A personality as served.

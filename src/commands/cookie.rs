@@ -1,0 +1,141 @@
+//! `chatkeep cookie set` and `chatkeep cookie check`: store the session
+//! cookie where the config says, and ask the service which account it logs
+//! in as. Neither ever prints the cookie.
+
+use std::io::{BufRead, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{Fatal, client_for, exit, load_session};
+use crate::api::{ApiError, SessionCookie};
+use crate::config::{Config, CookieSource};
+use crate::credentials::{self, Origin, Session};
+use crate::store::fsio;
+
+/// Longest line read from standard input; a cookie is a few hundred bytes.
+const MAX_INPUT: u64 = 64 * 1024;
+
+/// `cookie set`: reads the cookie (hidden prompt on a terminal, else the
+/// first line of standard input), writes it to `cookie_file` (atomically,
+/// 0600), then checks it like `cookie check`.
+pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
+    let path = cookie_file(config)?;
+    let name = &config.service.cookie_name;
+    let input = read_input(name)?;
+    let cookie = SessionCookie::parse(&input, name).ok_or_else(|| {
+        Fatal::usage(format!(
+            "that is not a session cookie: paste the value of the `{name}` cookie, or name=value, on one line"
+        ))
+    })?;
+    write_cookie_file(&path, &cookie, name)?;
+    println!("saved the session cookie to {}", path.display());
+    if let Some(credential) = credentials::credential_path() {
+        eprintln!(
+            "warning: the systemd credential {} takes precedence over cookie_file; \
+             the service keeps using the credential until it is updated",
+            credential.display()
+        );
+    }
+    let session = credentials::session_for(cookie, Origin::File(path.clone()), &config.storage.data_dir);
+    verify(config, &session, Some(&path)).await
+}
+
+/// `cookie check`: one request with the cookie a sync would send.
+pub async fn check(config: &Config) -> Result<ExitCode, Fatal> {
+    let session = load_session(config)?;
+    verify(config, &session, None).await
+}
+
+/// The file `cookie set` writes; refuses configs that take the cookie from
+/// elsewhere, since writing a file they never read would change nothing.
+fn cookie_file(config: &Config) -> Result<PathBuf, Fatal> {
+    let elsewhere = match &config.service.cookie {
+        CookieSource::File(path) => return Ok(path.clone()),
+        CookieSource::Env(var) => format!("the environment variable {var} (cookie_env)"),
+        CookieSource::Inline(_) => "the config file itself (cookie)".to_owned(),
+    };
+    Err(Fatal::usage(format!(
+        "{} takes the session cookie from {elsewhere}, which `chatkeep cookie set` does not change; \
+         to use it, replace that key in [service] with cookie_file = \"/path/to/cookie\"",
+        config.source.display()
+    )))
+}
+
+/// The pasted cookie: hidden input on a terminal, else the first line of
+/// standard input.
+fn read_input(name: &str) -> Result<String, Fatal> {
+    let stdin = std::io::stdin();
+    let read = if stdin.is_terminal() {
+        rpassword::prompt_password(format!("Paste the session cookie ({name}), input hidden: "))
+    } else {
+        let mut line = String::new();
+        stdin.lock().take(MAX_INPUT).read_line(&mut line).map(|_| line)
+    };
+    let input = read.map_err(|e| Fatal::usage(format!("cannot read the cookie from standard input: {e}")))?;
+    if input.trim().is_empty() {
+        return Err(Fatal::usage(
+            "no cookie given: paste it at the prompt, or pipe it in on one line",
+        ));
+    }
+    Ok(input)
+}
+
+/// Writes the cookie: the bare token when it goes by the configured name
+/// (so a later change of `cookie_name` applies to it), else `name=token`.
+fn write_cookie_file(path: &Path, cookie: &SessionCookie, configured_name: &str) -> Result<(), Fatal> {
+    let failed =
+        |e: std::io::Error| Fatal::usage(format!("cannot write the cookie file {}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        fsio::create_private_dir(dir).map_err(failed)?;
+    }
+    let text = if cookie.name() == configured_name {
+        format!("{}\n", cookie.token())
+    } else {
+        format!("{}\n", cookie.header_value([]))
+    };
+    fsio::write_atomic(path, text.as_bytes()).map_err(failed)
+}
+
+/// Asks `/api/users/me`, once and without retries, whose session this is.
+/// `saved` is where `cookie set` just wrote the cookie, for the messages.
+async fn verify(config: &Config, session: &Session, saved: Option<&Path>) -> Result<ExitCode, Fatal> {
+    let mut one_request = config.clone();
+    one_request.service.max_retries = 0;
+    let client = client_for(&one_request, session)?;
+    let source = if session.rotated {
+        format!("{}, as the service last rotated it", session.origin)
+    } else {
+        session.origin.to_string()
+    };
+    match client.me().await {
+        Ok(account) => {
+            let name = account.display_name.as_deref().map(printable);
+            println!(
+                "the session cookie from {source} authenticates as {} (id {})",
+                name.as_deref().unwrap_or("an account without a display name"),
+                printable(&account.id)
+            );
+            Ok(ExitCode::from(exit::OK))
+        }
+        Err(e @ ApiError::Auth { .. }) => Err(Fatal {
+            code: exit::AUTH,
+            message: format!("the service refused the session cookie from {source}: {e}"),
+        }),
+        Err(e) => Err(Fatal {
+            code: exit::FAILED,
+            message: match saved {
+                Some(path) => format!(
+                    "the cookie was saved to {} but not verified: {e}; run `chatkeep cookie check` later",
+                    path.display()
+                ),
+                None => format!("could not check the session cookie from {source}: {e}"),
+            },
+        }),
+    }
+}
+
+/// Text from the service, without control characters that could move the
+/// terminal's cursor.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
