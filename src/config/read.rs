@@ -58,7 +58,7 @@ struct Field<'a, 'i> {
 }
 
 /// A table of the file being read.
-struct Section<'a, 'i> {
+struct Table<'a, 'i> {
     /// Prefix of key names in messages: `service` gives `service.timeout`.
     name: &'static str,
     /// How messages name the table itself: `[service]`.
@@ -88,7 +88,7 @@ impl<'t> Reader<'t> {
     }
 
     pub(super) fn config(&mut self, document: &DeTable<'_>, source: &Path) -> Option<Config> {
-        let root = Section {
+        let root = Table {
             name: "",
             header: "the top level",
             at: 0,
@@ -118,11 +118,11 @@ impl<'t> Reader<'t> {
     /// `required`), `Err` (with a problem recorded) if not a table.
     fn table<'a, 'i>(
         &mut self,
-        parent: &Section<'a, 'i>,
+        parent: &Table<'a, 'i>,
         key: &'static str,
         header: &'static str,
         required: bool,
-    ) -> Result<Option<Section<'a, 'i>>, ()> {
+    ) -> Result<Option<Table<'a, 'i>>, ()> {
         let Some(field) = parent.get(key) else {
             if required {
                 let what = match key {
@@ -144,7 +144,7 @@ impl<'t> Reader<'t> {
             );
             return Err(());
         };
-        let section = Section {
+        let section = Table {
             name: key,
             header,
             at: field.at(),
@@ -154,7 +154,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Records a problem for each key of `section` not in `known`.
-    fn check_keys(&mut self, section: &Section<'_, '_>, known: &[&str]) {
+    fn check_keys(&mut self, section: &Table<'_, '_>, known: &[&str]) {
         for (key, value) in section.table.iter() {
             let key_text: &str = key.get_ref();
             if known.contains(&key_text) {
@@ -188,7 +188,7 @@ impl<'t> Reader<'t> {
     /// The field `key` of `section`, or a problem saying it is missing.
     fn required<'a, 'i>(
         &mut self,
-        section: &Section<'a, 'i>,
+        section: &Table<'a, 'i>,
         key: &str,
         example: &str,
     ) -> Option<Field<'a, 'i>> {
@@ -219,7 +219,7 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn service(&mut self, section: Section<'_, '_>) -> Option<ServiceConfig> {
+    fn service(&mut self, section: Table<'_, '_>) -> Option<ServiceConfig> {
         self.check_keys(&section, SERVICE_KEYS);
         let base_url = self
             .required(
@@ -277,7 +277,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Exactly one of `cookie_file`, `cookie_env` and `cookie`.
-    fn cookie_source(&mut self, section: &Section<'_, '_>) -> Option<CookieSource> {
+    fn cookie_source(&mut self, section: &Table<'_, '_>) -> Option<CookieSource> {
         let mut given: Vec<Field<'_, '_>> = COOKIE_KEYS.iter().filter_map(|key| section.get(key)).collect();
         given.sort_by_key(|field| field.key_at);
         match given.as_slice() {
@@ -314,7 +314,7 @@ impl<'t> Reader<'t> {
 
     fn extra_cookies(
         &mut self,
-        section: &Section<'_, '_>,
+        section: &Table<'_, '_>,
         cookie_name: Option<&str>,
     ) -> Option<BTreeMap<String, String>> {
         let Some(field) = section.get("extra_cookies") else {
@@ -375,7 +375,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `max_page_size`, defaulting to the larger of 500 and `chat_page_size`.
-    fn max_page_size(&mut self, section: &Section<'_, '_>, chat_page_size: Option<u32>) -> Option<u32> {
+    fn max_page_size(&mut self, section: &Table<'_, '_>, chat_page_size: Option<u32>) -> Option<u32> {
         let Some(field) = section.get("max_page_size") else {
             return chat_page_size.map(|chat| chat.max(DEFAULT_MAX_PAGE_SIZE));
         };
@@ -394,7 +394,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `max_backoff`, defaulting to the larger of 2m and `initial_backoff`.
-    fn max_backoff(&mut self, section: &Section<'_, '_>, initial: Option<Duration>) -> Option<Duration> {
+    fn max_backoff(&mut self, section: &Table<'_, '_>, initial: Option<Duration>) -> Option<Duration> {
         let Some(field) = section.get("max_backoff") else {
             return initial.map(|initial| initial.max(DEFAULT_MAX_BACKOFF));
         };
@@ -415,7 +415,7 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn storage(&mut self, section: Section<'_, '_>) -> Option<StorageConfig> {
+    fn storage(&mut self, section: Table<'_, '_>) -> Option<StorageConfig> {
         self.check_keys(&section, STORAGE_KEYS);
         let field = self.required(
             &section,
@@ -429,7 +429,7 @@ impl<'t> Reader<'t> {
         })
     }
 
-    fn rate_limit(&mut self, section: Section<'_, '_>) -> Option<RateLimitConfig> {
+    fn rate_limit(&mut self, section: Table<'_, '_>) -> Option<RateLimitConfig> {
         self.check_keys(&section, RATE_LIMIT_KEYS);
         let requests_per_second = self.optional(
             section.get("requests_per_second"),
@@ -444,7 +444,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The `[[personality]]` blocks, checked for duplicates.
-    fn personalities(&mut self, root: &Section<'_, '_>) -> Option<Vec<PersonalityConfig>> {
+    fn personalities(&mut self, root: &Table<'_, '_>) -> Option<Vec<PersonalityConfig>> {
         let Some(field) = root.get("personality") else {
             return Some(Vec::new());
         };
@@ -476,7 +476,7 @@ impl<'t> Reader<'t> {
                 self.problem(block.span().start, message);
                 continue;
             };
-            let section = Section {
+            let section = Table {
                 name: "personality",
                 header: "[[personality]]",
                 at: block.span().start,
@@ -520,7 +520,7 @@ impl<'t> Reader<'t> {
     }
 }
 
-impl<'a, 'i> Section<'a, 'i> {
+impl<'a, 'i> Table<'a, 'i> {
     fn get(&self, key: &str) -> Option<Field<'a, 'i>> {
         let (key_span, value) = self.table.get_key_value(key)?;
         Some(Field {
