@@ -58,6 +58,11 @@ pub const DEFAULT_REQUESTS_PER_SECOND: f64 = 1.0;
 pub const DEFAULT_BURST: u32 = 1;
 /// Longest personality slug accepted, in characters.
 pub const MAX_SLUG_LEN: usize = 100;
+/// Memory pages walked per sync of one personality when the config says
+/// nothing.
+pub const DEFAULT_MAX_MEMORY_PAGES: u32 = 1000;
+/// Largest `max_memory_pages` accepted.
+pub const MAX_MAX_MEMORY_PAGES: u32 = 100_000;
 
 /// The whole configuration, validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +73,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The one global request budget shared by all workers.
     pub rate_limit: RateLimitConfig,
+    /// What a sync backs up.
+    pub sync: SyncConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -213,11 +220,88 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// One part of a personality that a sync can back up. The variants are in
+/// the order a sync takes them, which is also the order every list of
+/// sections in a [`Config`] is kept in: the profile comes first because it
+/// says who owns the personality, which decides whether knowledge and
+/// training can be fetched at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    /// The profile document: name, prompt, settings.
+    Profile,
+    /// The memories, walked page by page and merged by id.
+    Memories,
+    /// Knowledge entries; available to the owner only.
+    Knowledge,
+    /// Training examples; available to the owner only.
+    Training,
+    /// What the personality keeps about the account that backs it up.
+    UserPersonalization,
+    /// The chat history.
+    Chat,
+}
+
+impl Section {
+    /// Every section, in order.
+    pub const fn all() -> [Section; 6] {
+        [
+            Section::Profile,
+            Section::Memories,
+            Section::Knowledge,
+            Section::Training,
+            Section::UserPersonalization,
+            Section::Chat,
+        ]
+    }
+
+    /// The section's name in the config file (`user_personalization`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Section::Profile => "profile",
+            Section::Memories => "memories",
+            Section::Knowledge => "knowledge",
+            Section::Training => "training",
+            Section::UserPersonalization => "user_personalization",
+            Section::Chat => "chat",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[sync]` table: what one sync of a personality backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// The sections backed up for a personality whose block names none of
+    /// its own: never empty, no duplicates, in the order of [`Section::all`].
+    pub sections: Vec<Section>,
+    /// Safety cap on the memory pages walked in one sync of one
+    /// personality, `1..=100000`; a walk that reaches it stops with a
+    /// warning.
+    pub max_memory_pages: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            sections: Section::all().to_vec(),
+            max_memory_pages: DEFAULT_MAX_MEMORY_PAGES,
+        }
+    }
+}
+
 /// One `[[personality]]` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonalityConfig {
     /// The personality's slug, as in its URL.
     pub name: PersonalitySlug,
+    /// The sections backed up for this personality instead of
+    /// `[sync] sections`, under the same rules; `None` when not set.
+    pub sections: Option<Vec<Section>>,
 }
 
 /// A personality's slug (`lilith`): 1 to 100 characters of
@@ -380,6 +464,24 @@ impl Config {
             );
         }
         Ok(config)
+    }
+
+    /// The `[[personality]]` block of `name`. Names are compared ignoring
+    /// ASCII case, as they are when the file is checked for duplicates, so
+    /// at most one block matches.
+    pub fn personality(&self, name: &PersonalitySlug) -> Option<&PersonalityConfig> {
+        self.personalities
+            .iter()
+            .find(|p| p.name.as_str().eq_ignore_ascii_case(name.as_str()))
+    }
+
+    /// The sections to back up for `name`: those of its `[[personality]]`
+    /// block if it sets any, else `[sync] sections`. A personality not in
+    /// the config (one found by `[discover]`) gets `[sync] sections`.
+    pub fn sections_for(&self, name: &PersonalitySlug) -> Vec<Section> {
+        self.personality(name)
+            .and_then(|p| p.sections.clone())
+            .unwrap_or_else(|| self.sync.sections.clone())
     }
 
     /// The effective configuration, defaults filled in, as TOML that

@@ -2,11 +2,18 @@
 //! where it is and what is expected.
 
 use super::*;
+
+mod sync;
+
+use sync::read_sections;
+
 // ---------------------------------------------------------------------------
 // Reading the document tree
 // ---------------------------------------------------------------------------
 
-const TOP_KEYS: &[&str] = &["service", "storage", "rate_limit", "personality"];
+const TOP_KEYS: &[&str] = &["service", "storage", "rate_limit", "sync", "personality"];
+/// How messages list the tables of [`TOP_KEYS`].
+const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -25,7 +32,8 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 ];
 pub(super) const STORAGE_KEYS: &[&str] = &["data_dir"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
-pub(super) const PERSONALITY_KEYS: &[&str] = &["name"];
+pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
+pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -99,16 +107,14 @@ impl<'t> Reader<'t> {
         let service = service.ok().flatten().and_then(|s| self.service(s));
         let storage = self.table(&root, "storage", "[storage]", true);
         let storage = storage.ok().flatten().and_then(|s| self.storage(s));
-        let rate_limit = match self.table(&root, "rate_limit", "[rate_limit]", false) {
-            Ok(Some(section)) => self.rate_limit(section),
-            Ok(None) => Some(RateLimitConfig::default()),
-            Err(()) => None,
-        };
+        let rate_limit = self.optional_table(&root, "rate_limit", "[rate_limit]", Self::rate_limit);
+        let sync = self.optional_table(&root, "sync", "[sync]", Self::sync);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
             storage: storage?,
             rate_limit: rate_limit?,
+            sync: sync?,
             personalities: personalities?,
             source: source.to_owned(),
         })
@@ -153,6 +159,22 @@ impl<'t> Reader<'t> {
         Ok(Some(section))
     }
 
+    /// The optional table `key` of `root` as `read` makes it, or its default
+    /// when absent.
+    fn optional_table<'a, 'i, T: Default>(
+        &mut self,
+        root: &Table<'a, 'i>,
+        key: &'static str,
+        header: &'static str,
+        read: impl FnOnce(&mut Self, Table<'a, 'i>) -> Option<T>,
+    ) -> Option<T> {
+        match self.table(root, key, header, false) {
+            Ok(Some(table)) => read(self, table),
+            Ok(None) => Some(T::default()),
+            Err(()) => None,
+        }
+    }
+
     /// Records a problem for each key of `section` not in `known`.
     fn check_keys(&mut self, section: &Table<'_, '_>, known: &[&str]) {
         for (key, value) in section.table.iter() {
@@ -166,10 +188,7 @@ impl<'t> Reader<'t> {
                 } else {
                     format!("unknown key `{key_text}` at the top level")
                 };
-                format!(
-                    "{what}; expected the tables [service], [storage], [rate_limit] and \
-                     [[personality]]"
-                )
+                format!("{what}; expected the tables {TOP_TABLES}")
             } else {
                 format!(
                     "unknown key `{key_text}` in {}; expected one of {}",
@@ -483,6 +502,9 @@ impl<'t> Reader<'t> {
                 table,
             };
             self.check_keys(&section, PERSONALITY_KEYS);
+            // Read before the name, so that their problems are found even
+            // when the name is missing or wrong.
+            let sections = self.optional(section.get("sections"), None, |f| read_sections(f).map(Some));
             let Some(name_field) = self.required(
                 &section,
                 "name",
@@ -514,7 +536,11 @@ impl<'t> Reader<'t> {
                 continue;
             }
             seen.insert(folded, (name_field.at(), name.as_str().to_owned()));
-            personalities.push(PersonalityConfig { name });
+            let Some(sections) = sections else {
+                valid = false;
+                continue;
+            };
+            personalities.push(PersonalityConfig { name, sections });
         }
         valid.then_some(personalities)
     }
@@ -538,8 +564,13 @@ impl Field<'_, '_> {
     }
 
     fn reject(&self, message: String) -> Problem {
+        self.reject_at(self.at(), message)
+    }
+
+    /// A problem with a part of the value, such as one item of an array.
+    fn reject_at(&self, at: usize, message: String) -> Problem {
         Problem {
-            at: self.at(),
+            at,
             message,
             unknown_key: false,
         }

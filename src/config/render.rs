@@ -10,6 +10,7 @@ pub(super) struct Rendered<'a> {
     service: RenderedService<'a>,
     storage: RenderedStorage,
     rate_limit: RenderedRateLimit,
+    sync: RenderedSync,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -48,8 +49,20 @@ struct RenderedRateLimit {
 }
 
 #[derive(Serialize)]
+struct RenderedSync {
+    sections: Vec<&'static str>,
+    max_memory_pages: u32,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sections: Option<Vec<&'static str>>,
+}
+
+fn section_names(sections: &[Section]) -> Vec<&'static str> {
+    sections.iter().map(|s| s.as_str()).collect()
 }
 
 impl<'a> From<&'a Config> for Rendered<'a> {
@@ -89,10 +102,17 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 requests_per_second: config.rate_limit.requests_per_second,
                 burst: config.rate_limit.burst,
             },
+            sync: RenderedSync {
+                sections: section_names(&config.sync.sections),
+                max_memory_pages: config.sync.max_memory_pages,
+            },
             personality: config
                 .personalities
                 .iter()
-                .map(|p| RenderedPersonality { name: &p.name })
+                .map(|p| RenderedPersonality {
+                    name: &p.name,
+                    sections: p.sections.as_deref().map(section_names),
+                })
                 .collect(),
         }
     }
