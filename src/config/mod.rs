@@ -75,6 +75,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// What a sync backs up.
     pub sync: SyncConfig,
+    /// Which personalities are found at each run besides the listed ones.
+    pub discover: DiscoverConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -292,6 +294,19 @@ impl Default for SyncConfig {
             max_memory_pages: DEFAULT_MAX_MEMORY_PAGES,
         }
     }
+}
+
+/// The `[discover]` table: personalities backed up besides the
+/// `[[personality]]` blocks, looked up again at each run. One found this
+/// way gets `[sync] sections`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiscoverConfig {
+    /// Also every personality the account owns
+    /// (`/api/{jargon}?category=self`).
+    pub owned: bool,
+    /// Also every personality the account used recently
+    /// (`/api/{jargon}?category=recent`).
+    pub recent: bool,
 }
 
 /// One `[[personality]]` block.

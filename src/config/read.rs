@@ -11,9 +11,16 @@ use sync::read_sections;
 // Reading the document tree
 // ---------------------------------------------------------------------------
 
-const TOP_KEYS: &[&str] = &["service", "storage", "rate_limit", "sync", "personality"];
+const TOP_KEYS: &[&str] = &[
+    "service",
+    "storage",
+    "rate_limit",
+    "sync",
+    "discover",
+    "personality",
+];
 /// How messages list the tables of [`TOP_KEYS`].
-const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync] and [[personality]]";
+const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -33,6 +40,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 pub(super) const STORAGE_KEYS: &[&str] = &["data_dir"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
 pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
+pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
 pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
@@ -109,12 +117,14 @@ impl<'t> Reader<'t> {
         let storage = storage.ok().flatten().and_then(|s| self.storage(s));
         let rate_limit = self.optional_table(&root, "rate_limit", "[rate_limit]", Self::rate_limit);
         let sync = self.optional_table(&root, "sync", "[sync]", Self::sync);
+        let discover = self.optional_table(&root, "discover", "[discover]", Self::discover);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
             storage: storage?,
             rate_limit: rate_limit?,
             sync: sync?,
+            discover: discover?,
             personalities: personalities?,
             source: source.to_owned(),
         })
@@ -603,6 +613,13 @@ impl Field<'_, '_> {
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| (min..=max).contains(n))
             .ok_or_else(|| self.expected(&expected))
+    }
+
+    fn boolean(&self) -> Result<bool, Problem> {
+        match self.value.get_ref() {
+            DeValue::Boolean(boolean) => Ok(*boolean),
+            _ => Err(self.expected("true or false")),
+        }
     }
 
     fn positive_number(&self) -> Result<f64, Problem> {

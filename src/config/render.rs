@@ -11,6 +11,7 @@ pub(super) struct Rendered<'a> {
     storage: RenderedStorage,
     rate_limit: RenderedRateLimit,
     sync: RenderedSync,
+    discover: RenderedDiscover,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -52,6 +53,12 @@ struct RenderedRateLimit {
 struct RenderedSync {
     sections: Vec<&'static str>,
     max_memory_pages: u32,
+}
+
+#[derive(Serialize)]
+struct RenderedDiscover {
+    owned: bool,
+    recent: bool,
 }
 
 #[derive(Serialize)]
@@ -105,6 +112,10 @@ impl<'a> From<&'a Config> for Rendered<'a> {
             sync: RenderedSync {
                 sections: section_names(&config.sync.sections),
                 max_memory_pages: config.sync.max_memory_pages,
+            },
+            discover: RenderedDiscover {
+                owned: config.discover.owned,
+                recent: config.discover.recent,
             },
             personality: config
                 .personalities

@@ -1,4 +1,6 @@
-use super::read::{PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column};
+use super::read::{
+    DISCOVER_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
+};
 use super::*;
 
 mod sync;
@@ -74,6 +76,8 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.sync, SyncConfig::default());
     assert_eq!(config.sync.sections, Section::all());
     assert_eq!(config.sync.max_memory_pages, 1000);
+    assert!(!config.discover.owned);
+    assert!(!config.discover.recent);
     assert!(config.personalities.is_empty());
     assert_eq!(config.source, PathBuf::from("/etc/chatkeep/config.toml"));
 }
@@ -105,6 +109,10 @@ burst = 3
 [sync]
 sections = [\"chat\", \"profile\"]
 max_memory_pages = 100000
+
+[discover]
+owned = true
+recent = true
 
 [[personality]]
 name = \"lilith\"
@@ -138,6 +146,13 @@ name = \"Some.Other_one-2\"
     assert_eq!(config.rate_limit.burst, 3);
     assert_eq!(config.sync.sections, [Section::Profile, Section::Chat]);
     assert_eq!(config.sync.max_memory_pages, 100_000);
+    assert_eq!(
+        config.discover,
+        DiscoverConfig {
+            owned: true,
+            recent: true
+        }
+    );
     let names: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["lilith", "Some.Other_one-2"]);
     assert_eq!(
@@ -161,6 +176,7 @@ fn example_config_loads_and_lists_every_key() {
         "[storage]",
         "[rate_limit]",
         "[sync]",
+        "[discover]",
         "[[personality]]",
     ];
     for table in tables {
@@ -171,6 +187,7 @@ fn example_config_loads_and_lists_every_key() {
         STORAGE_KEYS,
         RATE_LIMIT_KEYS,
         SYNC_KEYS,
+        DISCOVER_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -300,7 +317,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync] and [[personality]]",
+             [rate_limit], [sync], [discover] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),

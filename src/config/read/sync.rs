@@ -1,5 +1,5 @@
-//! Reading `[sync]`, and the lists of sections it shares with
-//! `[[personality]]`.
+//! Reading what a run backs up: `[sync]`, the lists of sections it shares
+//! with `[[personality]]`, and `[discover]`.
 
 use super::*;
 
@@ -14,6 +14,16 @@ impl Reader<'_> {
         Some(SyncConfig {
             sections: sections?,
             max_memory_pages: max_memory_pages?,
+        })
+    }
+
+    pub(super) fn discover(&mut self, section: Table<'_, '_>) -> Option<DiscoverConfig> {
+        self.check_keys(&section, DISCOVER_KEYS);
+        let owned = self.optional(section.get("owned"), false, |f| f.boolean());
+        let recent = self.optional(section.get("recent"), false, |f| f.boolean());
+        Some(DiscoverConfig {
+            owned: owned?,
+            recent: recent?,
         })
     }
 }

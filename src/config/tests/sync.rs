@@ -1,4 +1,4 @@
-//! `[sync]` and the sections of `[[personality]]`.
+//! `[sync]`, the sections of `[[personality]]`, and `[discover]`.
 
 use super::*;
 
@@ -209,4 +209,50 @@ fn sections_render_and_read_back() {
     );
     assert_eq!(rendered.matches("sections = ").count(), 2, "{rendered}");
     assert_eq!(parse(&rendered).expect("reads back"), config);
+}
+
+#[test]
+fn discover_is_read() {
+    let text = format!("{MINIMAL}[discover]\nowned = true\n");
+    let config = parse(&text).expect("valid");
+    assert!(config.discover.owned);
+    assert!(!config.discover.recent);
+    let text = format!("{MINIMAL}[discover]\nrecent = true\n");
+    let config = parse(&text).expect("valid");
+    assert_eq!(
+        config.discover,
+        DiscoverConfig {
+            owned: false,
+            recent: true
+        }
+    );
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("[discover]\nowned = false\nrecent = true\n"),
+        "{rendered}"
+    );
+    assert_eq!(parse(&rendered).expect("reads back"), config);
+}
+
+#[test]
+fn discover_is_checked() {
+    for value in ["\"yes\"", "1", "[]"] {
+        let text = format!("{MINIMAL}[discover]\nowned = {value}\n");
+        let got = if value == "[]" { "an array" } else { value };
+        assert_rejected(
+            &text,
+            9,
+            9,
+            &format!("discover.owned must be true or false, got {got}"),
+        );
+    }
+    let text = format!("{MINIMAL}[discover]\nrecent = 0\n");
+    assert_rejected(&text, 9, 10, "discover.recent must be true or false, got 0");
+    let text = format!("{MINIMAL}[discover]\nself = true\n");
+    assert_rejected(
+        &text,
+        9,
+        1,
+        "unknown key `self` in [discover]; expected one of owned, recent",
+    );
 }
