@@ -3,8 +3,10 @@
 
 use super::*;
 
+mod daemon;
 mod sync;
 
+use daemon::read_cron;
 use sync::read_sections;
 
 // ---------------------------------------------------------------------------
@@ -17,10 +19,12 @@ const TOP_KEYS: &[&str] = &[
     "rate_limit",
     "sync",
     "discover",
+    "daemon",
     "personality",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
-const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover] and [[personality]]";
+const TOP_TABLES: &str =
+    "[service], [storage], [rate_limit], [sync], [discover], [daemon] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -41,7 +45,15 @@ pub(super) const STORAGE_KEYS: &[&str] = &["data_dir"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
 pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
 pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
-pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections"];
+pub(super) const DAEMON_KEYS: &[&str] = &[
+    "schedule",
+    "interval",
+    "jitter",
+    "workers",
+    "run_on_start",
+    "shutdown_timeout",
+];
+pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -118,6 +130,7 @@ impl<'t> Reader<'t> {
         let rate_limit = self.optional_table(&root, "rate_limit", "[rate_limit]", Self::rate_limit);
         let sync = self.optional_table(&root, "sync", "[sync]", Self::sync);
         let discover = self.optional_table(&root, "discover", "[discover]", Self::discover);
+        let daemon = self.optional_table(&root, "daemon", "[daemon]", Self::daemon);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
@@ -125,6 +138,7 @@ impl<'t> Reader<'t> {
             rate_limit: rate_limit?,
             sync: sync?,
             discover: discover?,
+            daemon: daemon?,
             personalities: personalities?,
             source: source.to_owned(),
         })
@@ -515,6 +529,7 @@ impl<'t> Reader<'t> {
             // Read before the name, so that their problems are found even
             // when the name is missing or wrong.
             let sections = self.optional(section.get("sections"), None, |f| read_sections(f).map(Some));
+            let schedule = self.optional(section.get("schedule"), None, |f| read_cron(f).map(Some));
             let Some(name_field) = self.required(
                 &section,
                 "name",
@@ -546,11 +561,15 @@ impl<'t> Reader<'t> {
                 continue;
             }
             seen.insert(folded, (name_field.at(), name.as_str().to_owned()));
-            let Some(sections) = sections else {
+            let (Some(sections), Some(schedule)) = (sections, schedule) else {
                 valid = false;
                 continue;
             };
-            personalities.push(PersonalityConfig { name, sections });
+            personalities.push(PersonalityConfig {
+                name,
+                sections,
+                schedule,
+            });
         }
         valid.then_some(personalities)
     }
@@ -638,16 +657,21 @@ impl Field<'_, '_> {
 
     /// A duration longer than zero.
     fn duration(&self) -> Result<Duration, Problem> {
-        let expected = format!("a duration, {DURATION_FORMAT}");
-        let text = self.string(&expected)?;
-        let duration = duration_from_str(text).map_err(|reason| {
-            let got = shown(self.value.get_ref());
-            self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
-        })?;
+        let duration = self.any_duration()?;
         if duration.is_zero() {
             return Err(self.reject(format!("{} must be longer than 0s", self.name)));
         }
         Ok(duration)
+    }
+
+    /// A duration, zero included.
+    fn any_duration(&self) -> Result<Duration, Problem> {
+        let expected = format!("a duration, {DURATION_FORMAT}");
+        let text = self.string(&expected)?;
+        duration_from_str(text).map_err(|reason| {
+            let got = shown(self.value.get_ref());
+            self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
+        })
     }
 
     /// A path, resolved against `base_dir` when relative.

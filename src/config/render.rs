@@ -12,6 +12,7 @@ pub(super) struct Rendered<'a> {
     rate_limit: RenderedRateLimit,
     sync: RenderedSync,
     discover: RenderedDiscover,
+    daemon: RenderedDaemon<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -62,10 +63,24 @@ struct RenderedDiscover {
 }
 
 #[derive(Serialize)]
+struct RenderedDaemon<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    jitter: String,
+    workers: u32,
+    run_on_start: bool,
+    shutdown_timeout: String,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
     #[serde(skip_serializing_if = "Option::is_none")]
     sections: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
 }
 
 fn section_names(sections: &[Section]) -> Vec<&'static str> {
@@ -117,14 +132,33 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 owned: config.discover.owned,
                 recent: config.discover.recent,
             },
+            daemon: RenderedDaemon::from(&config.daemon),
             personality: config
                 .personalities
                 .iter()
                 .map(|p| RenderedPersonality {
                     name: &p.name,
                     sections: p.sections.as_deref().map(section_names),
+                    schedule: p.schedule.as_deref(),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a DaemonConfig> for RenderedDaemon<'a> {
+    fn from(daemon: &'a DaemonConfig) -> Self {
+        let (schedule, interval) = match &daemon.schedule {
+            Schedule::Cron(cron) => (Some(cron.as_str()), None),
+            Schedule::Interval(interval) => (None, Some(format_duration(*interval))),
+        };
+        RenderedDaemon {
+            schedule,
+            interval,
+            jitter: format_duration(daemon.jitter),
+            workers: daemon.workers,
+            run_on_start: daemon.run_on_start,
+            shutdown_timeout: format_duration(daemon.shutdown_timeout),
         }
     }
 }

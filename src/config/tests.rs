@@ -1,8 +1,10 @@
 use super::read::{
-    DISCOVER_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
+    DAEMON_KEYS, DISCOVER_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS,
+    line_column,
 };
 use super::*;
 
+mod daemon;
 mod sync;
 
 /// A complete config with no optional key; lines 1 to 7.
@@ -78,6 +80,12 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.sync.max_memory_pages, 1000);
     assert!(!config.discover.owned);
     assert!(!config.discover.recent);
+    assert_eq!(config.daemon, DaemonConfig::default());
+    assert_eq!(config.daemon.schedule, Schedule::Cron("0 0 */6 * * *".into()));
+    assert_eq!(config.daemon.jitter, Duration::ZERO);
+    assert_eq!(config.daemon.workers, 2);
+    assert!(!config.daemon.run_on_start);
+    assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(10));
     assert!(config.personalities.is_empty());
     assert_eq!(config.source, PathBuf::from("/etc/chatkeep/config.toml"));
 }
@@ -114,9 +122,17 @@ max_memory_pages = 100000
 owned = true
 recent = true
 
+[daemon]
+interval = \"45m\"
+jitter = \"90s\"
+workers = 64
+run_on_start = true
+shutdown_timeout = \"10m\"
+
 [[personality]]
 name = \"lilith\"
 sections = [\"user_personalization\"]
+schedule = \"0 15 3 * * MON-FRI\"
 
 [[personality]]
 name = \"Some.Other_one-2\"
@@ -160,6 +176,21 @@ name = \"Some.Other_one-2\"
         Some(vec![Section::UserPersonalization])
     );
     assert_eq!(config.personalities[1].sections, None);
+    assert_eq!(
+        config.personalities[0].schedule.as_deref(),
+        Some("0 15 3 * * MON-FRI")
+    );
+    assert_eq!(config.personalities[1].schedule, None);
+    assert_eq!(
+        config.daemon,
+        DaemonConfig {
+            schedule: Schedule::Interval(Duration::from_secs(45 * 60)),
+            jitter: Duration::from_secs(90),
+            workers: 64,
+            run_on_start: true,
+            shutdown_timeout: Duration::from_secs(600),
+        }
+    );
 }
 
 #[test]
@@ -177,6 +208,7 @@ fn example_config_loads_and_lists_every_key() {
         "[rate_limit]",
         "[sync]",
         "[discover]",
+        "[daemon]",
         "[[personality]]",
     ];
     for table in tables {
@@ -188,6 +220,7 @@ fn example_config_loads_and_lists_every_key() {
         RATE_LIMIT_KEYS,
         SYNC_KEYS,
         DISCOVER_KEYS,
+        DAEMON_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -202,7 +235,7 @@ fn example_config_loads_and_lists_every_key() {
 /// Keys the example shows commented out although they have no default:
 /// the cookie sources other than the one set, and settings that are
 /// examples of their kind.
-const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &["cookie_env", "cookie", "extra_cookies", "name"];
+const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &["cookie_env", "cookie", "extra_cookies", "name", "interval"];
 
 /// The example config, and for each commented-out setting in it, its line
 /// number (0-based), whether it shows a default, and the setting itself.
@@ -317,7 +350,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),
@@ -329,7 +362,7 @@ fn unknown_keys_are_named_with_their_table() {
         &format!("{MINIMAL}[[personality]]\nname = \"a\"\nslug = \"b\"\n"),
         10,
         1,
-        "unknown key `slug` in [[personality]]; expected one of name, sections",
+        "unknown key `slug` in [[personality]]; expected one of name, sections, schedule",
     );
 }
 
