@@ -58,6 +58,33 @@ pub const DEFAULT_REQUESTS_PER_SECOND: f64 = 1.0;
 pub const DEFAULT_BURST: u32 = 1;
 /// Longest personality slug accepted, in characters.
 pub const MAX_SLUG_LEN: usize = 100;
+/// Memory pages walked per sync of one personality when the config says
+/// nothing.
+pub const DEFAULT_MAX_MEMORY_PAGES: u32 = 1000;
+/// Largest `max_memory_pages` accepted.
+pub const MAX_MAX_MEMORY_PAGES: u32 = 100_000;
+/// Sync schedule when the config says nothing: every 6 hours on the hour,
+/// in the syntax of tokio-cron-scheduler (seconds first).
+pub const DEFAULT_SCHEDULE: &str = "0 0 */6 * * *";
+/// Shortest `interval` accepted. A sync of one personality makes at least
+/// one request per section, six at the defaults, at one request per second
+/// by default: ticks closer than this would mostly find the previous sync
+/// still running and be skipped. A cron schedule can still tick every
+/// second, for tests.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest `interval` accepted; rarer runs are better said with a cron
+/// schedule.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// `jitter` must be shorter than this.
+pub const MAX_JITTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// Sync jobs run at once when the config says nothing.
+pub const DEFAULT_WORKERS: u32 = 2;
+/// Largest `workers` accepted.
+pub const MAX_WORKERS: u32 = 64;
+/// Time allowed to stop cleanly when the config says nothing.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `shutdown_timeout` accepted.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// The whole configuration, validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +95,12 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The one global request budget shared by all workers.
     pub rate_limit: RateLimitConfig,
+    /// What a sync backs up.
+    pub sync: SyncConfig,
+    /// Which personalities are found at each run besides the listed ones.
+    pub discover: DiscoverConfig,
+    /// How `chatkeep run` schedules and runs syncs.
+    pub daemon: DaemonConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -213,11 +246,152 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// One part of a personality that a sync can back up. The variants are in
+/// the order a sync takes them, which is also the order every list of
+/// sections in a [`Config`] is kept in: the profile comes first because it
+/// says who owns the personality, which decides whether knowledge and
+/// training can be fetched at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    /// The profile document: name, prompt, settings.
+    Profile,
+    /// The memories, walked page by page and merged by id.
+    Memories,
+    /// Knowledge entries; available to the owner only.
+    Knowledge,
+    /// Training examples; available to the owner only.
+    Training,
+    /// What the personality keeps about the account that backs it up.
+    UserPersonalization,
+    /// The chat history.
+    Chat,
+}
+
+impl Section {
+    /// Every section, in order.
+    pub const fn all() -> [Section; 6] {
+        [
+            Section::Profile,
+            Section::Memories,
+            Section::Knowledge,
+            Section::Training,
+            Section::UserPersonalization,
+            Section::Chat,
+        ]
+    }
+
+    /// The section's name in the config file (`user_personalization`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Section::Profile => "profile",
+            Section::Memories => "memories",
+            Section::Knowledge => "knowledge",
+            Section::Training => "training",
+            Section::UserPersonalization => "user_personalization",
+            Section::Chat => "chat",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[sync]` table: what one sync of a personality backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// The sections backed up for a personality whose block names none of
+    /// its own: never empty, no duplicates, in the order of [`Section::all`].
+    pub sections: Vec<Section>,
+    /// Safety cap on the memory pages walked in one sync of one
+    /// personality, `1..=100000`; a walk that reaches it stops with a
+    /// warning.
+    pub max_memory_pages: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            sections: Section::all().to_vec(),
+            max_memory_pages: DEFAULT_MAX_MEMORY_PAGES,
+        }
+    }
+}
+
+/// The `[discover]` table: personalities backed up besides the
+/// `[[personality]]` blocks, looked up again at each run. One found this
+/// way gets `[sync] sections`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiscoverConfig {
+    /// Also every personality the account owns
+    /// (`/api/{jargon}?category=self`).
+    pub owned: bool,
+    /// Also every personality the account used recently
+    /// (`/api/{jargon}?category=recent`).
+    pub recent: bool,
+}
+
+/// When the daemon syncs a personality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A cron expression as written in the file, checked with the parser
+    /// tokio-cron-scheduler 0.15 uses, set up as it sets it up: six fields,
+    /// the first one seconds (`"0 0 */6 * * *"`), an optional seventh for
+    /// the year, or a shorthand such as `"@daily"`; it fires at least once
+    /// more after the time it was checked.
+    Cron(String),
+    /// A fixed period (`interval`): whole seconds, from [`MIN_INTERVAL`] to
+    /// [`MAX_INTERVAL`].
+    Interval(Duration),
+}
+
+/// The `[daemon]` table: how `chatkeep run` schedules and runs syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// When every personality without a schedule of its own is synced:
+    /// `schedule` or `interval`, never both; [`DEFAULT_SCHEDULE`] if neither.
+    pub schedule: Schedule,
+    /// Each personality's run is delayed by a random time up to this, so
+    /// that many personalities on one schedule do not start at once;
+    /// shorter than [`MAX_JITTER`], zero for none.
+    pub jitter: Duration,
+    /// Sync jobs that may run at once; `1..=64`. All of them share the one
+    /// request budget of `[rate_limit]`.
+    pub workers: u32,
+    /// Whether every personality is synced once when the daemon starts,
+    /// besides its schedule.
+    pub run_on_start: bool,
+    /// Time running syncs are given to stop at a page boundary on SIGTERM
+    /// or SIGINT; longer than zero, at most [`MAX_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            schedule: Schedule::Cron(DEFAULT_SCHEDULE.to_owned()),
+            jitter: Duration::ZERO,
+            workers: DEFAULT_WORKERS,
+            run_on_start: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
 /// One `[[personality]]` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonalityConfig {
     /// The personality's slug, as in its URL.
     pub name: PersonalitySlug,
+    /// The sections backed up for this personality instead of
+    /// `[sync] sections`, under the same rules; `None` when not set.
+    pub sections: Option<Vec<Section>>,
+    /// A cron expression used for this personality instead of the
+    /// `[daemon]` schedule, checked as [`Schedule::Cron`] is; `None` when
+    /// not set.
+    pub schedule: Option<String>,
 }
 
 /// A personality's slug (`lilith`): 1 to 100 characters of
@@ -382,6 +556,34 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[[personality]]` block of `name`. Names are compared ignoring
+    /// ASCII case, as they are when the file is checked for duplicates, so
+    /// at most one block matches.
+    pub fn personality(&self, name: &PersonalitySlug) -> Option<&PersonalityConfig> {
+        self.personalities
+            .iter()
+            .find(|p| p.name.as_str().eq_ignore_ascii_case(name.as_str()))
+    }
+
+    /// The sections to back up for `name`: those of its `[[personality]]`
+    /// block if it sets any, else `[sync] sections`. A personality not in
+    /// the config (one found by `[discover]`) gets `[sync] sections`.
+    pub fn sections_for(&self, name: &PersonalitySlug) -> Vec<Section> {
+        self.personality(name)
+            .and_then(|p| p.sections.clone())
+            .unwrap_or_else(|| self.sync.sections.clone())
+    }
+
+    /// When the daemon syncs `name`: the cron expression of its
+    /// `[[personality]]` block if it sets one, else the `[daemon]` schedule
+    /// (also for personalities not in the file).
+    pub fn schedule_for(&self, name: &PersonalitySlug) -> Schedule {
+        match self.personality(name).and_then(|p| p.schedule.clone()) {
+            Some(cron) => Schedule::Cron(cron),
+            None => self.daemon.schedule.clone(),
+        }
+    }
+
     /// The effective configuration, defaults filled in, as TOML that
     /// [`Config::from_toml_str`] reads back. An inline cookie and the values
     /// of extra cookies are shown as `[redacted]`; a path that is not UTF-8
@@ -461,6 +663,7 @@ fn duration_from_str(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| "it is too long".to_owned())
 }
 
+mod cron;
 mod read;
 mod render;
 #[cfg(test)]
@@ -468,45 +671,3 @@ mod tests;
 
 use read::{Reader, base_dir, invalid};
 use render::Rendered;
-
-/// The parts of a personality a sync backs up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Section {
-    Profile,
-    Memories,
-    Knowledge,
-    Training,
-    UserPersonalization,
-    Chat,
-}
-
-impl Section {
-    pub fn all() -> [Section; 6] {
-        [
-            Section::Profile,
-            Section::Memories,
-            Section::Knowledge,
-            Section::Training,
-            Section::UserPersonalization,
-            Section::Chat,
-        ]
-    }
-
-    /// The name in the config and the status file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Section::Profile => "profile",
-            Section::Memories => "memories",
-            Section::Knowledge => "knowledge",
-            Section::Training => "training",
-            Section::UserPersonalization => "user_personalization",
-            Section::Chat => "chat",
-        }
-    }
-}
-
-impl fmt::Display for Section {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}

@@ -2,11 +2,29 @@
 //! where it is and what is expected.
 
 use super::*;
+
+mod daemon;
+mod sync;
+
+use daemon::read_cron;
+use sync::read_sections;
+
 // ---------------------------------------------------------------------------
 // Reading the document tree
 // ---------------------------------------------------------------------------
 
-const TOP_KEYS: &[&str] = &["service", "storage", "rate_limit", "personality"];
+const TOP_KEYS: &[&str] = &[
+    "service",
+    "storage",
+    "rate_limit",
+    "sync",
+    "discover",
+    "daemon",
+    "personality",
+];
+/// How messages list the tables of [`TOP_KEYS`].
+const TOP_TABLES: &str =
+    "[service], [storage], [rate_limit], [sync], [discover], [daemon] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -25,7 +43,17 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 ];
 pub(super) const STORAGE_KEYS: &[&str] = &["data_dir"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
-pub(super) const PERSONALITY_KEYS: &[&str] = &["name"];
+pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
+pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
+pub(super) const DAEMON_KEYS: &[&str] = &[
+    "schedule",
+    "interval",
+    "jitter",
+    "workers",
+    "run_on_start",
+    "shutdown_timeout",
+];
+pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -58,7 +86,7 @@ struct Field<'a, 'i> {
 }
 
 /// A table of the file being read.
-struct Section<'a, 'i> {
+struct Table<'a, 'i> {
     /// Prefix of key names in messages: `service` gives `service.timeout`.
     name: &'static str,
     /// How messages name the table itself: `[service]`.
@@ -88,7 +116,7 @@ impl<'t> Reader<'t> {
     }
 
     pub(super) fn config(&mut self, document: &DeTable<'_>, source: &Path) -> Option<Config> {
-        let root = Section {
+        let root = Table {
             name: "",
             header: "the top level",
             at: 0,
@@ -99,16 +127,18 @@ impl<'t> Reader<'t> {
         let service = service.ok().flatten().and_then(|s| self.service(s));
         let storage = self.table(&root, "storage", "[storage]", true);
         let storage = storage.ok().flatten().and_then(|s| self.storage(s));
-        let rate_limit = match self.table(&root, "rate_limit", "[rate_limit]", false) {
-            Ok(Some(section)) => self.rate_limit(section),
-            Ok(None) => Some(RateLimitConfig::default()),
-            Err(()) => None,
-        };
+        let rate_limit = self.optional_table(&root, "rate_limit", "[rate_limit]", Self::rate_limit);
+        let sync = self.optional_table(&root, "sync", "[sync]", Self::sync);
+        let discover = self.optional_table(&root, "discover", "[discover]", Self::discover);
+        let daemon = self.optional_table(&root, "daemon", "[daemon]", Self::daemon);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
             storage: storage?,
             rate_limit: rate_limit?,
+            sync: sync?,
+            discover: discover?,
+            daemon: daemon?,
             personalities: personalities?,
             source: source.to_owned(),
         })
@@ -118,11 +148,11 @@ impl<'t> Reader<'t> {
     /// `required`), `Err` (with a problem recorded) if not a table.
     fn table<'a, 'i>(
         &mut self,
-        parent: &Section<'a, 'i>,
+        parent: &Table<'a, 'i>,
         key: &'static str,
         header: &'static str,
         required: bool,
-    ) -> Result<Option<Section<'a, 'i>>, ()> {
+    ) -> Result<Option<Table<'a, 'i>>, ()> {
         let Some(field) = parent.get(key) else {
             if required {
                 let what = match key {
@@ -144,7 +174,7 @@ impl<'t> Reader<'t> {
             );
             return Err(());
         };
-        let section = Section {
+        let section = Table {
             name: key,
             header,
             at: field.at(),
@@ -153,8 +183,24 @@ impl<'t> Reader<'t> {
         Ok(Some(section))
     }
 
+    /// The optional table `key` of `root` as `read` makes it, or its default
+    /// when absent.
+    fn optional_table<'a, 'i, T: Default>(
+        &mut self,
+        root: &Table<'a, 'i>,
+        key: &'static str,
+        header: &'static str,
+        read: impl FnOnce(&mut Self, Table<'a, 'i>) -> Option<T>,
+    ) -> Option<T> {
+        match self.table(root, key, header, false) {
+            Ok(Some(table)) => read(self, table),
+            Ok(None) => Some(T::default()),
+            Err(()) => None,
+        }
+    }
+
     /// Records a problem for each key of `section` not in `known`.
-    fn check_keys(&mut self, section: &Section<'_, '_>, known: &[&str]) {
+    fn check_keys(&mut self, section: &Table<'_, '_>, known: &[&str]) {
         for (key, value) in section.table.iter() {
             let key_text: &str = key.get_ref();
             if known.contains(&key_text) {
@@ -166,10 +212,7 @@ impl<'t> Reader<'t> {
                 } else {
                     format!("unknown key `{key_text}` at the top level")
                 };
-                format!(
-                    "{what}; expected the tables [service], [storage], [rate_limit] and \
-                     [[personality]]"
-                )
+                format!("{what}; expected the tables {TOP_TABLES}")
             } else {
                 format!(
                     "unknown key `{key_text}` in {}; expected one of {}",
@@ -188,7 +231,7 @@ impl<'t> Reader<'t> {
     /// The field `key` of `section`, or a problem saying it is missing.
     fn required<'a, 'i>(
         &mut self,
-        section: &Section<'a, 'i>,
+        section: &Table<'a, 'i>,
         key: &str,
         example: &str,
     ) -> Option<Field<'a, 'i>> {
@@ -219,7 +262,7 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn service(&mut self, section: Section<'_, '_>) -> Option<ServiceConfig> {
+    fn service(&mut self, section: Table<'_, '_>) -> Option<ServiceConfig> {
         self.check_keys(&section, SERVICE_KEYS);
         let base_url = self
             .required(
@@ -277,7 +320,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Exactly one of `cookie_file`, `cookie_env` and `cookie`.
-    fn cookie_source(&mut self, section: &Section<'_, '_>) -> Option<CookieSource> {
+    fn cookie_source(&mut self, section: &Table<'_, '_>) -> Option<CookieSource> {
         let mut given: Vec<Field<'_, '_>> = COOKIE_KEYS.iter().filter_map(|key| section.get(key)).collect();
         given.sort_by_key(|field| field.key_at);
         match given.as_slice() {
@@ -314,7 +357,7 @@ impl<'t> Reader<'t> {
 
     fn extra_cookies(
         &mut self,
-        section: &Section<'_, '_>,
+        section: &Table<'_, '_>,
         cookie_name: Option<&str>,
     ) -> Option<BTreeMap<String, String>> {
         let Some(field) = section.get("extra_cookies") else {
@@ -375,7 +418,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `max_page_size`, defaulting to the larger of 500 and `chat_page_size`.
-    fn max_page_size(&mut self, section: &Section<'_, '_>, chat_page_size: Option<u32>) -> Option<u32> {
+    fn max_page_size(&mut self, section: &Table<'_, '_>, chat_page_size: Option<u32>) -> Option<u32> {
         let Some(field) = section.get("max_page_size") else {
             return chat_page_size.map(|chat| chat.max(DEFAULT_MAX_PAGE_SIZE));
         };
@@ -394,7 +437,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `max_backoff`, defaulting to the larger of 2m and `initial_backoff`.
-    fn max_backoff(&mut self, section: &Section<'_, '_>, initial: Option<Duration>) -> Option<Duration> {
+    fn max_backoff(&mut self, section: &Table<'_, '_>, initial: Option<Duration>) -> Option<Duration> {
         let Some(field) = section.get("max_backoff") else {
             return initial.map(|initial| initial.max(DEFAULT_MAX_BACKOFF));
         };
@@ -415,7 +458,7 @@ impl<'t> Reader<'t> {
         }
     }
 
-    fn storage(&mut self, section: Section<'_, '_>) -> Option<StorageConfig> {
+    fn storage(&mut self, section: Table<'_, '_>) -> Option<StorageConfig> {
         self.check_keys(&section, STORAGE_KEYS);
         let field = self.required(
             &section,
@@ -429,7 +472,7 @@ impl<'t> Reader<'t> {
         })
     }
 
-    fn rate_limit(&mut self, section: Section<'_, '_>) -> Option<RateLimitConfig> {
+    fn rate_limit(&mut self, section: Table<'_, '_>) -> Option<RateLimitConfig> {
         self.check_keys(&section, RATE_LIMIT_KEYS);
         let requests_per_second = self.optional(
             section.get("requests_per_second"),
@@ -444,7 +487,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The `[[personality]]` blocks, checked for duplicates.
-    fn personalities(&mut self, root: &Section<'_, '_>) -> Option<Vec<PersonalityConfig>> {
+    fn personalities(&mut self, root: &Table<'_, '_>) -> Option<Vec<PersonalityConfig>> {
         let Some(field) = root.get("personality") else {
             return Some(Vec::new());
         };
@@ -476,13 +519,17 @@ impl<'t> Reader<'t> {
                 self.problem(block.span().start, message);
                 continue;
             };
-            let section = Section {
+            let section = Table {
                 name: "personality",
                 header: "[[personality]]",
                 at: block.span().start,
                 table,
             };
             self.check_keys(&section, PERSONALITY_KEYS);
+            // Read before the name, so that their problems are found even
+            // when the name is missing or wrong.
+            let sections = self.optional(section.get("sections"), None, |f| read_sections(f).map(Some));
+            let schedule = self.optional(section.get("schedule"), None, |f| read_cron(f).map(Some));
             let Some(name_field) = self.required(
                 &section,
                 "name",
@@ -514,13 +561,21 @@ impl<'t> Reader<'t> {
                 continue;
             }
             seen.insert(folded, (name_field.at(), name.as_str().to_owned()));
-            personalities.push(PersonalityConfig { name });
+            let (Some(sections), Some(schedule)) = (sections, schedule) else {
+                valid = false;
+                continue;
+            };
+            personalities.push(PersonalityConfig {
+                name,
+                sections,
+                schedule,
+            });
         }
         valid.then_some(personalities)
     }
 }
 
-impl<'a, 'i> Section<'a, 'i> {
+impl<'a, 'i> Table<'a, 'i> {
     fn get(&self, key: &str) -> Option<Field<'a, 'i>> {
         let (key_span, value) = self.table.get_key_value(key)?;
         Some(Field {
@@ -538,8 +593,13 @@ impl Field<'_, '_> {
     }
 
     fn reject(&self, message: String) -> Problem {
+        self.reject_at(self.at(), message)
+    }
+
+    /// A problem with a part of the value, such as one item of an array.
+    fn reject_at(&self, at: usize, message: String) -> Problem {
         Problem {
-            at: self.at(),
+            at,
             message,
             unknown_key: false,
         }
@@ -574,6 +634,13 @@ impl Field<'_, '_> {
             .ok_or_else(|| self.expected(&expected))
     }
 
+    fn boolean(&self) -> Result<bool, Problem> {
+        match self.value.get_ref() {
+            DeValue::Boolean(boolean) => Ok(*boolean),
+            _ => Err(self.expected("true or false")),
+        }
+    }
+
     fn positive_number(&self) -> Result<f64, Problem> {
         const EXPECTED: &str = "a number greater than 0";
         let number = match self.value.get_ref() {
@@ -590,16 +657,21 @@ impl Field<'_, '_> {
 
     /// A duration longer than zero.
     fn duration(&self) -> Result<Duration, Problem> {
-        let expected = format!("a duration, {DURATION_FORMAT}");
-        let text = self.string(&expected)?;
-        let duration = duration_from_str(text).map_err(|reason| {
-            let got = shown(self.value.get_ref());
-            self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
-        })?;
+        let duration = self.any_duration()?;
         if duration.is_zero() {
             return Err(self.reject(format!("{} must be longer than 0s", self.name)));
         }
         Ok(duration)
+    }
+
+    /// A duration, zero included.
+    fn any_duration(&self) -> Result<Duration, Problem> {
+        let expected = format!("a duration, {DURATION_FORMAT}");
+        let text = self.string(&expected)?;
+        duration_from_str(text).map_err(|reason| {
+            let got = shown(self.value.get_ref());
+            self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
+        })
     }
 
     /// A path, resolved against `base_dir` when relative.

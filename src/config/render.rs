@@ -10,6 +10,9 @@ pub(super) struct Rendered<'a> {
     service: RenderedService<'a>,
     storage: RenderedStorage,
     rate_limit: RenderedRateLimit,
+    sync: RenderedSync,
+    discover: RenderedDiscover,
+    daemon: RenderedDaemon<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -48,8 +51,40 @@ struct RenderedRateLimit {
 }
 
 #[derive(Serialize)]
+struct RenderedSync {
+    sections: Vec<&'static str>,
+    max_memory_pages: u32,
+}
+
+#[derive(Serialize)]
+struct RenderedDiscover {
+    owned: bool,
+    recent: bool,
+}
+
+#[derive(Serialize)]
+struct RenderedDaemon<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    jitter: String,
+    workers: u32,
+    run_on_start: bool,
+    shutdown_timeout: String,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sections: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+}
+
+fn section_names(sections: &[Section]) -> Vec<&'static str> {
+    sections.iter().map(|s| s.as_str()).collect()
 }
 
 impl<'a> From<&'a Config> for Rendered<'a> {
@@ -89,11 +124,41 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 requests_per_second: config.rate_limit.requests_per_second,
                 burst: config.rate_limit.burst,
             },
+            sync: RenderedSync {
+                sections: section_names(&config.sync.sections),
+                max_memory_pages: config.sync.max_memory_pages,
+            },
+            discover: RenderedDiscover {
+                owned: config.discover.owned,
+                recent: config.discover.recent,
+            },
+            daemon: RenderedDaemon::from(&config.daemon),
             personality: config
                 .personalities
                 .iter()
-                .map(|p| RenderedPersonality { name: &p.name })
+                .map(|p| RenderedPersonality {
+                    name: &p.name,
+                    sections: p.sections.as_deref().map(section_names),
+                    schedule: p.schedule.as_deref(),
+                })
                 .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a DaemonConfig> for RenderedDaemon<'a> {
+    fn from(daemon: &'a DaemonConfig) -> Self {
+        let (schedule, interval) = match &daemon.schedule {
+            Schedule::Cron(cron) => (Some(cron.as_str()), None),
+            Schedule::Interval(interval) => (None, Some(format_duration(*interval))),
+        };
+        RenderedDaemon {
+            schedule,
+            interval,
+            jitter: format_duration(daemon.jitter),
+            workers: daemon.workers,
+            run_on_start: daemon.run_on_start,
+            shutdown_timeout: format_duration(daemon.shutdown_timeout),
         }
     }
 }

@@ -1,5 +1,11 @@
-use super::read::{PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, line_column};
+use super::read::{
+    DAEMON_KEYS, DISCOVER_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS,
+    line_column,
+};
 use super::*;
+
+mod daemon;
+mod sync;
 
 /// A complete config with no optional key; lines 1 to 7.
 const MINIMAL: &str = "\
@@ -69,6 +75,17 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/chatkeep"));
     assert_eq!(config.rate_limit.requests_per_second, 1.0);
     assert_eq!(config.rate_limit.burst, 1);
+    assert_eq!(config.sync, SyncConfig::default());
+    assert_eq!(config.sync.sections, Section::all());
+    assert_eq!(config.sync.max_memory_pages, 1000);
+    assert!(!config.discover.owned);
+    assert!(!config.discover.recent);
+    assert_eq!(config.daemon, DaemonConfig::default());
+    assert_eq!(config.daemon.schedule, Schedule::Cron("0 0 */6 * * *".into()));
+    assert_eq!(config.daemon.jitter, Duration::ZERO);
+    assert_eq!(config.daemon.workers, 2);
+    assert!(!config.daemon.run_on_start);
+    assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(10));
     assert!(config.personalities.is_empty());
     assert_eq!(config.source, PathBuf::from("/etc/chatkeep/config.toml"));
 }
@@ -97,8 +114,25 @@ data_dir = \"/srv/backup\"
 requests_per_second = 5
 burst = 3
 
+[sync]
+sections = [\"chat\", \"profile\"]
+max_memory_pages = 100000
+
+[discover]
+owned = true
+recent = true
+
+[daemon]
+interval = \"45m\"
+jitter = \"90s\"
+workers = 64
+run_on_start = true
+shutdown_timeout = \"10m\"
+
 [[personality]]
 name = \"lilith\"
+sections = [\"user_personalization\"]
+schedule = \"0 15 3 * * MON-FRI\"
 
 [[personality]]
 name = \"Some.Other_one-2\"
@@ -126,8 +160,37 @@ name = \"Some.Other_one-2\"
     assert_eq!(service.user_agent, "test-agent/1");
     assert_eq!(config.rate_limit.requests_per_second, 5.0);
     assert_eq!(config.rate_limit.burst, 3);
+    assert_eq!(config.sync.sections, [Section::Profile, Section::Chat]);
+    assert_eq!(config.sync.max_memory_pages, 100_000);
+    assert_eq!(
+        config.discover,
+        DiscoverConfig {
+            owned: true,
+            recent: true
+        }
+    );
     let names: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["lilith", "Some.Other_one-2"]);
+    assert_eq!(
+        config.personalities[0].sections,
+        Some(vec![Section::UserPersonalization])
+    );
+    assert_eq!(config.personalities[1].sections, None);
+    assert_eq!(
+        config.personalities[0].schedule.as_deref(),
+        Some("0 15 3 * * MON-FRI")
+    );
+    assert_eq!(config.personalities[1].schedule, None);
+    assert_eq!(
+        config.daemon,
+        DaemonConfig {
+            schedule: Schedule::Interval(Duration::from_secs(45 * 60)),
+            jitter: Duration::from_secs(90),
+            workers: 64,
+            run_on_start: true,
+            shutdown_timeout: Duration::from_secs(600),
+        }
+    );
 }
 
 #[test]
@@ -139,11 +202,27 @@ fn example_config_loads_and_lists_every_key() {
     assert_eq!(config.service.timeout, DEFAULT_TIMEOUT);
 
     let text = std::fs::read_to_string(&path).expect("readable");
-    let tables = ["[service]", "[storage]", "[rate_limit]", "[[personality]]"];
+    let tables = [
+        "[service]",
+        "[storage]",
+        "[rate_limit]",
+        "[sync]",
+        "[discover]",
+        "[daemon]",
+        "[[personality]]",
+    ];
     for table in tables {
         assert!(text.contains(table), "the example lacks {table}");
     }
-    let keys = [SERVICE_KEYS, STORAGE_KEYS, RATE_LIMIT_KEYS, PERSONALITY_KEYS];
+    let keys = [
+        SERVICE_KEYS,
+        STORAGE_KEYS,
+        RATE_LIMIT_KEYS,
+        SYNC_KEYS,
+        DISCOVER_KEYS,
+        DAEMON_KEYS,
+        PERSONALITY_KEYS,
+    ];
     for key in keys.concat() {
         let set = text.lines().any(|line| {
             let line = line.trim_start_matches(['#', ' ']);
@@ -153,33 +232,83 @@ fn example_config_loads_and_lists_every_key() {
     }
 }
 
-#[test]
-fn every_commented_key_of_the_example_is_valid_uncommented() {
-    // Uncommenting the defaults must give the same config; the cookie
-    // lines are left alone, as only one of them may be set.
+/// Keys the example shows commented out although they have no default:
+/// the cookie sources other than the one set, and settings that are
+/// examples of their kind.
+const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &["cookie_env", "cookie", "extra_cookies", "name", "interval"];
+
+/// The example config, and for each commented-out setting in it, its line
+/// number (0-based), whether it shows a default, and the setting itself.
+/// The settings of `[[personality]]` blocks are overrides, never defaults.
+fn example_settings() -> (String, Vec<(usize, bool, String)>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let text = std::fs::read_to_string(&path).expect("readable");
-    let uncommented: String = text
-        .lines()
-        .map(|line| match line.strip_prefix("# ") {
-            Some(rest)
-                if rest.contains(" = ")
-                    && !rest.starts_with("cookie")
-                    && !rest.starts_with("name")
-                    && !rest.starts_with("extra_cookies") =>
-            {
-                rest
-            }
-            _ => line,
+    let mut in_personality = false;
+    let mut settings = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        in_personality |= line == "[[personality]]";
+        let Some(setting) = line.strip_prefix("# ").filter(|rest| rest.contains(" = ")) else {
+            continue;
+        };
+        let key = setting.split(" = ").next().unwrap_or_default();
+        let is_default = !in_personality && !EXAMPLE_KEYS_WITHOUT_DEFAULT.contains(&key);
+        settings.push((number, is_default, setting.to_owned()));
+    }
+    (text, settings)
+}
+
+/// `text` with the given lines replaced.
+fn with_lines(text: &str, replaced: &[(usize, &str)]) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(number, line)| {
+            let line = replaced
+                .iter()
+                .find(|(n, _)| *n == number)
+                .map_or(line, |(_, setting)| setting);
+            format!("{line}\n")
         })
-        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn every_commented_key_of_the_example_is_valid_uncommented() {
+    // Uncommenting the defaults must give the same config.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let (text, settings) = example_settings();
+    let defaults: Vec<(usize, &str)> = settings
+        .iter()
+        .filter(|(_, is_default, _)| *is_default)
+        .map(|(number, _, setting)| (*number, setting.as_str()))
         .collect();
-    assert_ne!(uncommented, text);
+    assert!(defaults.len() > 10, "{defaults:?}");
+    let uncommented = with_lines(&text, &defaults);
     let commented = Config::from_toml_str(&text, &path).expect("example");
     let explicit = Config::from_toml_str(&uncommented, &path).expect("uncommented");
     let mut expected = commented.clone();
     expected.service.user_agent = "chatkeep/0.1.0".into();
     assert_eq!(explicit, expected);
+}
+
+#[test]
+fn every_commented_key_without_a_default_is_valid_alone() {
+    // The other cookie sources conflict with cookie_file, and the commented
+    // personality's name needs its commented header.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let (text, settings) = example_settings();
+    let commented = Config::from_toml_str(&text, &path).expect("example");
+    let mut tried = 0;
+    for (number, _, setting) in settings.iter().filter(|(_, is_default, _)| !is_default) {
+        if setting.starts_with("cookie") || setting.starts_with("name") {
+            continue;
+        }
+        let uncommented = with_lines(&text, &[(*number, setting)]);
+        let config =
+            Config::from_toml_str(&uncommented, &path).unwrap_or_else(|err| panic!("{setting}: {err}"));
+        assert_ne!(config, commented, "{setting} changes nothing");
+        tried += 1;
+    }
+    assert!(tried >= 2, "{settings:?}");
 }
 
 #[test]
@@ -221,7 +350,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),
@@ -233,7 +362,7 @@ fn unknown_keys_are_named_with_their_table() {
         &format!("{MINIMAL}[[personality]]\nname = \"a\"\nslug = \"b\"\n"),
         10,
         1,
-        "unknown key `slug` in [[personality]]; expected one of name",
+        "unknown key `slug` in [[personality]]; expected one of name, sections, schedule",
     );
 }
 
