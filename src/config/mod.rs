@@ -85,6 +85,14 @@ pub const MAX_WORKERS: u32 = 64;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `shutdown_timeout` accepted.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Rolled log files kept when the config says nothing.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 14;
+/// Largest `max_files` accepted: ten years of daily files.
+pub const MAX_LOG_MAX_FILES: u32 = 3650;
+/// The log levels `level` accepts, most severe first.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+/// Log level when the config says nothing.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// The whole configuration, validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +109,8 @@ pub struct Config {
     pub discover: DiscoverConfig,
     /// How `chatkeep run` schedules and runs syncs.
     pub daemon: DaemonConfig,
+    /// Where and how log lines are written.
+    pub log: LogConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -376,6 +386,60 @@ impl Default for DaemonConfig {
             workers: DEFAULT_WORKERS,
             run_on_start: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The format's name in the config file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[log]` table. Log lines always go to standard error; these say
+/// where else, in what form, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A directory where log lines are also written, to files rolled over
+    /// daily; a relative path has been resolved against the config file's
+    /// directory. `None`: standard error only.
+    pub dir: Option<PathBuf>,
+    /// Rolled files kept in `dir`, `1..=3650`; older ones are deleted.
+    pub max_files: u32,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// The most detailed level logged: one of [`LOG_LEVELS`]. `RUST_LOG`,
+    /// when set, overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            dir: None,
+            max_files: DEFAULT_LOG_MAX_FILES,
+            format: LogFormat::Text,
+            level: DEFAULT_LOG_LEVEL.to_owned(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::*;
 
 mod daemon;
+mod log;
 mod sync;
 
 use daemon::read_cron;
@@ -20,11 +21,12 @@ const TOP_KEYS: &[&str] = &[
     "sync",
     "discover",
     "daemon",
+    "log",
     "personality",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
 const TOP_TABLES: &str =
-    "[service], [storage], [rate_limit], [sync], [discover], [daemon] and [[personality]]";
+    "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -53,6 +55,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "run_on_start",
     "shutdown_timeout",
 ];
+pub(super) const LOG_KEYS: &[&str] = &["dir", "max_files", "format", "level"];
 pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
@@ -131,6 +134,7 @@ impl<'t> Reader<'t> {
         let sync = self.optional_table(&root, "sync", "[sync]", Self::sync);
         let discover = self.optional_table(&root, "discover", "[discover]", Self::discover);
         let daemon = self.optional_table(&root, "daemon", "[daemon]", Self::daemon);
+        let log = self.optional_table(&root, "log", "[log]", Self::log);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
@@ -139,6 +143,7 @@ impl<'t> Reader<'t> {
             sync: sync?,
             discover: discover?,
             daemon: daemon?,
+            log: log?,
             personalities: personalities?,
             source: source.to_owned(),
         })

@@ -13,6 +13,7 @@ pub(super) struct Rendered<'a> {
     sync: RenderedSync,
     discover: RenderedDiscover,
     daemon: RenderedDaemon<'a>,
+    log: RenderedLog<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -75,6 +76,15 @@ struct RenderedDaemon<'a> {
 }
 
 #[derive(Serialize)]
+struct RenderedLog<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<String>,
+    max_files: u32,
+    format: &'static str,
+    level: &'a str,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +143,16 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 recent: config.discover.recent,
             },
             daemon: RenderedDaemon::from(&config.daemon),
+            log: RenderedLog {
+                dir: config
+                    .log
+                    .dir
+                    .as_ref()
+                    .map(|dir| dir.to_string_lossy().into_owned()),
+                max_files: config.log.max_files,
+                format: config.log.format.as_str(),
+                level: &config.log.level,
+            },
             personality: config
                 .personalities
                 .iter()

@@ -1,10 +1,11 @@
 use super::read::{
-    DAEMON_KEYS, DISCOVER_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS,
-    line_column,
+    DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS,
+    SYNC_KEYS, line_column,
 };
 use super::*;
 
 mod daemon;
+mod log;
 mod sync;
 
 /// A complete config with no optional key; lines 1 to 7.
@@ -86,6 +87,11 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.daemon.workers, 2);
     assert!(!config.daemon.run_on_start);
     assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(config.log, LogConfig::default());
+    assert_eq!(config.log.dir, None);
+    assert_eq!(config.log.max_files, 14);
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.level, "info");
     assert!(config.personalities.is_empty());
     assert_eq!(config.source, PathBuf::from("/etc/chatkeep/config.toml"));
 }
@@ -128,6 +134,12 @@ jitter = \"90s\"
 workers = 64
 run_on_start = true
 shutdown_timeout = \"10m\"
+
+[log]
+dir = \"/var/log/chatkeep\"
+max_files = 3650
+format = \"json\"
+level = \"trace\"
 
 [[personality]]
 name = \"lilith\"
@@ -191,6 +203,15 @@ name = \"Some.Other_one-2\"
             shutdown_timeout: Duration::from_secs(600),
         }
     );
+    assert_eq!(
+        config.log,
+        LogConfig {
+            dir: Some(PathBuf::from("/var/log/chatkeep")),
+            max_files: 3650,
+            format: LogFormat::Json,
+            level: "trace".into(),
+        }
+    );
 }
 
 #[test]
@@ -209,6 +230,7 @@ fn example_config_loads_and_lists_every_key() {
         "[sync]",
         "[discover]",
         "[daemon]",
+        "[log]",
         "[[personality]]",
     ];
     for table in tables {
@@ -221,6 +243,7 @@ fn example_config_loads_and_lists_every_key() {
         SYNC_KEYS,
         DISCOVER_KEYS,
         DAEMON_KEYS,
+        LOG_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -235,7 +258,8 @@ fn example_config_loads_and_lists_every_key() {
 /// Keys the example shows commented out although they have no default:
 /// the cookie sources other than the one set, and settings that are
 /// examples of their kind.
-const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &["cookie_env", "cookie", "extra_cookies", "name", "interval"];
+const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] =
+    &["cookie_env", "cookie", "extra_cookies", "name", "interval", "dir"];
 
 /// The example config, and for each commented-out setting in it, its line
 /// number (0-based), whether it shows a default, and the setting itself.
@@ -350,7 +374,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover], [daemon] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon], [log] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),
