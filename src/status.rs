@@ -130,3 +130,16 @@ impl PersonalityStatus {
         fsio::write_atomic(&path, &bytes).map_err(io_err)
     }
 }
+
+impl Outcome {
+    /// Every outcome, `ok` first; the others are the error kinds counted in
+    /// the metrics.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Partial,
+        Outcome::Failed,
+        Outcome::AuthExpired,
+        Outcome::BotWall,
+        Outcome::RateLimited,
+    ];
+}
