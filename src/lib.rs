@@ -9,6 +9,7 @@ pub mod export;
 pub mod fake;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod progress;
 pub mod status;
 pub mod store;

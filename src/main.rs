@@ -73,6 +73,22 @@ enum Command {
         #[command(subcommand)]
         action: CookieAction,
     },
+    /// Show each personality's last sync, its outcome and its next run.
+    ///
+    /// Reads only the status files in the data directory: no network, no
+    /// lock, so it works while the daemon runs. Lists the configured
+    /// personalities and any other backup there that has a status file.
+    /// Times are UTC.
+    ///
+    /// Exit code 0 when every configured personality's last sync ended ok, 1
+    /// when any did not or never ran, so it can serve as a health check.
+    /// Backups no longer in the config are listed but not counted; whether
+    /// the daemon runs is shown but not counted either.
+    Status {
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and print it with defaults filled in, secrets redacted.
     CheckConfig,
     /// Offline demo: a full and an incremental backup against a built-in fake service.
@@ -132,6 +148,10 @@ fn main() -> ExitCode {
                     CookieAction::Set => commands::cookie::set(&config).await,
                     CookieAction::Check => commands::cookie::check(&config).await,
                 }
+            }
+            Command::Status { json } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::status::run(&config, json)
             }
             Command::CheckConfig => commands::check_config(&cli.config),
             Command::Demo { dir } => commands::demo::run(dir).await,

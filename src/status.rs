@@ -1,8 +1,12 @@
 //! The per-personality status file, `<data_dir>/<name>/status.json`:
 //! what the last sync did and how it ended, for `chatkeep status`, health
 //! checks and people. Written atomically; never holds a secret.
+//!
+//! Beside them, the daemon's own `<data_dir>/status.json` ([`DaemonStatus`]):
+//! its pid and, per personality, the next run.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -128,5 +132,201 @@ impl PersonalityStatus {
         let mut bytes = serde_json::to_vec_pretty(&self).map_err(|e| io_err(std::io::Error::other(e)))?;
         bytes.push(b'\n');
         fsio::write_atomic(&path, &bytes).map_err(io_err)
+    }
+}
+
+impl Outcome {
+    /// Every outcome, `ok` first; the others are the error kinds counted in
+    /// the metrics.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Partial,
+        Outcome::Failed,
+        Outcome::AuthExpired,
+        Outcome::BotWall,
+        Outcome::RateLimited,
+    ];
+}
+
+/// The daemon's own status file, `<data_dir>/status.json`, beside the
+/// per-personality `<data_dir>/<name>/status.json` files: which process runs,
+/// and when each personality runs next. Rewritten atomically on every change
+/// by `chatkeep run`; read by `chatkeep status` without the lock. Holds no
+/// secret: no cookie, no config content beyond the config file's path.
+///
+/// The file name is shared with the data directory's namespace: a
+/// personality whose slug is literally `status.json` would need a directory
+/// of that name. Whichever comes first wins and the other fails with an I/O
+/// error (a rename onto a directory, or a directory over a file); neither is
+/// corrupted. See [`is_reserved_name`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// The daemon's process id, to tell a running daemon from a stale file.
+    pub pid: u32,
+    /// chatkeep's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// When the daemon started.
+    pub started: DateTime<Utc>,
+    /// The config file the daemon reads (and re-reads on SIGHUP).
+    pub config: PathBuf,
+    /// When this content was last changed; the writer sets it before each
+    /// [`DaemonStatus::write`].
+    pub updated: DateTime<Utc>,
+    /// Per personality the daemon schedules, by slug.
+    pub personalities: BTreeMap<String, DaemonPersonality>,
+}
+
+/// What the daemon knows of one personality's schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonPersonality {
+    /// The next scheduled sync, if one is scheduled.
+    pub next_run: Option<DateTime<Utc>>,
+    /// A sync of this personality is running now.
+    pub running: bool,
+    /// How the last sync under this daemon ended (the per-personality status
+    /// file has the details).
+    pub last_outcome: Option<Outcome>,
+    /// When the last sync under this daemon ended.
+    pub last_finished: Option<DateTime<Utc>>,
+    /// When a failed sync will be retried, if a retry is pending.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// The daemon status file's name in the data directory.
+pub const DAEMON_STATUS_FILE: &str = "status.json";
+
+/// Names of files chatkeep keeps directly in the data directory, which a
+/// personality directory of the same name would collide with. Config
+/// validation may refuse these slugs; `chatkeep status` tolerates them.
+pub fn is_reserved_name(name: &str) -> bool {
+    name == DAEMON_STATUS_FILE || name == crate::metrics::METRICS_FILE
+}
+
+impl DaemonStatus {
+    /// A status for this process, started now, with no personality yet.
+    pub fn new(config: PathBuf) -> DaemonStatus {
+        let now = Utc::now();
+        DaemonStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: now,
+            config,
+            updated: now,
+            personalities: BTreeMap::new(),
+        }
+    }
+
+    /// `<data_dir>/status.json`.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DAEMON_STATUS_FILE)
+    }
+
+    /// Reads the daemon status file, if there is a readable one. A
+    /// directory in its place (a personality named `status.json`) reads as
+    /// none.
+    pub fn read(data_dir: &Path) -> Option<DaemonStatus> {
+        let bytes = std::fs::read(DaemonStatus::path(data_dir)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Writes the file atomically (temp file, fsync, rename, directory
+    /// fsync), mode 0600, creating the data directory (0700) if needed.
+    pub fn write(&self, data_dir: &Path) -> Result<(), StoreError> {
+        let path = DaemonStatus::path(data_dir);
+        let io_err = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        fsio::create_private_dir(data_dir).map_err(io_err)?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| io_err(std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        fsio::write_atomic(&path, &bytes).map_err(io_err)
+    }
+
+    /// Whether the process named by `pid` still exists (`kill(pid, 0)`
+    /// semantics, through `/proc/<pid>`). A pid reused by another process
+    /// after the daemon died reads as alive, and a daemon in another pid
+    /// namespace reads as dead.
+    pub fn is_alive(&self) -> bool {
+        self.pid != 0 && Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+#[cfg(test)]
+mod daemon_status_tests {
+    use super::*;
+
+    fn sample() -> DaemonStatus {
+        let mut status = DaemonStatus::new(PathBuf::from("/etc/chatkeep/config.toml"));
+        status.personalities.insert(
+            "lilith".into(),
+            DaemonPersonality {
+                next_run: Some("2024-05-01T13:00:00Z".parse().unwrap()),
+                running: true,
+                last_outcome: Some(Outcome::RateLimited),
+                last_finished: Some("2024-05-01T12:00:03.5Z".parse().unwrap()),
+                retry_at: Some("2024-05-01T12:05:00Z".parse().unwrap()),
+            },
+        );
+        status
+            .personalities
+            .insert("eve".into(), DaemonPersonality::default());
+        status
+    }
+
+    #[test]
+    fn round_trips_through_the_file_at_data_dir_status_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert_eq!(DaemonStatus::read(&data), None);
+        let status = sample();
+        status.write(&data).unwrap();
+        assert_eq!(DaemonStatus::path(&data), data.join("status.json"));
+        assert_eq!(DaemonStatus::read(&data), Some(status.clone()));
+        assert_eq!(status.pid, std::process::id());
+        assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+        assert!(status.is_alive(), "this process is alive");
+    }
+
+    #[test]
+    fn write_is_private_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        sample().write(dir.path()).unwrap();
+        sample().write(dir.path()).unwrap();
+        let path = DaemonStatus::path(dir.path());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["status.json"]);
+    }
+
+    #[test]
+    fn a_pid_that_does_not_exist_is_not_alive() {
+        let mut status = sample();
+        // Above the kernel's pid_max limit (2^22).
+        status.pid = 4_194_305;
+        assert!(!status.is_alive());
+        status.pid = 0;
+        assert!(!status.is_alive());
+    }
+
+    #[test]
+    fn a_personality_directory_named_status_json_reads_as_no_daemon_and_refuses_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("status.json")).unwrap();
+        assert_eq!(DaemonStatus::read(dir.path()), None);
+        assert!(sample().write(dir.path()).is_err());
+        assert!(
+            dir.path().join("status.json").is_dir(),
+            "the directory is untouched"
+        );
+        assert!(is_reserved_name("status.json") && is_reserved_name("metrics.prom"));
+        assert!(!is_reserved_name("lilith"));
     }
 }

@@ -4,6 +4,7 @@ pub mod cookie;
 pub mod demo;
 pub mod export;
 pub mod serve_fake;
+pub mod status;
 pub mod sync;
 
 use std::path::Path;

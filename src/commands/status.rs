@@ -1,0 +1,502 @@
+//! `chatkeep status`: a table (or one JSON document) of each personality's
+//! last sync and next run, read from the status files alone: no network and
+//! no lock, so it works beside a running daemon. Its exit code makes it a
+//! health check: 0 when every configured personality's last sync ended ok.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Fatal, exit};
+use crate::config::Config;
+use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus, is_reserved_name};
+use crate::store::personality_dir;
+
+/// Prints the status of the configured personalities, and of any other
+/// personality directory in the data directory that has a status file.
+pub fn run(config: &Config, json: bool) -> Result<ExitCode, Fatal> {
+    let report = Report::collect(config, Utc::now())?;
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Fatal::usage(format!("cannot render the status as JSON: {e}")))?;
+        text.push('\n');
+        text
+    } else {
+        let colour =
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        report.render(colour)
+    };
+    // A reader that stops early (`| head -1`) is not a failure of the check.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            return Err(Fatal {
+                code: exit::FAILED,
+                message: format!("cannot write the status: {e}"),
+            });
+        }
+    }
+    Ok(if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILED)
+    })
+}
+
+/// Everything `chatkeep status` shows; serialised as is for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// When the report was made; ages are relative to it.
+    pub now: DateTime<Utc>,
+    pub data_dir: PathBuf,
+    /// Every configured personality's last sync ended ok. Backups no longer
+    /// in the config are shown but do not count: nothing would ever fix
+    /// their last outcome.
+    pub healthy: bool,
+    /// The daemon, if it has ever written its status file here.
+    pub daemon: Option<DaemonInfo>,
+    pub personalities: Vec<Entry>,
+}
+
+/// The daemon status file's header, and whether its process is alive.
+#[derive(Debug, Serialize)]
+pub struct DaemonInfo {
+    pub running: bool,
+    pub pid: u32,
+    pub version: String,
+    pub started: DateTime<Utc>,
+    pub config: PathBuf,
+    pub updated: DateTime<Utc>,
+}
+
+/// One personality's row.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub name: String,
+    /// In the config; otherwise a backup left from an earlier config.
+    pub configured: bool,
+    /// The last sync ended ok.
+    pub healthy: bool,
+    /// How the last sync ended; none if it never ran or its status file is
+    /// unreadable.
+    pub outcome: Option<Outcome>,
+    /// The last sync's first error, or why there is no outcome.
+    pub error: Option<String>,
+    pub last_started: Option<DateTime<Utc>>,
+    /// When the last sync finished.
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// Chat messages stored.
+    pub messages: Option<u64>,
+    /// Chat messages the last sync added.
+    pub new_last_run: Option<u64>,
+    /// HTTP requests the last sync made.
+    pub requests_last_run: Option<u64>,
+    /// A sync runs now (only known while the daemon runs).
+    pub running: bool,
+    /// The next scheduled sync (only known while the daemon runs).
+    pub next_run: Option<DateTime<Utc>>,
+    /// A pending retry of a failed sync (only known while the daemon runs).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Archives are not made yet; always none.
+    pub last_archive: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    unreadable: bool,
+}
+
+impl Report {
+    /// Reads the status files under the config's data directory.
+    pub fn collect(config: &Config, now: DateTime<Utc>) -> Result<Report, Fatal> {
+        let data_dir = &config.storage.data_dir;
+        let daemon = DaemonStatus::read(data_dir);
+        let alive = daemon.as_ref().is_some_and(DaemonStatus::is_alive);
+        let schedule = |name: &str| {
+            daemon
+                .as_ref()
+                .filter(|_| alive)
+                .and_then(|d| d.personalities.get(name).cloned())
+                .unwrap_or_default()
+        };
+        let mut personalities: Vec<Entry> = config
+            .personalities
+            .iter()
+            .map(|p| Entry::read(data_dir, p.name.as_str(), true, schedule(p.name.as_str())))
+            .collect();
+        for name in unconfigured_backups(data_dir, config)? {
+            let sched = schedule(&name);
+            personalities.push(Entry::read(data_dir, &name, false, sched));
+        }
+        Ok(Report {
+            now,
+            data_dir: data_dir.clone(),
+            healthy: personalities.iter().filter(|e| e.configured).all(|e| e.healthy),
+            daemon: daemon.map(|d| DaemonInfo {
+                running: alive,
+                pid: d.pid,
+                version: d.version,
+                started: d.started,
+                config: d.config,
+                updated: d.updated,
+            }),
+            personalities,
+        })
+    }
+}
+
+/// Directories in the data directory that are not configured personalities
+/// but hold a status file, sorted by name. A missing data directory holds
+/// none; one that cannot be read is an error.
+fn unconfigured_backups(data_dir: &Path, config: &Config) -> Result<Vec<String>, Fatal> {
+    let entries = match std::fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Fatal::usage(format!(
+                "cannot read the data directory {}: {e}",
+                data_dir.display()
+            )));
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| !config.personalities.iter().any(|p| p.name.as_str() == name))
+        // Hidden files, the lock and temporary files are not personalities;
+        // `status.json` is a directory only if a personality has that name.
+        .filter(|name| personality_dir(data_dir, name).is_ok_and(|d| d.path().join(STATUS_FILE).is_file()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+const STATUS_FILE: &str = "status.json";
+
+impl Entry {
+    fn read(data_dir: &Path, name: &str, configured: bool, schedule: DaemonPersonality) -> Entry {
+        let dir = personality_dir(data_dir, name);
+        let status = dir.as_ref().ok().and_then(PersonalityStatus::read);
+        // A file that exists but does not parse is not "never ran".
+        let unreadable = status.is_none() && dir.as_ref().is_ok_and(|d| d.path().join(STATUS_FILE).exists());
+        let error = match &status {
+            Some(s) => s.error.clone(),
+            None if unreadable => Some(format!(
+                "the status file {} cannot be read",
+                data_dir.join(name).join(STATUS_FILE).display()
+            )),
+            None => None,
+        };
+        let chat = status.as_ref().and_then(|s| s.chat.as_ref());
+        Entry {
+            name: name.to_owned(),
+            configured,
+            healthy: status.as_ref().is_some_and(|s| s.outcome == Outcome::Ok),
+            outcome: status.as_ref().map(|s| s.outcome),
+            error,
+            last_started: status.as_ref().map(|s| s.last_started),
+            last_run: status.as_ref().map(|s| s.last_finished),
+            last_success: status.as_ref().and_then(|s| s.last_success),
+            messages: chat.map(|c| c.total),
+            new_last_run: chat.map(|c| c.new),
+            requests_last_run: status.as_ref().map(|s| s.requests),
+            running: schedule.running,
+            next_run: schedule.next_run,
+            retry_at: schedule.retry_at,
+            last_archive: None,
+            unreadable,
+        }
+    }
+
+    fn outcome_text(&self) -> &'static str {
+        match self.outcome {
+            Some(o) => o.as_str(),
+            None if self.unreadable => "unreadable",
+            None => "never run",
+        }
+    }
+
+    /// The next run, or a pending retry if it comes first.
+    fn next_text(&self, now: DateTime<Utc>, daemon_running: bool) -> String {
+        if !daemon_running {
+            return DASH.to_owned();
+        }
+        if self.running {
+            return "running now".to_owned();
+        }
+        match (self.retry_at, self.next_run) {
+            (Some(retry), next) if next.is_none_or(|n| retry < n) => format!("retry {}", when(retry, now)),
+            (_, Some(next)) => when(next, now),
+            _ => DASH.to_owned(),
+        }
+    }
+}
+
+const DASH: &str = "—";
+
+impl Report {
+    /// The table, then a line per problem, then the daemon's state.
+    pub fn render(&self, colour: bool) -> String {
+        if self.personalities.is_empty() {
+            return format!(
+                "no personality is configured and {} holds no backup\n",
+                self.data_dir.display()
+            );
+        }
+        let daemon_running = self.daemon.as_ref().is_some_and(|d| d.running);
+        let mut rows = vec![
+            [
+                "PERSONALITY",
+                "LAST RUN (UTC)",
+                "OUTCOME",
+                "MESSAGES",
+                "NEW",
+                "NEXT RUN (UTC)",
+                "LAST ARCHIVE",
+            ]
+            .map(str::to_owned),
+        ];
+        for e in &self.personalities {
+            let number = |n: Option<u64>| n.map_or(DASH.to_owned(), |n| n.to_string());
+            rows.push([
+                e.name.clone(),
+                e.last_run.map_or("never".to_owned(), |t| when(t, self.now)),
+                e.outcome_text().to_owned(),
+                number(e.messages),
+                number(e.new_last_run),
+                e.next_text(self.now, daemon_running),
+                e.last_archive.map_or(DASH.to_owned(), |t| when(t, self.now)),
+            ]);
+        }
+        let mut out = table(&rows, colour);
+        out.push('\n');
+        out.push_str(&self.notes());
+        out.push_str(&self.daemon_line());
+        out
+    }
+
+    fn notes(&self) -> String {
+        let mut out = String::new();
+        for e in &self.personalities {
+            if let Some(error) = &e.error {
+                out.push_str(&format!("{}: {}: {error}\n", e.name, e.outcome_text()));
+            }
+            if !e.configured {
+                out.push_str(&format!(
+                    "{}: not in the config (a backup from an earlier config; not counted in the exit code)\n",
+                    e.name
+                ));
+            }
+            if is_reserved_name(&e.name) {
+                out.push_str(&format!(
+                    "{}: this name clashes with chatkeep's own {} in the data directory; \
+                     rename the personality in the config\n",
+                    e.name,
+                    self.data_dir.join(&e.name).display()
+                ));
+            }
+        }
+        out
+    }
+
+    fn daemon_line(&self) -> String {
+        match &self.daemon {
+            Some(d) if d.running => format!(
+                "daemon: running, pid {}, chatkeep {}, started {}, config {}\n",
+                d.pid,
+                d.version,
+                when(d.started, self.now),
+                d.config.display()
+            ),
+            Some(d) => format!(
+                "daemon: not running (pid {} is gone; its status was last updated {})\n",
+                d.pid,
+                when(d.updated, self.now)
+            ),
+            None => "daemon: not running (it has not written a status file here)\n".to_owned(),
+        }
+    }
+}
+
+/// Aligned columns: numbers (MESSAGES, NEW) to the right, the rest to the
+/// left. With `colour`, the outcome is green when ok and red otherwise.
+fn table(rows: &[[String; 7]], colour: bool) -> String {
+    const RIGHT: [bool; 7] = [false, false, false, true, true, false, false];
+    const OUTCOME: usize = 2;
+    let width = |s: &str| s.chars().count();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| width(&r[c])).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[c] - width(cell));
+            let text = match (colour && i > 0 && c == OUTCOME, cell.as_str()) {
+                (false, _) => cell.clone(),
+                (true, "ok") => format!("\x1b[32m{cell}\x1b[0m"),
+                (true, _) => format!("\x1b[31m{cell}\x1b[0m"),
+            };
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if RIGHT[c] {
+                line.push_str(&pad);
+                line.push_str(&text);
+            } else {
+                line.push_str(&text);
+                line.push_str(&pad);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `2024-05-01 12:00 (3h ago)`, or `(in 25m)` for a time to come.
+fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let relative = if secs >= 0 {
+        format!("{} ago", span(secs.unsigned_abs()))
+    } else {
+        format!("in {}", span(secs.unsigned_abs()))
+    };
+    format!("{} ({relative})", t.format("%Y-%m-%d %H:%M"))
+}
+
+/// A duration in its largest whole unit: `45s`, `12m`, `3h`, `2d`. Hours
+/// run up to 48 so that "yesterday" reads as hours.
+fn span(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn spans_use_the_largest_whole_unit() {
+        let cases = [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (3599, "59m"),
+            (3600, "1h"),
+            (47 * 3600, "47h"),
+            (48 * 3600, "2d"),
+            (400 * 86_400, "400d"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(span(secs), want, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn times_are_utc_minutes_with_an_age_or_a_countdown() {
+        let now = at("2024-05-01T15:10:59Z");
+        assert_eq!(when(at("2024-05-01T12:00:30Z"), now), "2024-05-01 12:00 (3h ago)");
+        assert_eq!(when(at("2024-05-01T15:35:59Z"), now), "2024-05-01 15:35 (in 25m)");
+    }
+
+    fn entry(name: &str, outcome: Option<Outcome>) -> Entry {
+        Entry {
+            name: name.into(),
+            configured: true,
+            healthy: outcome == Some(Outcome::Ok),
+            outcome,
+            error: None,
+            last_started: None,
+            last_run: outcome.map(|_| at("2024-05-01T12:00:00Z")),
+            last_success: None,
+            messages: outcome.map(|_| 1234),
+            new_last_run: outcome.map(|_| 5),
+            requests_last_run: None,
+            running: false,
+            next_run: Some(at("2024-05-01T16:00:00Z")),
+            retry_at: None,
+            last_archive: None,
+            unreadable: false,
+        }
+    }
+
+    fn report(personalities: Vec<Entry>, daemon_running: bool) -> Report {
+        Report {
+            now: at("2024-05-01T15:00:00Z"),
+            data_dir: "/var/lib/chatkeep".into(),
+            healthy: false,
+            daemon: Some(DaemonInfo {
+                running: daemon_running,
+                pid: 42,
+                version: "0.1.0".into(),
+                started: at("2024-05-01T09:00:00Z"),
+                config: "/etc/chatkeep/config.toml".into(),
+                updated: at("2024-05-01T14:59:00Z"),
+            }),
+            personalities,
+        }
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_plain_without_colour() {
+        let mut failed = entry("a-much-longer-name", Some(Outcome::Failed));
+        failed.error = Some("the service answered 500".into());
+        failed.retry_at = Some(at("2024-05-01T15:05:00Z"));
+        let mut running = entry("eve", None);
+        running.running = true;
+        let text = report(vec![entry("lilith", Some(Outcome::Ok)), failed, running], true).render(false);
+        let want = "\
+PERSONALITY         LAST RUN (UTC)             OUTCOME    MESSAGES  NEW  NEXT RUN (UTC)                  LAST ARCHIVE
+lilith              2024-05-01 12:00 (3h ago)  ok             1234    5  2024-05-01 16:00 (in 1h)        —
+a-much-longer-name  2024-05-01 12:00 (3h ago)  failed         1234    5  retry 2024-05-01 15:05 (in 5m)  —
+eve                 never                      never run         —    —  running now                     —
+
+a-much-longer-name: failed: the service answered 500
+daemon: running, pid 42, chatkeep 0.1.0, started 2024-05-01 09:00 (6h ago), config /etc/chatkeep/config.toml
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn without_a_running_daemon_there_is_no_next_run() {
+        let text = report(vec![entry("lilith", Some(Outcome::Ok))], false).render(false);
+        assert!(
+            text.contains("ok           1234    5  —               —\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("daemon: not running (pid 42 is gone; its status was last updated 2024-05-01 14:59 (1m ago))\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colour_marks_the_outcome_without_breaking_alignment() {
+        let rows = report(
+            vec![
+                entry("lilith", Some(Outcome::Ok)),
+                entry("eve", Some(Outcome::BotWall)),
+            ],
+            true,
+        );
+        let plain = rows.render(false);
+        let coloured = rows.render(true);
+        assert!(coloured.contains("\x1b[32mok\x1b[0m") && coloured.contains("\x1b[31mbot_wall\x1b[0m"));
+        let stripped = coloured
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
+        assert!(!plain.contains('\x1b'));
+    }
+}

@@ -1,0 +1,320 @@
+//! Prometheus metrics as a text file, `<data_dir>/metrics.prom`, for
+//! node_exporter's textfile collector: when each personality last
+//! succeeded, how many messages it holds, and the requests and errors the
+//! daemon has counted since it started.
+//!
+//! The file is replaced atomically; its temporary name does not end in
+//! `.prom`, so the collector never reads a half-written file. Like every
+//! file chatkeep writes it is mode 0600 inside a 0700 directory: a
+//! node_exporter running as another user needs to be given access (for
+//! example a group and an ACL, or a copy made by a timer).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::status::{Outcome, PersonalityStatus};
+use crate::store::fsio;
+
+/// The metrics file's name in the data directory.
+pub const METRICS_FILE: &str = "metrics.prom";
+
+/// Counts the daemon accumulates over its life, one [`Counters::add`] per
+/// finished sync. They start at zero when the daemon starts; Prometheus
+/// treats the drop as a counter reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// HTTP requests (retries included) per personality.
+    pub requests: BTreeMap<String, u64>,
+    /// Syncs that did not end `ok`, per (personality, kind); the kind is the
+    /// outcome (`partial`, `failed`, `auth_expired`, ...).
+    pub errors: BTreeMap<(String, String), u64>,
+}
+
+impl Counters {
+    /// Counts one finished sync: its requests and, unless it ended `ok`, one
+    /// error of the outcome's kind.
+    pub fn add(&mut self, status: &PersonalityStatus) {
+        *self.requests.entry(status.personality.clone()).or_default() += status.requests;
+        if status.outcome != Outcome::Ok {
+            let key = (status.personality.clone(), status.outcome.as_str().to_owned());
+            *self.errors.entry(key).or_default() += 1;
+        }
+    }
+}
+
+/// Writes `<data_dir>/metrics.prom` atomically from the latest status of
+/// each personality and the daemon's counters.
+pub fn write_metrics(data_dir: &Path, statuses: &[PersonalityStatus], counters: &Counters) -> io::Result<()> {
+    fsio::create_private_dir(data_dir)?;
+    fsio::write_atomic(
+        &data_dir.join(METRICS_FILE),
+        render(statuses, counters).as_bytes(),
+    )
+}
+
+/// The metrics in the Prometheus text exposition format (version 0.0.4).
+/// Personalities appear in name order; if `statuses` names one twice, the
+/// later entry wins. Every personality gets a zero sample for each error
+/// kind it has not had, so `increase()` sees the first error too.
+pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
+    let latest: BTreeMap<&str, &PersonalityStatus> =
+        statuses.iter().map(|s| (s.personality.as_str(), s)).collect();
+    let mut out = Exposition::default();
+
+    out.family(
+        "chatkeep_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the last sync that ended ok finished (0 if none has).",
+    );
+    for (name, s) in &latest {
+        out.sample(&[("personality", name)], s.last_success.map_or(0.0, seconds));
+    }
+    out.family(
+        "chatkeep_last_run_timestamp_seconds",
+        "gauge",
+        "Unix time the last sync finished, whatever its outcome.",
+    );
+    for (name, s) in &latest {
+        out.sample(&[("personality", name)], seconds(s.last_finished));
+    }
+    out.family(
+        "chatkeep_last_run_ok",
+        "gauge",
+        "1 if the last sync ended ok, 0 otherwise.",
+    );
+    for (name, s) in &latest {
+        out.sample(&[("personality", name)], u8::from(s.outcome == Outcome::Ok));
+    }
+    out.family(
+        "chatkeep_messages",
+        "gauge",
+        "Chat messages stored, as of the last sync that reached the chat history.",
+    );
+    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+        out.sample(&[("personality", name)], chat.total);
+    }
+    out.family(
+        "chatkeep_messages_new_last_run",
+        "gauge",
+        "Chat messages the last sync added.",
+    );
+    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+        out.sample(&[("personality", name)], chat.new);
+    }
+
+    let names: BTreeSet<&str> = latest
+        .keys()
+        .copied()
+        .chain(counters.requests.keys().map(String::as_str))
+        .chain(counters.errors.keys().map(|(p, _)| p.as_str()))
+        .collect();
+    out.family(
+        "chatkeep_requests_total",
+        "counter",
+        "HTTP requests made to the service since the daemon started, retries included.",
+    );
+    for name in &names {
+        out.sample(
+            &[("personality", name)],
+            counters.requests.get(*name).copied().unwrap_or(0),
+        );
+    }
+    out.family(
+        "chatkeep_errors_total",
+        "counter",
+        "Syncs that did not end ok since the daemon started, by outcome.",
+    );
+    for name in &names {
+        let mut kinds: BTreeMap<&str, u64> = Outcome::ALL
+            .iter()
+            .filter(|o| **o != Outcome::Ok)
+            .map(|o| (o.as_str(), 0))
+            .collect();
+        for ((_, kind), n) in counters.errors.iter().filter(|((p, _), _)| p == name) {
+            kinds.insert(kind.as_str(), *n);
+        }
+        for (kind, n) in kinds {
+            out.sample(&[("personality", name), ("kind", kind)], n);
+        }
+    }
+    out.text
+}
+
+fn seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// Builds the text: one HELP and TYPE header per family, then its samples.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+    family: &'static str,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        self.family = name;
+        self.text
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
+            .collect();
+        self.text
+            .push_str(&format!("{}{{{}}} {value}\n", self.family, labels.join(",")));
+    }
+}
+
+/// Escapes a label value as the text format requires: backslash, double
+/// quote and line feed.
+fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::ChatTotals;
+
+    fn status(
+        name: &str,
+        outcome: Outcome,
+        finished: &str,
+        requests: u64,
+        chat: Option<(u64, u64)>,
+    ) -> PersonalityStatus {
+        let finished: DateTime<Utc> = finished.parse().unwrap();
+        PersonalityStatus {
+            personality: name.to_owned(),
+            personality_id: None,
+            last_started: finished,
+            last_finished: finished,
+            outcome,
+            error: None,
+            sections: BTreeMap::new(),
+            requests,
+            chat: chat.map(|(total, new)| ChatTotals {
+                total,
+                new,
+                oldest: None,
+                newest: None,
+            }),
+            last_success: (outcome == Outcome::Ok).then_some(finished),
+        }
+    }
+
+    #[test]
+    fn text_is_exact_for_one_good_and_one_failed_personality() {
+        let alpha = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 4, Some((120, 5)));
+        let beta = status("beta", Outcome::Failed, "2024-05-01T12:30:00.250Z", 1, None);
+        let mut counters = Counters::default();
+        counters.add(&alpha);
+        counters.add(&beta);
+        counters.add(&beta);
+        // Given out of order: the file lists personalities by name.
+        let text = render(&[beta, alpha], &counters);
+        let want = r#"# HELP chatkeep_last_success_timestamp_seconds Unix time the last sync that ended ok finished (0 if none has).
+# TYPE chatkeep_last_success_timestamp_seconds gauge
+chatkeep_last_success_timestamp_seconds{personality="alpha"} 1714564800
+chatkeep_last_success_timestamp_seconds{personality="beta"} 0
+# HELP chatkeep_last_run_timestamp_seconds Unix time the last sync finished, whatever its outcome.
+# TYPE chatkeep_last_run_timestamp_seconds gauge
+chatkeep_last_run_timestamp_seconds{personality="alpha"} 1714564800
+chatkeep_last_run_timestamp_seconds{personality="beta"} 1714566600.25
+# HELP chatkeep_last_run_ok 1 if the last sync ended ok, 0 otherwise.
+# TYPE chatkeep_last_run_ok gauge
+chatkeep_last_run_ok{personality="alpha"} 1
+chatkeep_last_run_ok{personality="beta"} 0
+# HELP chatkeep_messages Chat messages stored, as of the last sync that reached the chat history.
+# TYPE chatkeep_messages gauge
+chatkeep_messages{personality="alpha"} 120
+# HELP chatkeep_messages_new_last_run Chat messages the last sync added.
+# TYPE chatkeep_messages_new_last_run gauge
+chatkeep_messages_new_last_run{personality="alpha"} 5
+# HELP chatkeep_requests_total HTTP requests made to the service since the daemon started, retries included.
+# TYPE chatkeep_requests_total counter
+chatkeep_requests_total{personality="alpha"} 4
+chatkeep_requests_total{personality="beta"} 2
+# HELP chatkeep_errors_total Syncs that did not end ok since the daemon started, by outcome.
+# TYPE chatkeep_errors_total counter
+chatkeep_errors_total{personality="alpha",kind="auth_expired"} 0
+chatkeep_errors_total{personality="alpha",kind="bot_wall"} 0
+chatkeep_errors_total{personality="alpha",kind="failed"} 0
+chatkeep_errors_total{personality="alpha",kind="partial"} 0
+chatkeep_errors_total{personality="alpha",kind="rate_limited"} 0
+chatkeep_errors_total{personality="beta",kind="auth_expired"} 0
+chatkeep_errors_total{personality="beta",kind="bot_wall"} 0
+chatkeep_errors_total{personality="beta",kind="failed"} 2
+chatkeep_errors_total{personality="beta",kind="partial"} 0
+chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
+"#;
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label_value("x\ny"), r"x\ny");
+        let mut counters = Counters::default();
+        counters
+            .errors
+            .insert(("p".into(), "odd \"kind\"\\\nnext".into()), 3);
+        let text = render(&[], &counters);
+        assert!(
+            text.contains(
+                "chatkeep_errors_total{personality=\"p\",kind=\"odd \\\"kind\\\"\\\\\\nnext\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatkeep_requests_total{personality=\"p\"} 0\n"),
+            "{text}"
+        );
+        // Every sample stays on one line.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("chatkeep_")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn write_is_atomic_private_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let s = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 1, Some((1, 1)));
+        write_metrics(&data, std::slice::from_ref(&s), &Counters::default()).unwrap();
+        write_metrics(&data, &[s], &Counters::default()).unwrap();
+        let path = data.join(METRICS_FILE);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("chatkeep_last_run_ok{personality=\"alpha\"} 1\n")
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<String> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [METRICS_FILE]);
+    }
+}

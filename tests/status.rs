@@ -1,0 +1,395 @@
+//! `chatkeep status` as a user and a health check meet it: the real binary
+//! over hand-written status files, no service, no lock.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use chatkeep::status::{DaemonPersonality, DaemonStatus, Outcome};
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use serde_json::Value;
+
+/// A config naming `names`, its data directory `<dir>/data` (not created).
+fn setup(names: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: status must not touch the network.
+    let config = write_config(dir.path(), "http://127.0.0.1:9", names, 1.0, "");
+    let data = dir.path().join("data");
+    (dir, config, data)
+}
+
+/// Writes `<data>/<name>/status.json` by hand, as a sync would have.
+fn write_status(
+    data: &Path,
+    name: &str,
+    outcome: &str,
+    finished: DateTime<Utc>,
+    chat: Option<(u64, u64)>,
+    error: Option<&str>,
+) {
+    let ok = outcome == "ok";
+    let json = serde_json::json!({
+        "personality": name,
+        "personality_id": "0b5e7c1a-0000-4000-8000-000000000001",
+        "last_started": finished - Duration::seconds(20),
+        "last_finished": finished,
+        "outcome": outcome,
+        "error": error,
+        "sections": {"profile": if ok {
+            serde_json::json!({"state": "saved", "change": "unchanged"})
+        } else {
+            serde_json::json!({"state": "failed", "error": error})
+        }},
+        "requests": 7,
+        "chat": chat.map(|(total, new)| serde_json::json!({"total": total, "new": new, "oldest": null, "newest": null})),
+        "last_success": if ok { Some(finished) } else { None },
+    });
+    let dir = data.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("status.json"), serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+/// A daemon status for `pid` with a next run per personality.
+fn write_daemon(data: &Path, pid: u32, next: &[(&str, DateTime<Utc>)]) {
+    let mut status = DaemonStatus::new(PathBuf::from("/etc/chatkeep/config.toml"));
+    status.pid = pid;
+    for (name, at) in next {
+        status.personalities.insert(
+            (*name).to_owned(),
+            DaemonPersonality {
+                next_run: Some(*at),
+                last_outcome: Some(Outcome::Ok),
+                ..DaemonPersonality::default()
+            },
+        );
+    }
+    status.write(data).unwrap();
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    all: String,
+}
+
+fn status(config: &Path, json: bool) -> Run {
+    let mut cmd = chatkeep(config);
+    cmd.arg("status");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout.clone()).unwrap(),
+        all: text(&out),
+    }
+}
+
+/// The table's row for `name`, split on runs of two or more spaces.
+fn row(stdout: &str, name: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn all_ok_exits_0_with_an_aligned_table_and_next_runs_from_the_running_daemon() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    write_status(
+        &data,
+        "lilith",
+        "ok",
+        now - Duration::minutes(185),
+        Some((1234, 5)),
+        None,
+    );
+    write_status(&data, "eve", "ok", now - Duration::days(3), Some((0, 0)), None);
+    // This test process stands in for a live daemon.
+    let next = now + Duration::minutes(90) + Duration::seconds(30);
+    write_daemon(&data, std::process::id(), &[("lilith", next)]);
+
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    let out = &run.stdout;
+    assert!(!out.contains('\x1b'), "colours on a pipe: {out}");
+    let ago = (now - Duration::minutes(185)).format("%Y-%m-%d %H:%M");
+    assert_eq!(
+        row(out, "lilith"),
+        [
+            "lilith".to_owned(),
+            format!("{ago} (3h ago)"),
+            "ok".into(),
+            "1234".into(),
+            "5".into(),
+            format!("{} (in 1h)", next.format("%Y-%m-%d %H:%M")),
+            "—".into(),
+        ]
+    );
+    let eve = row(out, "eve");
+    assert!(eve[1].ends_with("(3d ago)") && eve[5] == "—", "{eve:?}");
+
+    // Every column starts at the same character in every line.
+    let lines: Vec<Vec<char>> = out.lines().take(3).map(|l| l.chars().collect()).collect();
+    let header: String = lines[0].iter().collect();
+    for column in ["LAST RUN (UTC)", "OUTCOME", "NEXT RUN (UTC)", "LAST ARCHIVE"] {
+        let at = header[..header.find(column).unwrap()].chars().count();
+        for line in &lines[1..] {
+            assert!(
+                line[at - 2..at] == [' ', ' '] && line[at] != ' ',
+                "{column} misaligned:\n{out}"
+            );
+        }
+    }
+    assert!(
+        out.contains(&format!("daemon: running, pid {}", std::process::id())),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_failed_personality_exits_1_and_says_why() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((10, 0)), None);
+    write_status(
+        &data,
+        "eve",
+        "auth_expired",
+        now,
+        None,
+        Some("the service refused the session cookie; renew it"),
+    );
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert_eq!(row(&run.stdout, "eve")[2], "auth_expired");
+    assert!(
+        run.stdout
+            .contains("eve: auth_expired: the service refused the session cookie; renew it\n"),
+        "{}",
+        run.all
+    );
+}
+
+#[test]
+fn a_personality_that_never_ran_exits_1() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    write_status(&data, "lilith", "ok", Utc::now(), Some((10, 0)), None);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert_eq!(row(&run.stdout, "eve")[..3], ["eve", "never", "never run"]);
+
+    // Not even a data directory yet: nothing ran.
+    let (_dir, config, _) = setup(&["lilith"]);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert!(run.stdout.contains("daemon: not running"), "{}", run.all);
+}
+
+#[test]
+fn json_carries_the_same_information_and_exit_code() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    let finished = now - Duration::hours(2);
+    write_status(&data, "lilith", "ok", finished, Some((1234, 5)), None);
+    write_status(
+        &data,
+        "eve",
+        "partial",
+        finished,
+        Some((7, 1)),
+        Some("memories: 500"),
+    );
+    let next = now + Duration::minutes(30);
+    write_daemon(&data, std::process::id(), &[("lilith", next), ("eve", next)]);
+
+    let run = status(&config, true);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["daemon"]["running"], true);
+    assert_eq!(doc["daemon"]["pid"], std::process::id());
+    assert_eq!(doc["data_dir"], data.to_str().unwrap());
+    let people = doc["personalities"].as_array().unwrap();
+    let names: Vec<&str> = people.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["lilith", "eve"], "config order");
+    let lilith = &people[0];
+    let time = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(
+        (
+            &lilith["outcome"],
+            &lilith["healthy"],
+            &lilith["messages"],
+            &lilith["new_last_run"]
+        ),
+        (
+            &Value::from("ok"),
+            &Value::from(true),
+            &Value::from(1234),
+            &Value::from(5)
+        )
+    );
+    assert_eq!(time(&lilith["last_run"]), finished);
+    assert_eq!(time(&lilith["last_success"]), finished);
+    assert_eq!(time(&lilith["next_run"]), next);
+    assert_eq!(lilith["last_archive"], Value::Null);
+    assert_eq!(lilith["configured"], true);
+    let eve = &people[1];
+    assert_eq!(
+        (&eve["outcome"], &eve["healthy"], &eve["error"]),
+        (
+            &Value::from("partial"),
+            &Value::from(false),
+            &Value::from("memories: 500")
+        )
+    );
+    assert_eq!(eve["last_success"], Value::Null);
+
+    // The table agrees.
+    let table = status(&config, false);
+    assert_eq!(table.code, run.code);
+    assert_eq!(row(&table.stdout, "eve")[2..5], ["partial", "7", "1"]);
+}
+
+#[test]
+fn a_daemon_that_is_gone_shows_no_next_run_and_is_said_to_be_not_running() {
+    let (_dir, config, data) = setup(&["lilith"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((3, 3)), None);
+    // Above the kernel's largest pid (2^22): no such process.
+    write_daemon(&data, 4_194_305, &[("lilith", now + Duration::hours(1))]);
+    let run = status(&config, false);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "the daemon's state is shown, not counted: {}",
+        run.all
+    );
+    assert_eq!(row(&run.stdout, "lilith")[5], "—");
+    assert!(
+        run.stdout.contains("daemon: not running (pid 4194305 is gone"),
+        "{}",
+        run.all
+    );
+    let doc: Value = serde_json::from_str(&status(&config, true).stdout).unwrap();
+    assert_eq!(doc["daemon"]["running"], false);
+    assert_eq!(doc["personalities"][0]["next_run"], Value::Null);
+}
+
+#[test]
+fn backups_no_longer_configured_are_listed_but_not_counted() {
+    let (_dir, config, data) = setup(&["lilith"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((3, 0)), None);
+    write_status(
+        &data,
+        "old-friend",
+        "bot_wall",
+        now - Duration::days(40),
+        None,
+        Some("bot wall"),
+    );
+    // Not personalities: no status file, hidden, or a plain file.
+    std::fs::create_dir_all(data.join("empty")).unwrap();
+    std::fs::write(data.join(".chatkeep.lock"), "1\n").unwrap();
+    std::fs::write(data.join("metrics.prom"), "").unwrap();
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(row(&run.stdout, "old-friend")[2], "bot_wall");
+    assert!(
+        run.stdout.contains("old-friend: not in the config"),
+        "{}",
+        run.all
+    );
+    for absent in ["empty", ".chatkeep.lock", "metrics.prom"] {
+        assert!(
+            !run.stdout.contains(&format!("\n{absent} ")),
+            "{absent} listed: {}",
+            run.all
+        );
+    }
+    let doc: Value = serde_json::from_str(&status(&config, true).stdout).unwrap();
+    assert_eq!(doc["personalities"][1]["configured"], false);
+    assert_eq!(doc["healthy"], true);
+}
+
+#[test]
+fn an_unreadable_status_file_is_reported_not_taken_for_never_run() {
+    let (_dir, config, data) = setup(&["lilith"]);
+    std::fs::create_dir_all(data.join("lilith")).unwrap();
+    std::fs::write(data.join("lilith/status.json"), "{ torn").unwrap();
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert_eq!(row(&run.stdout, "lilith")[2], "unreadable");
+    assert!(run.stdout.contains("status.json cannot be read"), "{}", run.all);
+}
+
+#[test]
+fn works_while_another_process_holds_the_data_directory() {
+    let (_dir, config, data) = setup(&["lilith"]);
+    write_status(&data, "lilith", "ok", Utc::now(), Some((1, 1)), None);
+    let _held = chatkeep::store::Store::open(&data).unwrap();
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+}
+
+#[test]
+fn a_personality_named_status_json_does_not_confuse_it() {
+    // Configured, while the daemon's own status.json file is in the way.
+    let (_dir, config, data) = setup(&["status.json", "lilith"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((1, 1)), None);
+    write_daemon(&data, std::process::id(), &[("lilith", now + Duration::hours(1))]);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert_eq!(row(&run.stdout, "status.json")[2], "never run");
+    assert!(
+        run.stdout.contains("status.json: this name clashes"),
+        "{}",
+        run.all
+    );
+    assert!(run.stdout.contains("daemon: running"), "{}", run.all);
+
+    // A backup of that name from an earlier config, where no daemon file is.
+    let (_dir, config, data) = setup(&["lilith"]);
+    write_status(&data, "lilith", "ok", now, Some((1, 1)), None);
+    write_status(&data, "status.json", "ok", now, Some((2, 0)), None);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(row(&run.stdout, "status.json")[3], "2");
+    assert!(run.stdout.contains("daemon: not running"), "{}", run.all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_agrees_with_what_a_real_sync_did() {
+    use chatkeep::fake::{FakeConfig, PersonalitySpec};
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("lilith", 30)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 1000.0, "");
+    let sync = chatkeep(&config).arg("sync").output().unwrap();
+    assert!(sync.status.success(), "{}", text(&sync));
+
+    let run = status(&config, true);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let lilith = &doc["personalities"][0];
+    assert_eq!(
+        (&lilith["outcome"], &lilith["messages"], &lilith["new_last_run"]),
+        (&Value::from("ok"), &Value::from(30), &Value::from(30))
+    );
+    assert!(!run.all.contains(TOKEN), "the cookie leaked: {}", run.all);
+
+    let again = chatkeep(&config).arg("sync").output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(row(&run.stdout, "lilith")[2..5], ["ok", "30", "0"]);
+}
