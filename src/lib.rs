@@ -5,6 +5,7 @@ pub mod api;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod daemon;
 pub mod export;
 pub mod fake;
 pub mod logging;

@@ -1,26 +1,90 @@
-//! Log output: `tracing` to standard error, colours only on a terminal
-//! (journald keeps the rest), level from flags unless RUST_LOG says otherwise.
+//! Log output: `tracing` to standard error (colours only on a terminal;
+//! journald keeps the rest) and, when `[log] dir` is set, daily rolling
+//! files there. Level from the config or flags; RUST_LOG overrides both.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-pub fn init(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
+use crate::config::{LogConfig, LogFormat};
+
+/// Keeps the file writer's background thread alive; drop it last.
+pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
+
+/// Logging for commands that run before (or without) a config.
+pub fn init(verbose: u8, quiet: bool) -> LogGuard {
+    install(level(verbose, quiet, "info"), LogFormat::Text, None)
+}
+
+/// Logging as the config asks, for the daemon. Errors in setting up the log
+/// directory are reported on standard error and the daemon logs there only.
+pub fn init_with(log: &LogConfig, verbose: u8, quiet: bool) -> LogGuard {
+    let file = log.dir.as_ref().and_then(|dir| {
+        let appender = tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("chatkeep")
+            .filename_suffix("log")
+            .max_log_files(log.max_files as usize)
+            .build(dir);
+        match appender {
+            Ok(appender) => Some(tracing_appender::non_blocking(appender)),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot log to {}: {e}; logging to standard error only",
+                    dir.display()
+                );
+                None
+            }
+        }
+    });
+    install(level(verbose, quiet, &log.level), log.format, file)
+}
+
+fn level(verbose: u8, quiet: bool, configured: &str) -> String {
+    match (quiet, verbose) {
+        (true, _) => "warn".into(),
+        (false, 0) => configured.into(),
+        (false, 1) => "debug".into(),
+        (false, _) => "trace".into(),
+    }
+}
+
+fn install(
+    level: String,
+    format: LogFormat,
+    file: Option<(
+        tracing_appender::non_blocking::NonBlocking,
+        tracing_appender::non_blocking::WorkerGuard,
+    )>,
+) -> LogGuard {
     // Dependencies stay quiet unless asked for by RUST_LOG.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,chatkeep={default}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,chatkeep={level}")))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let stderr: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => stderr.with_filter(filter()).boxed(),
+        LogFormat::Json => stderr.json().with_filter(filter()).boxed(),
+    };
+    let mut layers = vec![stderr];
+    let guard = file.map(|(writer, guard)| {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_target(false);
+        layers.push(match format {
+            LogFormat::Text => layer.with_filter(filter()).boxed(),
+            LogFormat::Json => layer.json().with_filter(filter()).boxed(),
+        });
+        guard
+    });
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    LogGuard(guard)
 }
 
 /// Logs the process's peak resident memory (Linux `VmHWM`) at debug level,

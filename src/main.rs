@@ -45,6 +45,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run as a daemon: sync on the configured schedules until stopped.
+    ///
+    /// One daemon per data directory. SIGTERM or SIGINT stops it (running
+    /// syncs stop at their next page boundary, within shutdown_timeout); a
+    /// second SIGINT exits at once. SIGHUP re-reads the config and the
+    /// cookie; an invalid config is logged and the running one kept. Speaks
+    /// the systemd notify protocol when NOTIFY_SOCKET is set.
+    Run,
     /// Back up the named personalities now (all configured ones without names).
     ///
     /// Fetches the profile and every chat message not yet stored. An
@@ -119,21 +127,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
-    logging::init(cli.verbose, quiet);
+    // The daemon logs as its config says, once it has read it.
+    let _log = (!matches!(cli.command, Command::Run)).then(|| logging::init(cli.verbose, quiet));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return Fatal::usage(format!("cannot start the async runtime: {e}")).report(),
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run => {
+                let config = commands::load_config(&cli.config)?;
+                let _log = logging::init_with(&config.log, cli.verbose, cli.quiet);
+                chatkeep::daemon::run(config).await
+            }
             Command::Sync { names, all } => {
                 let config = commands::load_config(&cli.config)?;
                 commands::sync::run(
                     &config,
                     &names,
                     commands::sync::Selection {
-                        owned: all,
-                        recent: false,
+                        owned: all || config.discover.owned,
+                        recent: config.discover.recent,
                     },
                 )
                 .await

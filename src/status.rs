@@ -199,7 +199,7 @@ pub const DAEMON_STATUS_FILE: &str = "status.json";
 /// personality directory of the same name would collide with. Config
 /// validation may refuse these slugs; `chatkeep status` tolerates them.
 pub fn is_reserved_name(name: &str) -> bool {
-    name == DAEMON_STATUS_FILE || name == crate::metrics::METRICS_FILE
+    crate::config::RESERVED_NAMES.contains(&name)
 }
 
 impl DaemonStatus {

@@ -342,29 +342,25 @@ fn works_while_another_process_holds_the_data_directory() {
 }
 
 #[test]
-fn a_personality_named_status_json_does_not_confuse_it() {
-    // Configured, while the daemon's own status.json file is in the way.
-    let (_dir, config, data) = setup(&["status.json", "lilith"]);
-    let now = Utc::now();
-    write_status(&data, "lilith", "ok", now, Some((1, 1)), None);
-    write_daemon(&data, std::process::id(), &[("lilith", now + Duration::hours(1))]);
+fn a_personality_cannot_take_the_name_of_chatkeeps_own_files() {
+    // A personality named like the daemon's status file would need a
+    // directory where that file is: the config refuses the name, with its
+    // position, before anything touches the data directory.
+    let (_dir, config, data) = setup(&["lilith", "status.json"]);
     let run = status(&config, false);
-    assert_eq!(run.code, Some(1), "{}", run.all);
-    assert_eq!(row(&run.stdout, "status.json")[2], "never run");
-    assert!(
-        run.stdout.contains("status.json: this name clashes"),
-        "{}",
-        run.all
-    );
-    assert!(run.stdout.contains("daemon: running"), "{}", run.all);
+    assert_eq!(run.code, Some(2), "{}", run.all);
+    assert!(run.all.contains("chatkeep's own files"), "{}", run.all);
+    assert!(run.all.contains(&format!("{}:", config.display())), "{}", run.all);
+    assert!(!data.join("status.json").exists());
 
-    // A backup of that name from an earlier config, where no daemon file is.
+    // A backup directory of that name left by hand is listed, and the
+    // daemon's file is reported as unreadable rather than trusted.
     let (_dir, config, data) = setup(&["lilith"]);
+    let now = Utc::now();
     write_status(&data, "lilith", "ok", now, Some((1, 1)), None);
     write_status(&data, "status.json", "ok", now, Some((2, 0)), None);
     let run = status(&config, false);
     assert_eq!(run.code, Some(0), "{}", run.all);
-    assert_eq!(row(&run.stdout, "status.json")[3], "2");
     assert!(run.stdout.contains("daemon: not running"), "{}", run.all);
 }
 

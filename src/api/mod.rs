@@ -153,6 +153,11 @@ impl ApiClient {
         self.on_rotation = Some(RotationHook(Box::new(hook)));
     }
 
+    /// True after the service refused the session: nothing more is sent.
+    pub fn is_auth_dead(&self) -> bool {
+        self.auth_dead.load(Ordering::Relaxed)
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Fatal, build_client, exit};
 use crate::api::documents::Category;
 use crate::api::{Account, ApiClient, ApiError};
-use crate::config::{Config, PersonalitySlug, Section};
+use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::store::Store;
@@ -112,7 +112,6 @@ pub async fn run_pass(
             config.source.display()
         )));
     }
-    let sections = Section::all();
     let account = AccountCache::default();
     let ctx = SyncContext {
         client: &client,
@@ -122,11 +121,12 @@ pub async fn run_pass(
             page_size: config.service.chat_page_size,
             max_page_size: config.service.max_page_size,
         },
-        max_memory_pages: 1000,
+        max_memory_pages: config.sync.max_memory_pages,
         cancel,
     };
     for name in chosen {
         let mut progress = SyncProgress::new(name.as_str());
+        let sections = config.sections_for(&name);
         let report = sync_personality(&ctx, name.as_str(), &sections, |p| progress.page(p)).await;
         progress.finish();
         println!("{}", summary(&report));

@@ -58,6 +58,10 @@ pub const DEFAULT_REQUESTS_PER_SECOND: f64 = 1.0;
 pub const DEFAULT_BURST: u32 = 1;
 /// Longest personality slug accepted, in characters.
 pub const MAX_SLUG_LEN: usize = 100;
+
+/// Names at the top of the data directory that chatkeep uses itself, and
+/// so no personality directory may take.
+pub const RESERVED_NAMES: &[&str] = &["status.json", "metrics.prom", "session_cookie.json", "archives"];
 /// Memory pages walked per sync of one personality when the config says
 /// nothing.
 pub const DEFAULT_MAX_MEMORY_PAGES: u32 = 1000;
@@ -481,6 +485,8 @@ pub enum SlugError {
     TooLong(usize),
     #[error("a personality name cannot start with '.'")]
     LeadingDot,
+    #[error("`{0}` is the name of one of chatkeep's own files in the data directory ({list}); a personality cannot use it", list = RESERVED_NAMES.join(", "))]
+    Reserved(String),
     #[error("a personality name may only contain ASCII letters, digits, '.', '_' and '-', not {0:?}")]
     BadChar(char),
 }
@@ -503,6 +509,9 @@ impl FromStr for PersonalitySlug {
         // Covers "." and ".." too: neither may become a directory name.
         if s.starts_with('.') {
             return Err(SlugError::LeadingDot);
+        }
+        if RESERVED_NAMES.contains(&s) {
+            return Err(SlugError::Reserved(s.to_owned()));
         }
         Ok(PersonalitySlug(s.to_owned()))
     }

@@ -117,7 +117,10 @@ impl Store {
 /// Where a personality's files live, without taking the lock: for readers
 /// such as `export` that may run beside a daemon.
 pub fn personality_dir(root: &Path, name: &str) -> Result<PersonalityDir, StoreError> {
-    let safe = !name.is_empty()
+    // Same rules as the config's slugs, checked again: this is the one
+    // place a name becomes a path.
+    let safe = !crate::config::RESERVED_NAMES.contains(&name)
+        && !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
         && name
@@ -173,7 +176,17 @@ mod tests {
     #[test]
     fn names_that_escape_the_data_directory_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in ["../x", "a/b", "", ".", "..", "a\0b", &"x".repeat(101)] {
+        for bad in [
+            "../x",
+            "a/b",
+            "",
+            ".",
+            "..",
+            "a\0b",
+            &"x".repeat(101),
+            "status.json",
+            "metrics.prom",
+        ] {
             assert!(personality_dir(dir.path(), bad).is_err(), "{bad:?} accepted");
         }
         assert!(personality_dir(dir.path(), "lilith-2.0_x").is_ok());

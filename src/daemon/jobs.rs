@@ -1,0 +1,512 @@
+//! Schedules, the worker pool and what happens around each sync: skip a
+//! tick that finds the personality still running, retry a transient failure
+//! with backoff before the next tick, write status and metrics, tell systemd.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::notify;
+use crate::api::ApiClient;
+use crate::api::documents::Category;
+use crate::commands::{Fatal, build_client};
+use crate::config::{Config, PersonalitySlug, Schedule};
+use crate::credentials;
+use crate::metrics::{self, Counters};
+use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
+use crate::store::{Store, personality_dir};
+use crate::sync::chat::WalkLimits;
+use crate::sync::{AccountCache, PersonalityReport, SyncContext, summary, sync_personality};
+
+/// Retries of a transient failure before waiting for the next tick.
+const MAX_RETRIES: u32 = 3;
+/// First retry delay; doubled for each next one.
+const RETRY_BASE: Duration = Duration::from_secs(60);
+
+/// What a configuration makes: the config, the account's client (and with
+/// it the one token bucket), the worker pool. Replaced whole on reload;
+/// running syncs finish with the one they started with.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub client: Arc<ApiClient>,
+    /// `workers` permits: the limit on syncs at once.
+    pub workers: Arc<Semaphore>,
+    pub account: Arc<AccountCache>,
+}
+
+impl Runtime {
+    pub fn new(config: Arc<Config>) -> Result<Runtime, Fatal> {
+        let client = build_client(&config)?;
+        let workers = Arc::new(Semaphore::new(config.daemon.workers as usize));
+        Ok(Runtime {
+            config,
+            client,
+            workers,
+            account: Arc::new(AccountCache::default()),
+        })
+    }
+}
+
+/// Where a personality stands in the daemon.
+#[derive(Debug, Default, Clone)]
+struct PersonalityState {
+    /// Queued, waiting for a worker, or syncing.
+    running: bool,
+    last_outcome: Option<Outcome>,
+    last_finished: Option<DateTime<Utc>>,
+    retry_at: Option<DateTime<Utc>>,
+    retries: u32,
+}
+
+/// Why a sync starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Schedule,
+    Retry,
+    Start,
+}
+
+/// Everything the scheduler's jobs and the workers share.
+pub struct Shared {
+    store: Arc<Store>,
+    runtime: RwLock<Arc<Runtime>>,
+    scheduler: JobScheduler,
+    /// Scheduler jobs and the personalities each one fires (`None`: the
+    /// default schedule, whose list is read from the config at each tick).
+    jobs: Mutex<HashMap<Uuid, Option<String>>>,
+    personalities: Mutex<BTreeMap<String, PersonalityState>>,
+    counters: Mutex<Counters>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    started: DateTime<Utc>,
+}
+
+impl Shared {
+    /// Sets the schedules and starts the scheduler.
+    pub async fn start(store: Arc<Store>, runtime: Runtime) -> Result<Arc<Shared>, JobSchedulerError> {
+        let scheduler = JobScheduler::new().await?;
+        let shared = Arc::new(Shared {
+            store,
+            runtime: RwLock::new(Arc::new(runtime)),
+            scheduler,
+            jobs: Mutex::new(HashMap::new()),
+            personalities: Mutex::new(BTreeMap::new()),
+            counters: Mutex::new(Counters::default()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            started: Utc::now(),
+        });
+        shared.schedule_jobs().await?;
+        shared.scheduler.start().await?;
+        let config = shared.runtime().config.clone();
+        if config.daemon.run_on_start {
+            for slug in shared.configured_names(&config, true) {
+                shared.enqueue(slug, Trigger::Start);
+            }
+        }
+        shared.write_status().await;
+        Ok(shared)
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Re-reads the config and the cookie. Keeps the running ones on error.
+    pub async fn reload(self: &Arc<Self>, path: &Path) {
+        let config = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the running config");
+                return;
+            }
+        };
+        let old = self.runtime();
+        if config.storage.data_dir != old.config.storage.data_dir {
+            tracing::error!(
+                "config reload: data_dir changed; that needs a restart; keeping the running config"
+            );
+            return;
+        }
+        let runtime = match Runtime::new(Arc::new(config)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e.message, "config reload failed; keeping the running config");
+                return;
+            }
+        };
+        let count = runtime.config.personalities.len();
+        *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtime);
+        if let Err(e) = self.schedule_jobs().await {
+            tracing::error!(error = %e, "rescheduling after reload failed");
+        }
+        tracing::info!(personalities = count, "config reloaded");
+        self.write_status().await;
+    }
+
+    /// Stops scheduling and waits up to `timeout` for running syncs.
+    /// Returns whether they all finished.
+    pub async fn stop(self: &Arc<Self>, timeout: Duration) -> bool {
+        self.shutdown.cancel();
+        let mut scheduler = self.scheduler.clone();
+        if let Err(e) = scheduler.shutdown().await {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+        self.tasks.close();
+        let finished = tokio::time::timeout(timeout, self.tasks.wait()).await.is_ok();
+        self.write_status().await;
+        finished
+    }
+
+    /// Replaces every scheduler job with those of the current config.
+    async fn schedule_jobs(self: &Arc<Self>) -> Result<(), JobSchedulerError> {
+        let old: Vec<Uuid> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
+        for id in old {
+            self.scheduler.remove(&id).await?;
+        }
+        let config = self.runtime().config.clone();
+        let default = self.job(&config.daemon.schedule, None)?;
+        let id = self.scheduler.add(default).await?;
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, None);
+        for p in &config.personalities {
+            if let Some(cron) = &p.schedule {
+                let job = self.job(&Schedule::Cron(cron.clone()), Some(p.name.to_string()))?;
+                let id = self.scheduler.add(job).await?;
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, Some(p.name.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn job(self: &Arc<Self>, schedule: &Schedule, only: Option<String>) -> Result<Job, JobSchedulerError> {
+        let shared = Arc::downgrade(self);
+        let fire = move |_id: Uuid, _scheduler: JobScheduler| {
+            let shared = shared.clone();
+            let only = only.clone();
+            Box::pin(async move {
+                if let Some(shared) = shared.upgrade() {
+                    shared.tick(only).await;
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        };
+        match schedule {
+            Schedule::Cron(expr) => Job::new_async(expr.as_str(), fire),
+            Schedule::Interval(every) => Job::new_repeated_async(*every, fire),
+        }
+    }
+
+    /// A schedule fired: queue its personalities.
+    async fn tick(self: &Arc<Self>, only: Option<String>) {
+        let runtime = self.runtime();
+        self.refresh_cookie_if_changed(&runtime);
+        let names = match only {
+            Some(name) => vec![name],
+            None => {
+                let mut names = self.configured_names(&runtime.config, false);
+                for slug in self.discovered(&runtime).await {
+                    if !names.contains(&slug)
+                        && !runtime
+                            .config
+                            .personalities
+                            .iter()
+                            .any(|p| p.name.as_str() == slug)
+                    {
+                        names.push(slug);
+                    }
+                }
+                names
+            }
+        };
+        for name in names {
+            self.enqueue(name, Trigger::Schedule);
+        }
+        self.write_status().await;
+    }
+
+    /// Personalities on the default schedule (or all of them).
+    fn configured_names(&self, config: &Config, all: bool) -> Vec<String> {
+        config
+            .personalities
+            .iter()
+            .filter(|p| all || p.schedule.is_none())
+            .map(|p| p.name.to_string())
+            .collect()
+    }
+
+    async fn discovered(&self, runtime: &Runtime) -> Vec<String> {
+        let discover = &runtime.config.discover;
+        let mut found = Vec::new();
+        for (wanted, category) in [
+            (discover.owned, Category::Owned),
+            (discover.recent, Category::Recent),
+        ] {
+            if !wanted {
+                continue;
+            }
+            match runtime.client.list(category).await {
+                Ok(slugs) => found.extend(slugs.into_iter().filter(|s| s.parse::<PersonalitySlug>().is_ok())),
+                Err(e) => tracing::warn!(error = %e, "cannot list personalities for discovery"),
+            }
+        }
+        found
+    }
+
+    /// After an auth failure the client sends nothing more; a new cookie in
+    /// the configured source brings a new client.
+    fn refresh_cookie_if_changed(&self, runtime: &Arc<Runtime>) {
+        if !runtime.client.is_auth_dead() {
+            return;
+        }
+        let Ok(session) =
+            credentials::load_session(&runtime.config.service, &runtime.config.storage.data_dir)
+        else {
+            return;
+        };
+        if session.cookie.token() == runtime.client.cookie().token() {
+            return;
+        }
+        let origin = session.origin;
+        match Runtime::new(runtime.config.clone()) {
+            Ok(fresh) => {
+                tracing::info!(%origin, "a new session cookie; resuming requests");
+                *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+            }
+            Err(e) => tracing::error!(error = %e.message, "cannot use the new cookie"),
+        }
+    }
+
+    /// Starts a sync of `name` unless one is already queued or running.
+    fn enqueue(self: &Arc<Self>, name: String, trigger: Trigger) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        {
+            let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+            let state = map.entry(name.clone()).or_default();
+            if state.running {
+                tracing::info!(personality = %name, ?trigger, "still running from an earlier start; skipping this one");
+                return;
+            }
+            state.running = true;
+            if trigger == Trigger::Retry {
+                state.retry_at = None;
+            }
+        }
+        let shared = self.clone();
+        self.tasks
+            .spawn(async move { shared.run_one(name, trigger).await });
+    }
+
+    async fn run_one(self: Arc<Self>, name: String, trigger: Trigger) {
+        let runtime = self.runtime();
+        let jitter = runtime.config.daemon.jitter;
+        if trigger == Trigger::Schedule && !jitter.is_zero() {
+            let delay = jitter.mul_f64(rand::rng().random_range(0.0..1.0));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return self.finish_cancelled(&name),
+            }
+        }
+        let permit = tokio::select! {
+            permit = runtime.workers.clone().acquire_owned() => permit,
+            _ = self.shutdown.cancelled() => return self.finish_cancelled(&name),
+        };
+        let Ok(_permit) = permit else {
+            return self.finish_cancelled(&name);
+        };
+        let config = &runtime.config;
+        let slug: Result<PersonalitySlug, _> = name.parse();
+        let sections = match &slug {
+            Ok(slug) => config.sections_for(slug),
+            Err(_) => return self.finish_cancelled(&name),
+        };
+        let ctx = SyncContext {
+            client: &runtime.client,
+            store: &self.store,
+            account: &runtime.account,
+            limits: WalkLimits {
+                page_size: config.service.chat_page_size,
+                max_page_size: config.service.max_page_size,
+            },
+            max_memory_pages: config.sync.max_memory_pages,
+            cancel: &self.shutdown,
+        };
+        let report = sync_personality(&ctx, &name, &sections, |_| {}).await;
+        self.finish(&name, &report).await;
+    }
+
+    fn finish_cancelled(&self, name: &str) {
+        let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = map.get_mut(name) {
+            state.running = false;
+        }
+    }
+
+    async fn finish(self: &Arc<Self>, name: &str, report: &PersonalityReport) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(&report.status);
+        let retry = {
+            let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+            let state = map.entry(name.to_owned()).or_default();
+            state.running = false;
+            state.last_outcome = Some(report.outcome());
+            state.last_finished = Some(report.status.last_finished);
+            if report.outcome() == Outcome::Ok {
+                state.retries = 0;
+                None
+            } else if report.retryable && state.retries < MAX_RETRIES && !self.shutdown.is_cancelled() {
+                let delay = RETRY_BASE * 2u32.pow(state.retries);
+                state.retries += 1;
+                state.retry_at = chrono::Duration::from_std(delay).ok().map(|d| Utc::now() + d);
+                Some((delay, state.retries))
+            } else {
+                None
+            }
+        };
+        if let Some((delay, attempt)) = retry {
+            tracing::info!(
+                personality = name,
+                attempt,
+                delay_s = delay.as_secs(),
+                "transient failure; retrying before the next scheduled run"
+            );
+            let shared = self.clone();
+            let name = name.to_owned();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => shared.enqueue(name, Trigger::Retry),
+                    _ = shared.shutdown.cancelled() => {}
+                }
+            });
+        }
+        tracing::debug!("{}", summary(report));
+        self.write_status().await;
+    }
+
+    /// Rewrites `<data_dir>/status.json` and `metrics.prom`, and tells systemd.
+    async fn write_status(&self) {
+        let runtime = self.runtime();
+        let config = &runtime.config;
+        let mut next_runs: HashMap<Option<String>, Option<DateTime<Utc>>> = HashMap::new();
+        let jobs: Vec<(Uuid, Option<String>)> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let mut scheduler = self.scheduler.clone();
+        for (id, only) in jobs {
+            let next = if self.shutdown.is_cancelled() {
+                None
+            } else {
+                scheduler.next_tick_for_job(id).await.ok().flatten()
+            };
+            next_runs.insert(only, next);
+        }
+        let states = self
+            .personalities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut names: Vec<String> = config.personalities.iter().map(|p| p.name.to_string()).collect();
+        names.extend(
+            states
+                .keys()
+                .filter(|k| !names.contains(k))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let mut personalities = BTreeMap::new();
+        for name in &names {
+            let state = states.get(name).cloned().unwrap_or_default();
+            let own = config
+                .personalities
+                .iter()
+                .find(|p| p.name.as_str() == name)
+                .and_then(|p| p.schedule.as_ref());
+            let next_run = next_runs.get(&own.map(|_| name.clone())).copied().flatten();
+            personalities.insert(
+                name.clone(),
+                DaemonPersonality {
+                    next_run,
+                    running: state.running,
+                    last_outcome: state.last_outcome,
+                    last_finished: state.last_finished,
+                    retry_at: state.retry_at,
+                },
+            );
+        }
+        let status = DaemonStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: self.started,
+            config: config.source.clone(),
+            updated: Utc::now(),
+            personalities,
+        };
+        let data_dir = self.store.root();
+        if let Err(e) = status.write(data_dir) {
+            tracing::error!(error = %e, "cannot write the daemon status file");
+        }
+        let statuses: Vec<PersonalityStatus> = names
+            .iter()
+            .filter_map(|n| personality_dir(data_dir, n).ok())
+            .filter_map(|d| PersonalityStatus::read(&d))
+            .collect();
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(e) = metrics::write_metrics(data_dir, &statuses, &counters) {
+            tracing::error!(error = %e, "cannot write metrics.prom");
+        }
+        notify::status(&status_line(&status));
+    }
+}
+
+/// One line for `systemctl status`.
+fn status_line(status: &DaemonStatus) -> String {
+    let total = status.personalities.len();
+    let running = status.personalities.values().filter(|p| p.running).count();
+    let ok = status
+        .personalities
+        .values()
+        .filter(|p| p.last_outcome == Some(Outcome::Ok))
+        .count();
+    let failed = status
+        .personalities
+        .values()
+        .filter(|p| p.last_outcome.is_some_and(|o| o != Outcome::Ok))
+        .count();
+    let next = status.personalities.values().filter_map(|p| p.next_run).min();
+    let mut line = format!("{total} personalities: {running} running, {ok} ok, {failed} not ok");
+    if let Some(next) = next {
+        line.push_str(&format!("; next run {}", next.format("%Y-%m-%d %H:%M:%S UTC")));
+    }
+    line
+}

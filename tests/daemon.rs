@@ -1,0 +1,312 @@
+//! The daemon as systemd runs it: a real `chatkeep run` process, real
+//! signals, the notify socket, status files, one daemon per data directory.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chatkeep::fake::{FakeConfig, PersonalitySpec};
+use common::*;
+
+const EVERY_SECOND: &str = "[daemon]\nschedule = \"* * * * * *\"\nshutdown_timeout = \"5s\"\n";
+
+/// Writes a config and appends daemon settings at the end.
+fn daemon_config(dir: &Path, base_url: &str, names: &[&str], rps: f64, daemon: &str) -> std::path::PathBuf {
+    let path = write_config(dir, base_url, names, rps, "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push('\n');
+    text.push_str(daemon);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The daemon with its stderr collected line by line.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(config: &Path, env: &[(&str, String)]) -> Daemon {
+        let mut cmd = chatkeep(config);
+        cmd.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?} within {timeout:?}; log so far:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for exit; returns the code.
+    fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.seen.push(line);
+                }
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon still running after {timeout:?}:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to 10 s for `check` to hold.
+fn eventually(check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_syncs_on_schedule_reloads_on_hup_and_stops_on_term() {
+    let fake = fake(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("one", 120), PersonalitySpec::new("two", 60)],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &fake.base_url(), &["one"], 1000.0, EVERY_SECOND);
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("chatkeep daemon started", Duration::from_secs(10));
+    daemon.wait_for("personality=\"one\" outcome=\"ok\"", Duration::from_secs(10));
+    let data = dir.path().join("data");
+    // Status and metrics are rewritten right after the sync's log line.
+    eventually(|| {
+        std::fs::read_to_string(data.join("metrics.prom"))
+            .is_ok_and(|m| m.contains("chatkeep_last_run_ok{personality=\"one\"} 1"))
+    });
+    let status = read_json(&data.join("status.json"));
+    assert_eq!(status["pid"], serde_json::json!(daemon.child.id()));
+    assert!(status["personalities"]["one"]["next_run"].is_string(), "{status}");
+    assert_eq!(status["personalities"]["one"]["last_outcome"], "ok", "{status}");
+
+    // A second daemon, or a one-shot sync, on the same data directory is refused.
+    for args in [&["run"][..], &["sync"][..]] {
+        let out = chatkeep(&config).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("pid {}", daemon.child.id())),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // An invalid config on SIGHUP is refused and the old one kept.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("burst = 1", "burst = 0")).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for("keeping the running config", Duration::from_secs(10));
+    // A valid one adds a personality without a restart.
+    daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["one", "two"],
+        1000.0,
+        EVERY_SECOND,
+    );
+    daemon.signal("HUP");
+    daemon.wait_for("config reloaded", Duration::from_secs(10));
+    daemon.wait_for("personality=\"two\" outcome=\"ok\"", Duration::from_secs(10));
+    assert_complete(&export_lines(&load(&config), "two"), &fake, "two");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    daemon.wait_for("chatkeep daemon stopped", Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_walk_stops_at_a_page_boundary_within_the_timeout_and_the_next_run_resumes() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("long", 5000)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 10 requests/s: the walk of ~100 pages takes ~10 s.
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["long"],
+        10.0,
+        "[daemon]\nrun_on_start = true\nshutdown_timeout = \"5s\"\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.chat_requests("long") < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop_at = Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(6)), Some(0));
+    assert!(
+        stop_at.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        stop_at.elapsed()
+    );
+    let status = read_json(&dir.path().join("data/long/status.json"));
+    assert!(
+        status["error"].as_str().unwrap_or("").contains("page boundary"),
+        "{status}"
+    );
+    let done = fake.chat_requests("long");
+    assert!(done < 90, "the walk did not stop early ({done} requests)");
+
+    // The one-shot sync resumes it and ends complete.
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("chat"),
+        "{}",
+        text(&out)
+    );
+    assert!(fake.chat_requests("long") < done + 100);
+    assert_complete(&export_lines(&load(&config), "long"), &fake, "long");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_status_watchdog_and_stopping() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("n", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["n"],
+        1000.0,
+        "[daemon]\nrun_on_start = true\n",
+    );
+    let mut daemon = Daemon::start(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.display().to_string()),
+            ("WATCHDOG_USEC", "200000".into()),
+        ],
+    );
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = |h: &[String], what: &str| h.iter().any(|m| m.contains(what));
+    while !(want(&heard, "READY=1")
+        && want(&heard, "WATCHDOG=1")
+        && want(&heard, "STATUS=1 personalities: 0 running, 1 ok"))
+        && Instant::now() < deadline
+    {
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(want(&heard, "READY=1"), "{heard:?}");
+    assert!(want(&heard, "WATCHDOG=1"), "{heard:?}");
+    assert!(
+        want(&heard, "STATUS=1 personalities: 0 running, 1 ok"),
+        "{heard:?}"
+    );
+    daemon.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !want(&heard, "STOPPING=1") && Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(want(&heard, "STOPPING=1"), "{heard:?}");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_that_finds_a_personality_still_running_is_skipped_and_workers_share_one_bucket() {
+    let specs = (0..3)
+        .map(|i| PersonalitySpec::new(format!("p{i}"), 600))
+        .collect();
+    let fake = fake(FakeConfig::default(), specs).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 5 requests/s for everyone; each walk takes ~3 s, the schedule fires every second.
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["p0", "p1", "p2"],
+        5.0,
+        "[daemon]\nschedule = \"* * * * * *\"\nworkers = 2\nshutdown_timeout = \"5s\"\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for(
+        "still running from an earlier start; skipping this one",
+        Duration::from_secs(10),
+    );
+    daemon.wait_for("personality=\"p2\" outcome=\"ok\"", Duration::from_secs(30));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    let times: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
+    let slack = Duration::from_millis(25);
+    let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(
+        closest + slack >= Duration::from_millis(200),
+        "two requests {closest:?} apart with 2 workers"
+    );
+}
