@@ -98,7 +98,7 @@ impl Spool {
                             offset,
                             reason,
                         })?;
-                    if kind == KIND_PAGE && has_messages {
+                    if has_messages {
                         spool.pages.push(offset);
                     }
                     spool.done = kind == KIND_DONE;
@@ -144,11 +144,26 @@ impl Spool {
         Ok(())
     }
 
-    /// Records that the walk is complete, durably.
-    pub fn mark_done(&mut self, checkpoint: &Checkpoint) -> Result<(), SpoolError> {
-        self.append(KIND_DONE, checkpoint, &[])?;
+    /// Appends the walk's last page and the mark that the walk is complete,
+    /// as one record: were they two, a crash between them would resume from
+    /// a checkpoint that predates the last page and spool it a second time.
+    pub fn append_last_page(
+        &mut self,
+        checkpoint: &Checkpoint,
+        messages: &[Message],
+    ) -> Result<(), SpoolError> {
+        let offset = self.len;
+        self.append(KIND_DONE, checkpoint, messages)?;
+        if !messages.is_empty() {
+            self.pages.push(offset);
+        }
         self.done = true;
         Ok(())
+    }
+
+    /// Records that the walk is complete, durably.
+    pub fn mark_done(&mut self, checkpoint: &Checkpoint) -> Result<(), SpoolError> {
+        self.append_last_page(checkpoint, &[])
     }
 
     fn append(&mut self, kind: u8, checkpoint: &Checkpoint, messages: &[Message]) -> Result<(), SpoolError> {
@@ -311,6 +326,28 @@ mod tests {
         let spool = Spool::open(&path).unwrap();
         assert!(spool.is_done());
         assert_eq!(spool.page_count(), 1);
+    }
+
+    #[test]
+    fn the_last_page_and_the_end_of_the_walk_are_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.spool");
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append_page(&checkpoint(1), &[msg("b", 2.0)]).unwrap();
+        let before_last = std::fs::metadata(&path).unwrap().len();
+        spool.append_last_page(&checkpoint(2), &[msg("a", 1.0)]).unwrap();
+        drop(spool);
+        let spool = Spool::open(&path).unwrap();
+        assert!(spool.is_done());
+        assert_eq!(spool.page_count(), 2);
+        // Cut anywhere inside that record: the walk is not done, and the
+        // checkpoint is the one from before the last page, so that page is
+        // fetched again rather than kept twice.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(before_last + 20).unwrap();
+        let spool = Spool::open(&path).unwrap();
+        assert!(!spool.is_done());
+        assert_eq!((spool.page_count(), spool.checkpoint().unwrap().spooled), (1, 1));
     }
 
     #[test]

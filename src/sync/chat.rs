@@ -93,7 +93,9 @@ impl From<SpoolError> for ChatSyncError {
 }
 
 /// Brings the stored history up to date with the service: resumes or starts
-/// a walk, then commits it.
+/// a walk, then commits it. A resumed walk began in an earlier run, so
+/// messages may have arrived above it since: one more (incremental) walk
+/// from the top picks them up.
 pub async fn sync_chat(
     store: &mut ChatStore,
     source: &impl PageSource,
@@ -101,12 +103,31 @@ pub async fn sync_chat(
     cancel: &CancellationToken,
     mut on_page: impl FnMut(WalkProgress),
 ) -> Result<ChatReport, ChatSyncError> {
+    let mut report = ChatReport::default();
+    loop {
+        let resumed = walk_and_commit(store, source, limits, cancel, &mut on_page, &mut report).await?;
+        if !resumed {
+            break;
+        }
+        report.resumed = true;
+    }
+    report.total_messages = store.state().message_count;
+    Ok(report)
+}
+
+/// One walk (resumed or new) and its commit, added to `report`. Returns
+/// whether the walk was resumed.
+async fn walk_and_commit(
+    store: &mut ChatStore,
+    source: &impl PageSource,
+    limits: WalkLimits,
+    cancel: &CancellationToken,
+    on_page: &mut impl FnMut(WalkProgress),
+    report: &mut ChatReport,
+) -> Result<bool, ChatSyncError> {
     let mut spool = store.open_walk()?;
-    let mut report = ChatReport {
-        resumed: spool.checkpoint().is_some(),
-        ..ChatReport::default()
-    };
-    if report.resumed {
+    let resumed = spool.checkpoint().is_some();
+    if resumed {
         tracing::info!(
             spooled = spool.checkpoint().map_or(0, |c| c.spooled),
             done = spool.is_done(),
@@ -134,20 +155,22 @@ pub async fn sync_chat(
                 tracing::warn!("{w}");
                 report.warnings.push(w);
             }
-            spool.append_page(&checkpoint, &step.new)?;
+            if step.done {
+                spool.append_last_page(&checkpoint, &step.new)?;
+            } else {
+                spool.append_page(&checkpoint, &step.new)?;
+            }
             on_page(WalkProgress {
                 requests: checkpoint.requests,
                 spooled: checkpoint.spooled,
             });
             if step.done {
-                spool.mark_done(&checkpoint)?;
                 break;
             }
         }
     }
-    report.new_messages = store.commit(spool)?.added;
-    report.total_messages = store.state().message_count;
-    Ok(report)
+    report.new_messages += store.commit(spool)?.added;
+    Ok(resumed)
 }
 
 /// The result of one page.
