@@ -310,3 +310,43 @@ async fn a_tick_that_finds_a_personality_still_running_is_skipped_and_workers_sh
         "two requests {closest:?} apart with 2 workers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_go_to_daily_files_in_json_when_configured() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("logged", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["logged"],
+        1000.0,
+        "[daemon]\nrun_on_start = true\n\n[log]\ndir = \"logs\"\nformat = \"json\"\nmax_files = 3\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    let line = daemon.wait_for("\"outcome\":\"ok\"", Duration::from_secs(10));
+    let parsed: serde_json::Value = serde_json::from_str(&line).expect("stderr lines are JSON");
+    assert_eq!(parsed["fields"]["personality"], "logged");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("chatkeep.") && name.ends_with(".log"), "{name}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(lines.iter().any(|l| l["fields"]["outcome"] == "ok"), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "chatkeep daemon stopped"),
+        "flushed at exit: {text}"
+    );
+    assert!(!text.contains(TOKEN));
+}
