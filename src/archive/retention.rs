@@ -16,9 +16,14 @@
 //!   `:59`, day `00:00` to `23:59`, ...). Weeks are ISO 8601 weeks, Monday to
 //!   Sunday, named by their ISO year: 2027-01-03, a Sunday, is in `2026-W53`,
 //!   while `keep_yearly` puts it in the calendar year 2027.
+//! - While a calendar rule still has count left when the walk reaches the
+//!   oldest snapshot, the oldest snapshot is kept too, even when a newer
+//!   snapshot already holds its bucket ([`Reason::Oldest`]). restic does this
+//!   since 0.16 (restic issue #3624): a young archive keeps its first
+//!   snapshot until the policy has enough buckets to replace it.
 //!
-//! These are restic's rules as its `ApplyPolicy` applied them before 0.16,
-//! with two chatkeep decisions on top:
+//! This is what restic 0.16 and later does for these options (its
+//! `ApplyPolicy`), with two chatkeep decisions on top:
 //!
 //! - A policy with every count at 0 keeps everything ([`Reason::NoPolicy`]);
 //!   restic refuses to run with an empty policy, and a prune that deletes all
@@ -81,6 +86,11 @@ pub enum Reason {
     Monthly(String),
     /// The newest snapshot of this year, e.g. `2026`.
     Yearly(String),
+    /// The oldest snapshot, kept because the calendar rule inside still had
+    /// count left (see the module documentation). Always wraps an
+    /// `Hourly`, `Daily`, `Weekly`, `Monthly` or `Yearly` reason, whose bucket
+    /// a newer kept snapshot already holds.
+    Oldest(Box<Reason>),
     /// The newest snapshot, which is never removed, kept by no rule.
     Newest,
     /// The policy is empty, so everything is kept.
@@ -96,6 +106,7 @@ impl fmt::Display for Reason {
             Reason::Weekly(bucket) => write!(f, "weekly {bucket}"),
             Reason::Monthly(bucket) => write!(f, "monthly {bucket}"),
             Reason::Yearly(bucket) => write!(f, "yearly {bucket}"),
+            Reason::Oldest(rule) => write!(f, "oldest snapshot, {rule} (rule not yet filled)"),
             Reason::Newest => f.write_str("newest snapshot (always kept)"),
             Reason::NoPolicy => f.write_str("no retention policy (keep everything)"),
         }
@@ -135,9 +146,11 @@ pub fn plan(times: &[DateTime<Utc>], policy: &RetentionPolicy) -> Vec<Decision> 
 
     let mut last_left = policy.keep_last;
     let mut calendars = Period::ALL.map(|period| Counter::new(period, policy));
+    let oldest = order.len().saturating_sub(1);
     let mut decisions: Vec<Decision> = order
         .into_iter()
-        .map(|index| {
+        .enumerate()
+        .map(|(position, index)| {
             let time = times[index];
             let mut reasons = Vec::new();
             if last_left > 0 {
@@ -145,7 +158,7 @@ pub fn plan(times: &[DateTime<Utc>], policy: &RetentionPolicy) -> Vec<Decision> 
                 reasons.push(Reason::Last(policy.keep_last - last_left));
             }
             for counter in &mut calendars {
-                reasons.extend(counter.offer(time));
+                reasons.extend(counter.offer(time, position == oldest));
             }
             Decision {
                 index,
@@ -246,17 +259,23 @@ impl Counter {
 
     /// Offers the next (older) snapshot; returns the reason if this rule
     /// keeps it.
-    fn offer(&mut self, time: DateTime<Utc>) -> Option<Reason> {
+    fn offer(&mut self, time: DateTime<Utc>, is_oldest: bool) -> Option<Reason> {
         if self.left == 0 {
             return None;
         }
         let bucket = self.period.bucket(time);
-        if self.last_bucket.as_ref() == Some(&bucket) {
+        let new_bucket = self.last_bucket.as_ref() != Some(&bucket);
+        if !new_bucket && !is_oldest {
             return None;
         }
         self.left -= 1;
         self.last_bucket = Some(bucket.clone());
-        Some(self.period.reason(bucket))
+        let reason = self.period.reason(bucket);
+        Some(if new_bucket {
+            reason
+        } else {
+            Reason::Oldest(Box::new(reason))
+        })
     }
 }
 
@@ -527,6 +546,25 @@ mod tests {
                 kept: &["2026-06-01 10:00  yearly 2026", "2025-12-31 23:59  yearly 2025"],
             },
             Case {
+                // restic forum, "Help with forget policy" (2024): four
+                // snapshots in January 2024 and --keep-monthly 4 keep two.
+                name: "restic: the oldest snapshot stays while a rule is not filled",
+                policy: RetentionPolicy {
+                    keep_monthly: 4,
+                    ..NONE
+                },
+                times: times(&[
+                    "2024-01-02 13:42",
+                    "2024-01-03 01:04",
+                    "2024-01-04 20:09",
+                    "2024-01-04 20:20",
+                ]),
+                kept: &[
+                    "2024-01-04 20:20  monthly 2024-01",
+                    "2024-01-02 13:42  oldest snapshot, monthly 2024-01 (rule not yet filled)",
+                ],
+            },
+            Case {
                 // restic docs, "Removing snapshots according to a policy": a
                 // backup every Sunday for 12 weeks, then --keep-daily 4.
                 name: "restic: twelve Sundays and keep_daily 4",
@@ -567,6 +605,7 @@ mod tests {
                     "2026-11-08 03:00  weekly 2026-W45",
                     "2026-10-31 03:00  monthly 2026-10",
                     "2026-09-30 03:00  monthly 2026-09",
+                    "2026-09-01 03:00  oldest snapshot, monthly 2026-09 (rule not yet filled)",
                 ],
             },
             Case {
@@ -782,6 +821,10 @@ mod tests {
             (Reason::Weekly("2026-W48".into()), "weekly 2026-W48"),
             (Reason::Monthly("2026-11".into()), "monthly 2026-11"),
             (Reason::Yearly("2026".into()), "yearly 2026"),
+            (
+                Reason::Oldest(Box::new(Reason::Daily("2026-11-25".into()))),
+                "oldest snapshot, daily 2026-11-25 (rule not yet filled)",
+            ),
             (Reason::Newest, "newest snapshot (always kept)"),
             (Reason::NoPolicy, "no retention policy (keep everything)"),
         ];
