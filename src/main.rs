@@ -55,9 +55,12 @@ enum Command {
     Run,
     /// Back up the named personalities now (all configured ones without names).
     ///
-    /// Fetches the profile and every chat message not yet stored. An
-    /// interrupted run resumes where it stopped. Ctrl-C stops at the next
-    /// page boundary; a second Ctrl-C quits at once (also safe).
+    /// Backs up the configured sections of each personality (profile,
+    /// memories, knowledge, training, user personalization) and every chat
+    /// message not yet stored, then prints one line per personality saying
+    /// what changed. An interrupted run resumes where it stopped. Ctrl-C
+    /// stops at the next page boundary; a second Ctrl-C quits at once (also
+    /// safe).
     Sync {
         /// Personality names (slugs).
         names: Vec<PersonalitySlug>,

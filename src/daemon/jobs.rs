@@ -406,7 +406,13 @@ impl Shared {
                 }
             });
         }
-        tracing::debug!("{}", summary(report));
+        // One line per sync, with the fields a log search wants.
+        tracing::info!(
+            personality = name,
+            outcome = report.outcome().as_str(),
+            "{}",
+            summary(report)
+        );
         self.write_status().await;
     }
 

@@ -98,7 +98,9 @@ impl Stop {
     }
 }
 
-/// Syncs the sections of one personality and writes its status file.
+/// Syncs the sections of one personality and writes its status file. The
+/// caller reports it ([`summary`]): a terminal wants it on standard output,
+/// the daemon in its log.
 pub async fn sync_personality(
     ctx: &SyncContext<'_>,
     name: &str,
@@ -153,12 +155,6 @@ pub async fn sync_personality(
         chat: run.chat,
         cancelled: run.cancelled,
     };
-    tracing::info!(
-        personality = name,
-        outcome = report.outcome().as_str(),
-        "{}",
-        summary(&report)
-    );
     report
 }
 
