@@ -149,13 +149,12 @@ pub async fn sync_personality(
     {
         tracing::error!(personality = name, error = %e, "cannot write the status file");
     }
-    let report = PersonalityReport {
+    PersonalityReport {
         retryable: run.first_error.is_some() && run.only_transient && !run.cancelled,
         status,
         chat: run.chat,
         cancelled: run.cancelled,
-    };
-    report
+    }
 }
 
 /// The state of one personality's sync while it runs.
