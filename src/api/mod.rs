@@ -191,10 +191,17 @@ impl ApiClient {
         let fields: Fields = serde_json::from_str(raw.get())
             .map_err(|e| ApiError::Contract(format!("profile of {slug} is not an object: {e}")))?;
         let id = match &fields.id {
-            Some(serde_json::Value::String(s)) => PersonalityId::new(s),
-            _ => None,
+            Some(serde_json::Value::String(s)) => PersonalityId::new(s).ok_or_else(|| {
+                let shown: String = s.chars().take(60).collect::<String>().escape_debug().to_string();
+                format!(
+                    "profile of {slug} has an `id` that could change a request path or a file name \
+                     (\"{shown}\"{}); only ASCII letters, digits, '-' and '_' are accepted",
+                    if s.chars().count() > 60 { "…" } else { "" }
+                )
+            }),
+            _ => Err(format!("profile of {slug} has no `id` string")),
         }
-        .ok_or_else(|| ApiError::Contract(format!("profile of {slug} has no usable `id`")))?;
+        .map_err(ApiError::Contract)?;
         let user_id = fields.user_id.map(|v| match v {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
