@@ -140,3 +140,37 @@ hostile! {
         body
     }, "not UTF-8";
 }
+
+/// Stored messages keep every field as received, whatever its type; no
+/// export may then trip over a field that is not the text it usually is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_export_format_survives_fields_of_unexpected_types() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, 10)]).await;
+    let odd = [
+        r#"{"id":"n","ts":4000000000.1,"message":123,"reply":{"parts":["a",{"b":null}]},"attachment_url":7,"voice_reply_url":false}"#,
+        r#"{"id":"m","ts":4000000000.2,"message":null,"reply":["x"],"voice_reply_url":{"u":"v"}}"#,
+    ];
+    for raw in odd {
+        fake.push_raw_message(NAME, raw);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let (code, out) = sync(&config);
+    assert_eq!(code, Some(0), "{out}");
+    assert_complete(&export_lines(&load(&config), NAME), &fake, NAME);
+    for format in ["json", "jsonl", "markdown"] {
+        let out = chatkeep(&config)
+            .args(["export", NAME, "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out));
+    }
+    let out = chatkeep(&config)
+        .args(["export", NAME, "--format", "markdown"])
+        .output()
+        .unwrap();
+    let markdown = String::from_utf8_lossy(&out.stdout);
+    // Not text: shown as the JSON received.
+    assert!(markdown.contains("**You:** 123"), "{markdown}");
+    assert!(markdown.contains(r#"{"parts":["a",{"b":null}]}"#), "{markdown}");
+}
