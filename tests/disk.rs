@@ -9,8 +9,9 @@
 //! real: a small tmpfs mounted in a private mount namespace (`unshare
 //! --mount`, then `nsenter` to run commands in it). Read-only is a
 //! read-only bind mount in such a namespace, since chmod does not stop
-//! root, as which the tests run (`.ci/run` runs as root and installs
-//! util-linux and mount if they are missing).
+//! root, as which the tests run; `chmod 0500` is tested too, with chatkeep
+//! run as `nobody` (`setpriv`). These tests need root: `.ci/run` runs as
+//! root and installs util-linux and mount if they are missing.
 
 mod common;
 
@@ -361,4 +362,58 @@ async fn a_read_only_data_directory_fails_at_start_up_saying_what_to_do() {
     assert_read_only_message(&out, &data);
     assert!(!data.exists());
     drop(before);
+}
+
+/// `chmod 0500` stops any user but root: as `nobody`, the same start-up
+/// failure, from EACCES instead of EROFS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_without_write_permission_fails_at_start_up_saying_what_to_do() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    const NOBODY: u32 = 65534;
+    let s = synced(20).await;
+    let data = s.config.storage.data_dir.clone();
+    let dir = data.parent().unwrap();
+    for path in [dir.to_owned(), s.config_path.clone(), dir.join("cookie")] {
+        chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode =
+        |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let as_nobody = || {
+        chatkeep_via(
+            &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+            &s.config_path,
+            &["sync"],
+        )
+    };
+    // The data directory, owned by nobody but not writable.
+    chown(&data, Some(NOBODY), Some(NOBODY)).unwrap();
+    mode(&data, 0o500);
+    let out = as_nobody();
+    assert_code(&out, 2);
+    let all = text(&out);
+    assert!(
+        all.contains(&format!(
+            "data directory {} is not writable (Permission denied",
+            data.display()
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains("make it writable by the user chatkeep runs as"),
+        "{all}"
+    );
+    // A data directory still to be made, in a parent nobody cannot write.
+    mode(&data, 0o700);
+    std::fs::remove_dir_all(&data).unwrap();
+    mode(dir, 0o500);
+    let out = as_nobody();
+    assert_code(&out, 2);
+    assert!(
+        text(&out).contains("is not writable (Permission denied"),
+        "{}",
+        text(&out)
+    );
+    mode(dir, 0o755);
+    assert!(!data.exists());
 }
