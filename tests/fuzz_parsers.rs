@@ -521,3 +521,31 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Depth: no parser may overflow the stack, whatever the nesting.
+
+const DEEP: usize = 100_000;
+
+fn nested(open: &str, inner: &str, close: &str) -> String {
+    format!("{}{inner}{}", open.repeat(DEEP), close.repeat(DEEP))
+}
+
+#[test]
+fn deep_nesting_overflows_no_parser() {
+    for value in [nested("[", "", "]"), nested("{\"a\":", "0", "}")] {
+        let page = format!(r#"[{{"id":"a","ts":1,"x":{value}}}]"#);
+        let parsed = parse_page(page.as_bytes());
+        assert!(parsed.is_ok(), "{:?}", parsed.err());
+        let memories = format!(r#"{{"items":[{{"id":"a","x":{value}}}],"pagination":{value}}}"#);
+        let _ = parse_memory_page(memories.as_bytes(), 1, 5);
+    }
+    for toml in [
+        format!("a = {}", nested("[", "", "]")),
+        format!("a = {}", nested("{b=", "0", "}")),
+        format!("[service]\nbase_url = {}", nested("[", "", "]")),
+        format!("{}\n", "[a".repeat(DEEP)),
+    ] {
+        check_config(&toml).unwrap();
+    }
+}
