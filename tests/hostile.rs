@@ -60,7 +60,7 @@ async fn rejected_without_touching_the_store(hostile: Vec<u8>, expect: &str) {
 
     fake.append_messages(NAME, NEW);
     // The first page is good and spooled; the second is hostile, and stays
-    // hostile however often it is asked for.
+    // hostile however often it is asked for (5 retries by default).
     let mut bodies = vec![None];
     bodies.extend((0..8).map(|_| Some(hostile.clone())));
     fake.queue_chat_bodies(bodies);
@@ -113,6 +113,7 @@ hostile! {
     a_message_without_ts: page(&[message("ok", "1.5"), r#"{"id":"EVIL2"}"#.to_owned()]), "message 1 has no `ts`";
     a_message_with_an_object_as_id: page(&[r#"{"id":{"EVIL":1},"ts":1.5}"#.to_owned()]), "neither a string nor a number";
     a_ts_given_as_a_string: page(&[message("s", "\"1712345678.1\"")]), "not a number of seconds (got \"1712345678.1\")";
+    a_nan_ts_which_is_not_json: page(&[message("nan", "NaN")]), "not whole JSON";
     a_ts_that_overflows_to_infinity: page(&[message("inf", "1e999")]), "not a number of seconds (got 1e999)";
     a_negative_ts: page(&[message("neg", "-5")]), "not a number of seconds (got -5)";
     a_page_that_is_not_an_array: br#"{"items":[{"id":"EVIL","ts":1}]}"#.to_vec(), "not a JSON array of messages";
