@@ -3,9 +3,11 @@
 //! Streamed from the chat log, so a million messages cost no more memory
 //! than a thousand.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::message::Ts;
 use crate::store::{ChatStore, ChatStoreError};
@@ -110,17 +112,31 @@ pub fn write(
     Ok(count)
 }
 
+/// The fields a transcript shows. Each is taken as raw JSON: the service
+/// sends text, but a stored message keeps whatever it sent, and one field
+/// of another type must not stop the export of a whole history.
 #[derive(Deserialize)]
-struct Transcript {
+struct Transcript<'a> {
     ts: f64,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    reply: Option<String>,
-    #[serde(default)]
-    attachment_url: Option<String>,
-    #[serde(default)]
-    voice_reply_url: Option<String>,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reply: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    attachment_url: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    voice_reply_url: Option<&'a RawValue>,
+}
+
+/// A field as shown: a string as its text, anything else but null as the
+/// JSON received.
+fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = field?.get();
+    match serde_json::from_str::<Cow<str>>(raw) {
+        Ok(text) => Some(text),
+        Err(_) if raw == "null" => None,
+        Err(_) => Some(Cow::Borrowed(raw)),
+    }
 }
 
 fn write_markdown_message(out: &mut impl Write, name: &str, line: &str, n: u64) -> Result<(), ExportError> {
@@ -130,16 +146,16 @@ fn write_markdown_message(out: &mut impl Write, name: &str, line: &str, n: u64) 
     })?;
     let when = Ts::new(m.ts).map(Ts::to_rfc3339).unwrap_or_default();
     writeln!(out, "### {when}\n")?;
-    if let Some(text) = m.message.as_deref().filter(|t| !t.is_empty()) {
-        writeln!(out, "**You:** {}\n", quote_block(text))?;
+    if let Some(text) = shown(m.message).filter(|t| !t.is_empty()) {
+        writeln!(out, "**You:** {}\n", quote_block(&text))?;
     }
-    if let Some(url) = &m.attachment_url {
+    if let Some(url) = shown(m.attachment_url) {
         writeln!(out, "*Attachment:* <{url}>\n")?;
     }
-    if let Some(text) = m.reply.as_deref().filter(|t| !t.is_empty()) {
-        writeln!(out, "**{name}:** {}\n", quote_block(text))?;
+    if let Some(text) = shown(m.reply).filter(|t| !t.is_empty()) {
+        writeln!(out, "**{name}:** {}\n", quote_block(&text))?;
     }
-    if let Some(url) = &m.voice_reply_url {
+    if let Some(url) = shown(m.voice_reply_url) {
         writeln!(out, "*Voice reply:* <{url}>\n")?;
     }
     Ok(())

@@ -127,6 +127,7 @@ enum CookieAction {
 }
 
 fn main() -> ExitCode {
+    chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);

@@ -162,6 +162,44 @@ pub fn parse_page(body: &[u8]) -> Result<Vec<Message>, MessageError> {
         .collect()
 }
 
+/// The deepest nesting of arrays and objects accepted in an answer: the
+/// recursion limit of serde_json, so that every stored message can be read
+/// back with it (and with most other JSON tools) without overflowing a stack.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// True if `json` nests arrays and objects more than `max` deep. Iterative,
+/// so any depth is measured in constant stack; brackets inside strings do
+/// not count. Meant for text already known to be JSON.
+pub fn nested_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Removes whitespace outside strings. JSON strings cannot hold raw control
 /// characters, so the result is one line and every value is byte-identical.
 pub fn minify(json: &str) -> String {
@@ -251,6 +289,34 @@ mod tests {
             parse_page(b"[1]"),
             Err(MessageError::NotAnObject { .. })
         ));
+    }
+
+    #[test]
+    fn nesting_depth_is_measured_outside_strings_without_recursion() {
+        assert!(!nested_deeper_than(br#"[{"a":[1]}]"#, 3));
+        assert!(nested_deeper_than(br#"[{"a":[[1]]}]"#, 3));
+        assert!(!nested_deeper_than(br#"[{"a":"[[[[\"[[[["}]"#, 2));
+        let deep = [vec![b'['; 1_000_000], vec![b']'; 1_000_000]].concat();
+        assert!(nested_deeper_than(&deep, MAX_JSON_DEPTH));
+        assert!(!nested_deeper_than(&deep, 1_000_000));
+    }
+
+    #[test]
+    fn deeply_nested_pages_parse_without_overflowing_the_stack() {
+        // The rejection is the client's (it sees every answer); the parsers
+        // themselves must still survive such input.
+        let depth = 200_000;
+        let mut body = br#"[{"id":"a","ts":1,"x":"#.to_vec();
+        body.extend(std::iter::repeat_n(b'[', depth));
+        body.extend(std::iter::repeat_n(b']', depth));
+        body.extend_from_slice(b"}]");
+        let page = parse_page(&body).unwrap();
+        assert_eq!(page[0].raw.len(), body.len() - 2);
+        let mut bad_id = br#"[{"ts":1,"id":"#.to_vec();
+        bad_id.extend(std::iter::repeat_n(b'[', depth));
+        bad_id.extend(std::iter::repeat_n(b']', depth));
+        bad_id.extend_from_slice(b"}]");
+        assert!(matches!(parse_page(&bad_id), Err(MessageError::BadId { .. })));
     }
 
     #[test]

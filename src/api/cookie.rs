@@ -25,6 +25,10 @@ impl SessionCookie {
     /// or a known name, or a whole `Cookie:` header that contains one of them.
     /// A bare token may itself contain `=` (base64 padding), so only a known
     /// name before the first `=` makes it a pair.
+    ///
+    /// Only a token that a `Cookie` header can carry is accepted (visible
+    /// ASCII but `;`): anything else would fail on every request instead of
+    /// here, where the user can be told to paste it again.
     pub fn parse(input: &str, configured_name: &str) -> Option<SessionCookie> {
         let input = input.trim();
         let input = input.strip_prefix("Cookie:").map(str::trim).unwrap_or(input);
@@ -35,18 +39,16 @@ impl SessionCookie {
         for part in input.split(';').map(str::trim) {
             if let Some((name, value)) = part.split_once('=')
                 && known.contains(&name)
-                && !value.is_empty()
+                && !value.trim().is_empty()
             {
-                return Some(SessionCookie {
+                let value = value.trim();
+                return is_sendable(value).then(|| SessionCookie {
                     name: name.to_owned(),
                     token: value.to_owned(),
                 });
             }
         }
-        if input.contains(';') || input.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return None;
-        }
-        Some(SessionCookie {
+        is_sendable(input).then(|| SessionCookie {
             name: configured_name.to_owned(),
             token: input.to_owned(),
         })
@@ -82,6 +84,11 @@ impl SessionCookie {
     }
 }
 
+/// A token a `Cookie` header can carry as it is: visible ASCII, no `;`.
+fn is_sendable(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
 /// The new token for `name` in a `Set-Cookie` header value, if it sets one.
 pub fn rotated_token<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
     let first = set_cookie.split(';').next()?.trim();
@@ -107,6 +114,23 @@ mod tests {
         assert_eq!((header.name(), header.token()), (CURRENT_NAME, "t0k"));
         assert!(SessionCookie::parse("", CURRENT_NAME).is_none());
         assert!(SessionCookie::parse("two words", CURRENT_NAME).is_none());
+        let spaced = SessionCookie::parse("appSession= xyz ;x=y", CURRENT_NAME).unwrap();
+        assert_eq!(spaced.token(), "xyz");
+        let wrapped = SessionCookie::parse("__Secure-better-auth.session_token=\n0", LEGACY_NAME).unwrap();
+        assert_eq!(wrapped.token(), "0");
+    }
+
+    #[test]
+    fn tokens_a_header_cannot_carry_are_refused_here_not_on_every_request() {
+        for bad in [
+            "__Secure-better-auth.session_token=a\n0",
+            "appSession=a\u{1}b",
+            "appSession=a b",
+            "t\u{f6}ken",
+            "a\u{7f}",
+        ] {
+            assert!(SessionCookie::parse(bad, CURRENT_NAME).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

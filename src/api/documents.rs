@@ -138,7 +138,7 @@ pub fn entry_count(doc: &str) -> u64 {
 
 /// Reads either deployment's page shape; decides `has_next` from whatever
 /// the page offers (`has_next`, else `total_pages`, else a full page).
-fn parse_memory_page(body: &[u8], page: u32, limit: u32) -> Result<MemoryPage, ApiError> {
+pub fn parse_memory_page(body: &[u8], page: u32, limit: u32) -> Result<MemoryPage, ApiError> {
     let raw: RawMemoryPage = serde_json::from_slice(body)
         .map_err(|e| ApiError::Contract(format!("memories page {page} is not an object: {e}")))?;
     let items = raw.items.or(raw.memories).ok_or_else(|| {

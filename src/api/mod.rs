@@ -191,10 +191,17 @@ impl ApiClient {
         let fields: Fields = serde_json::from_str(raw.get())
             .map_err(|e| ApiError::Contract(format!("profile of {slug} is not an object: {e}")))?;
         let id = match &fields.id {
-            Some(serde_json::Value::String(s)) => PersonalityId::new(s),
-            _ => None,
+            Some(serde_json::Value::String(s)) => PersonalityId::new(s).ok_or_else(|| {
+                let shown: String = s.chars().take(60).collect::<String>().escape_debug().to_string();
+                format!(
+                    "profile of {slug} has an `id` that could change a request path or a file name \
+                     (\"{shown}\"{}); only ASCII letters, digits, '-' and '_' are accepted",
+                    if s.chars().count() > 60 { "…" } else { "" }
+                )
+            }),
+            _ => Err(format!("profile of {slug} has no `id` string")),
         }
-        .ok_or_else(|| ApiError::Contract(format!("profile of {slug} has no usable `id`")))?;
+        .map_err(ApiError::Contract)?;
         let user_id = fields.user_id.map(|v| match v {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
@@ -347,6 +354,10 @@ impl ApiClient {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
+        if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            // Announced too large: refuse without reading it.
+            return Err(fail(too_large()));
+        }
         let body = read_capped(response).await.map_err(fail)?;
         let looks_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
         if html_type || looks_html {
@@ -355,12 +366,7 @@ impl ApiClient {
                 signal: "an HTML page where JSON was expected".into(),
             }));
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-            return Err(fail(ApiError::BadBody {
-                message: format!("{} bytes that are not whole JSON ({e})", body.len()),
-                attempts: 1,
-            }));
-        }
+        check_json(&body).map_err(fail)?;
         Ok(body)
     }
 
@@ -386,16 +392,46 @@ impl ApiClient {
     }
 }
 
+/// The checks every answer passes before anyone parses it: UTF-8, whole
+/// JSON, and nested no deeper than [`message::MAX_JSON_DEPTH`]. A body cut
+/// short (a truncated answer, maybe in the middle of a character) is
+/// transient; well-formed text that breaks these rules is a contract breach,
+/// which asking again does not mend.
+fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    if let Err(e) = std::str::from_utf8(body)
+        && e.error_len().is_some()
+    {
+        return Err(ApiError::Contract(format!(
+            "the answer is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(ApiError::BadBody {
+            message: format!("{} bytes that are not whole JSON ({e})", body.len()),
+            attempts: 1,
+        });
+    }
+    if message::nested_deeper_than(body, message::MAX_JSON_DEPTH) {
+        return Err(ApiError::Contract(format!(
+            "the answer is nested deeper than {} levels",
+            message::MAX_JSON_DEPTH
+        )));
+    }
+    Ok(())
+}
+
+fn too_large() -> ApiError {
+    ApiError::Contract(format!("answer larger than {} MiB", MAX_BODY / (1024 * 1024)))
+}
+
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ApiError::Contract(format!(
-                        "answer larger than {} MiB",
-                        MAX_BODY / (1024 * 1024)
-                    )));
+                    return Err(too_large());
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -468,6 +504,21 @@ mod tests {
             wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
             "{wait:?}"
         );
+    }
+
+    #[test]
+    fn answers_are_checked_before_parsing() {
+        assert!(check_json(br#"[{"id":"a","ts":1}]"#).is_ok());
+        let transient = |r: Result<(), ApiError>| r.is_err_and(|e| e.is_transient());
+        // Cut short, even inside a character: transient.
+        assert!(transient(check_json(br#"[{"id":"a","#)));
+        assert!(transient(check_json(&[b'"', b'c', 0xc3])));
+        // Broken rules: contract breaches, not retried.
+        let contract = |r: Result<(), ApiError>| matches!(r, Err(ApiError::Contract(_)));
+        assert!(contract(check_json(&[b'"', 0xff, b'"'])));
+        let deep = [vec![b'['; 129], vec![b']'; 129]].concat();
+        assert!(contract(check_json(&deep)));
+        assert!(check_json(&deep[1..deep.len() - 1]).is_ok());
     }
 
     #[test]

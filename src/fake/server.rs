@@ -33,6 +33,8 @@ struct Arrival {
     /// Index of the personality its path names, if known.
     personality: Option<usize>,
     is_chat: bool,
+    /// A body queued by `queue_chat_bodies`, sent instead of the answer.
+    raw_body: Option<Vec<u8>>,
 }
 
 async fn handle(State(shared): State<SharedState>, request: Request) -> Response {
@@ -40,10 +42,14 @@ async fn handle(State(shared): State<SharedState>, request: Request) -> Response
     // which the handler's future needs while it holds a reference across
     // the sleep of a `Slow` fault.
     let (request, _body) = request.into_parts();
-    let arrival = arrive(&shared, &request);
-    let mut response = match &arrival.fault {
-        None => respond(&shared, &request, arrival.number).into_response(),
-        Some(fault) => match canned_response(fault) {
+    let mut arrival = arrive(&shared, &request);
+    let raw_body = arrival.raw_body.take();
+    let mut response = match (&arrival.fault, raw_body) {
+        (None, Some(body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        (None, None) => respond(&shared, &request, arrival.number).into_response(),
+        (Some(fault), _) => match canned_response(fault) {
             Some(response) => response,
             None => wrap_normal_answer(fault, &shared, &request, arrival.number).await,
         },
@@ -76,11 +82,17 @@ fn arrive(shared: &SharedState, request: &Parts) -> Arrival {
         tracing::debug!(path, fault, "fake service: injecting a fault");
     }
     state.log.push(number, record);
+    let raw_body = if is_chat && fault.is_none() {
+        state.chat_bodies.pop_front().flatten()
+    } else {
+        None
+    };
     Arrival {
         number,
         fault,
         personality,
         is_chat,
+        raw_body,
     }
 }
 

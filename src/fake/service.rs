@@ -110,6 +110,16 @@ impl FakeService {
         lock(&self.shared).by_slug_mut(slug).history.push_raw(raw_json);
     }
 
+    /// Answers the next chat-history requests (of any personality, one
+    /// each, in order) with these bodies instead: `Some(bytes)` is sent
+    /// verbatim as a 200 `application/json` answer, whatever it holds
+    /// (invalid JSON, invalid UTF-8, 50 MiB), `None` lets the normal answer
+    /// through. Replaces an earlier queue; an empty one ends it. A fault
+    /// drawn for a request takes precedence and leaves the queue alone.
+    pub fn queue_chat_bodies(&self, bodies: impl IntoIterator<Item = Option<Vec<u8>>>) {
+        lock(&self.shared).chat_bodies = bodies.into_iter().collect();
+    }
+
     /// From now on, after every `every_n_chat_requests`-th chat request for
     /// this personality (whatever its outcome, faults included), append `k`
     /// messages: new messages arriving while a client walks backwards.

@@ -2,7 +2,7 @@
 //! the request log. One `std::sync::Mutex` guards it all; handlers take it
 //! for short, synchronous steps and never across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -119,6 +119,9 @@ pub(super) struct ServiceState {
     /// number is its position in that sequence.
     pub requests_seen: u64,
     pub log: RequestLog,
+    /// Set by `queue_chat_bodies`: what the next chat-history requests get
+    /// instead of their answer (`None`: the normal answer).
+    pub chat_bodies: VecDeque<Option<Vec<u8>>>,
 }
 
 impl ServiceState {
@@ -146,6 +149,7 @@ impl ServiceState {
             by_id: HashMap::new(),
             requests_seen: 0,
             log: RequestLog::default(),
+            chat_bodies: VecDeque::new(),
         };
         for spec in specs {
             state.add_personality(spec)?;

@@ -58,7 +58,7 @@ pub struct ChatState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatStoreError {
-    #[error("{path}: {source}")]
+    #[error("{}: {}", path.display(), fsio::explain(source))]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not a chatkeep state file: {reason}")]
     BadState { path: PathBuf, reason: String },

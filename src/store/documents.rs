@@ -49,31 +49,45 @@ impl PersonalityDir {
     }
 
     /// Replaces a document with `bytes`. A different earlier content is first
-    /// moved to `versions/<stem>.<UTC time>.json`, so nothing upstream ever
-    /// changes away without a copy. A crash between the move and the write
-    /// leaves the old content in `versions/` and no current file, which the
-    /// next sync writes.
+    /// kept as `versions/<stem>.<UTC time>.json` (a hard link, or a copy
+    /// where links are not possible), so nothing upstream ever changes away
+    /// without a copy; the current file stays in place until the new one
+    /// replaces it whole. If the write fails (a full disk), the new version
+    /// entry is taken back and the document is as it was. A crash between
+    /// the two leaves the current content in both places, which costs one
+    /// duplicate entry in `versions/` and loses nothing.
     pub fn save_versioned(&self, path: &Path, bytes: &[u8]) -> Result<DocChange, StoreError> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| StoreError::Io { path, source }
         };
         fsio::create_private_dir(self.path()).map_err(io_err(self.path()))?;
-        let change = match self.read_document(path)? {
+        let kept = match self.read_document(path)? {
             Some(old) if old == bytes => return Ok(DocChange::Unchanged),
-            Some(_) => {
+            Some(old) => {
                 let versions = self.versions_dir();
                 fsio::create_private_dir(&versions).map_err(io_err(&versions))?;
                 let keep = version_path(&versions, path);
-                fs::rename(path, &keep).map_err(io_err(&keep))?;
+                fs::hard_link(path, &keep)
+                    .or_else(|_| fsio::write_atomic(&keep, &old))
+                    .map_err(io_err(&keep))?;
                 fsio::sync_dir(&versions).map_err(io_err(&versions))?;
-                fsio::sync_dir(self.path()).map_err(io_err(self.path()))?;
-                DocChange::Updated
+                Some(keep)
             }
-            None => DocChange::Created,
+            None => None,
         };
-        fsio::write_atomic(path, bytes).map_err(io_err(path))?;
-        Ok(change)
+        if let Err(source) = fsio::write_atomic(path, bytes) {
+            if let Some(keep) = &kept {
+                // Best effort: a leftover is a duplicate, never a loss.
+                let _ = fsio::remove_durably(keep);
+            }
+            return Err(io_err(path)(source));
+        }
+        Ok(if kept.is_some() {
+            DocChange::Updated
+        } else {
+            DocChange::Created
+        })
     }
 }
 
@@ -115,5 +129,24 @@ mod tests {
         kept.sort();
         assert_eq!(kept, vec![b"[1]".to_vec(), b"[2]".to_vec()]);
         assert!(path.ends_with("lilith/lilith_knowledge.json"));
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_document_and_takes_its_version_back() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = personality_dir(root.path(), "lilith").unwrap();
+        let path = dir.document_path("_training");
+        dir.save_versioned(&path, b"[1]").unwrap();
+        // The temp file of the next write cannot be made: a directory is in its way.
+        let tmp = dir
+            .path()
+            .join(format!(".lilith_training.json.tmp-{}", std::process::id()));
+        fs::create_dir(&tmp).unwrap();
+        assert!(dir.save_versioned(&path, b"[2]").is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"[1]");
+        assert_eq!(fs::read_dir(dir.versions_dir()).unwrap().count(), 0);
+        fs::remove_dir(&tmp).unwrap();
+        assert_eq!(dir.save_versioned(&path, b"[2]").unwrap(), DocChange::Updated);
+        assert_eq!(fs::read_dir(dir.versions_dir()).unwrap().count(), 1);
     }
 }

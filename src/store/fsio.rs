@@ -12,6 +12,52 @@ pub const FILE_MODE: u32 = 0o600;
 /// Mode for every directory chatkeep creates.
 pub const DIR_MODE: u32 = 0o700;
 
+/// An I/O error in words for the person at the terminal: for the errors of
+/// a full disk, a file size limit or a read-only file system, the cause in
+/// plain words (`no space left on the device`, `file too large`) and what
+/// to do. Meant after the path it concerns (`{path}: {explain}`).
+///
+/// Saying that what was stored is intact is true of every write chatkeep
+/// makes: replaced files go through [`write_atomic`], appended ones count
+/// only up to a committed length.
+pub fn explain(e: &io::Error) -> String {
+    let os = e
+        .raw_os_error()
+        .map(|n| format!(" (os error {n})"))
+        .unwrap_or_default();
+    const KEPT: &str = "what was stored before is intact, and the next run goes on from the last checkpoint";
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            format!("no space left on the device{os}: free some space; {KEPT}")
+        }
+        io::ErrorKind::FileTooLarge => format!(
+            "file too large{os}: it would pass the file size limit of this process (`ulimit -f`, or \
+             LimitFSIZE= under systemd): raise it; {KEPT}"
+        ),
+        io::ErrorKind::ReadOnlyFilesystem => format!(
+            "read-only file system{os}: remount it read-write, or set storage.data_dir to a writable \
+             directory"
+        ),
+        io::ErrorKind::PermissionDenied => {
+            format!("permission denied{os}: make it writable by the user chatkeep runs as")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Makes a file size limit (`ulimit -f`, systemd's `LimitFSIZE=`) fail the
+/// write that passes it with EFBIG, reported like a full disk, instead of
+/// killing the process with SIGXFSZ, silently and mid-write. Call once at
+/// start-up.
+pub fn survive_file_size_limit() {
+    // A handler that only sets a flag: the signal no longer terminates, and
+    // the write returns EFBIG as POSIX says.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag) {
+        tracing::warn!(error = %e, "cannot catch SIGXFSZ; a file size limit would end the process");
+    }
+}
+
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
@@ -116,6 +162,23 @@ mod tests {
         });
         assert!(err.is_err());
         assert_eq!(fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn full_disk_errors_say_what_happened_and_what_to_do() {
+        let full = explain(&io::Error::from_raw_os_error(28));
+        assert!(
+            full.starts_with("no space left on the device (os error 28): free some space"),
+            "{full}"
+        );
+        let big = explain(&io::Error::from_raw_os_error(27));
+        assert!(
+            big.starts_with("file too large (os error 27)") && big.contains("raise it"),
+            "{big}"
+        );
+        let ro = explain(&io::Error::from_raw_os_error(30));
+        assert!(ro.contains("storage.data_dir"), "{ro}");
+        assert_eq!(explain(&io::Error::other("odd")), "odd");
     }
 
     #[test]

@@ -27,13 +27,20 @@ const LOCK_FILE: &str = ".chatkeep.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("data directory {path}: {source}")]
+    /// A file or directory inside the data directory (or the directory
+    /// itself) could not be read or written.
+    #[error("{}: {}", path.display(), fsio::explain(source))]
     Io { path: PathBuf, source: io::Error },
     #[error(
         "data directory {path} is in use by another chatkeep process (pid {holder}); stop it or wait for it to finish"
     )]
     Locked { path: PathBuf, holder: String },
-    #[error("data directory {path} is not writable: {source}")]
+    /// Found at start-up, before anything is asked of the service.
+    #[error(
+        "data directory {path} is not writable ({source}): make it writable by the user chatkeep runs as \
+         (under systemd, it must be among ReadWritePaths=), remount its file system read-write, or set \
+         storage.data_dir in the config to a writable directory; nothing was changed"
+    )]
     ReadOnly { path: PathBuf, source: io::Error },
     #[error("`{0}` cannot be used as a directory name inside the data directory")]
     BadName(String),
@@ -50,21 +57,21 @@ impl Store {
     /// Opens (creating, 0700) the data directory and takes its lock. A second
     /// process fails here with the holder's pid.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        fsio::create_private_dir(root).map_err(|source| StoreError::Io {
-            path: root.to_owned(),
-            source,
-        })?;
+        // Creating the directory or its lock file is the first write: a
+        // read-only or foreign data directory shows here, before any request.
+        let not_writable = |path: &Path| {
+            let path = path.to_owned();
+            move |source: io::Error| match source.kind() {
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+                    path: root.to_owned(),
+                    source,
+                },
+                _ => StoreError::Io { path, source },
+            }
+        };
+        fsio::create_private_dir(root).map_err(not_writable(root))?;
         let lock_path = root.join(LOCK_FILE);
-        let mut lock = fsio::open_private_rw(&lock_path).map_err(|source| match source.kind() {
-            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
-                path: root.to_owned(),
-                source,
-            },
-            _ => StoreError::Io {
-                path: lock_path.clone(),
-                source,
-            },
-        })?;
+        let mut lock = fsio::open_private_rw(&lock_path).map_err(not_writable(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -59,7 +59,7 @@ pub struct Spool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("walk spool {path}: {source}")]
+    #[error("walk spool {}: {}", path.display(), fsio::explain(source))]
     Io { path: PathBuf, source: io::Error },
     #[error("walk spool {path}: record at byte {offset} is unreadable: {reason}")]
     Corrupt {

@@ -148,9 +148,17 @@ async fn walk_and_commit(
             if cancel.is_cancelled() {
                 return Err(ChatSyncError::Cancelled);
             }
-            let page = source.page(checkpoint.cursor, checkpoint.limit).await?;
-            report.requests += 1;
-            let step = advance(&mut checkpoint, head.as_ref(), page, limits)?;
+            let step = match source.page(checkpoint.cursor, checkpoint.limit).await {
+                Ok(page) => {
+                    report.requests += 1;
+                    // A failed `advance` leaves cursor, limit and count as they were.
+                    match advance(&mut checkpoint, head.as_ref(), page, limits) {
+                        Ok(step) => step,
+                        Err(e) => return Err(stopped(e, &checkpoint)),
+                    }
+                }
+                Err(e) => return Err(stopped(e, &checkpoint)),
+            };
             if let Some(w) = step.warning {
                 tracing::warn!("{w}");
                 report.warnings.push(w);
@@ -171,6 +179,21 @@ async fn walk_and_commit(
     }
     report.new_messages += store.commit(spool)?.added;
     Ok(resumed)
+}
+
+/// Logs why the walk stopped at a page, which was not spooled: the store
+/// holds only what earlier pages brought, and the checkpoint says where the
+/// next run goes on.
+fn stopped(error: ApiError, at: &Checkpoint) -> ChatSyncError {
+    tracing::warn!(
+        before_ts = at.cursor.map(|c| c.to_string()),
+        limit = at.limit,
+        spooled = at.spooled,
+        %error,
+        "chat walk stopped at a page; nothing of it was stored, and the next run resumes from the \
+         checkpoint before it"
+    );
+    ChatSyncError::Api(error)
 }
 
 /// The result of one page.

@@ -217,3 +217,22 @@ async fn ts_is_written_with_trimmed_milliseconds() {
     assert!(record.is_chat);
     assert_eq!(record.status, 200);
 }
+
+#[tokio::test]
+async fn queued_bodies_replace_chat_answers_in_turn_byte_for_byte() {
+    let fake = start(FakeConfig::default(), vec![spec("a", 10)]).await;
+    let hostile = vec![b'[', 0xff, b']'];
+    fake.queue_chat_bodies([None, Some(hostile.clone())]);
+    // Other endpoints neither see nor use up the queue.
+    let profile = get(&fake, "/api/shapes/username/a").await;
+    assert_eq!(profile.status(), 200);
+    assert_eq!(
+        page(&fake, "a", 3, None).await.len(),
+        3,
+        "None: the normal answer"
+    );
+    let raw = get(&fake, &chat_url(&fake, "a", 3, None)).await;
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.bytes().await.unwrap().to_vec(), hostile);
+    assert_eq!(page(&fake, "a", 3, None).await.len(), 3, "the queue is used up");
+}

@@ -1,0 +1,180 @@
+//! Answers that break the service's contract, served over loopback to the
+//! real binary: each is rejected with a clear log line, nothing of it
+//! reaches the store, the walk's checkpoint survives, and the next good run
+//! resumes from it and ends with exactly the ground truth.
+
+mod common;
+
+use std::path::Path;
+
+use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use chatkeep::store::ChatStore;
+use common::*;
+
+const NAME: &str = "host";
+/// Messages stored by the first, good run.
+const HISTORY: usize = 200;
+/// Messages added upstream before the hostile run: five pages of walk.
+const NEW: usize = 240;
+/// Good pages of that walk before the hostile one.
+const GOOD_PAGES: usize = 3;
+/// Marks every hostile message, to check that none reaches a spool.
+const MARK: &str = "EVIL";
+
+fn message(id: &str, ts: &str) -> String {
+    format!(r#"{{"id":"{id}","message":"{MARK}","reply":"r","ts":{ts}}}"#)
+}
+
+fn page(messages: &[String]) -> Vec<u8> {
+    format!("[{}]", messages.join(",")).into_bytes()
+}
+
+/// Runs `chatkeep sync` and returns its exit code and all its output.
+fn sync(config: &Path) -> (Option<i32>, String) {
+    let out = chatkeep(config).arg("sync").output().unwrap();
+    (out.status.code(), text(&out))
+}
+
+fn spool_bytes(data: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(data.join(NAME)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "spool") {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
+}
+
+/// The walk after the first page is answered with `hostile`; the run must
+/// fail saying `expect`, keep the store and the checkpoint, and the next
+/// run must finish the walk from there.
+async fn rejected_without_touching_the_store(hostile: Vec<u8>, expect: &str) {
+    let fake: FakeService = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, HISTORY)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let config = load(&config_path);
+    let data = config.storage.data_dir.clone();
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    let before = export_lines(&config, NAME);
+    assert_eq!(before.len(), HISTORY);
+
+    fake.append_messages(NAME, NEW);
+    // The first pages are good and spooled; the next is hostile, and stays
+    // hostile however often it is asked for (5 retries by default).
+    let mut bodies = vec![None; GOOD_PAGES];
+    bodies.extend((0..8).map(|_| Some(hostile.clone())));
+    fake.queue_chat_bodies(bodies);
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(1), "the hostile answer must fail the sync: {out}");
+    assert!(out.contains(expect), "no clear message `{expect}` in:\n{out}");
+    assert!(
+        out.contains("nothing of it was stored"),
+        "no log line saying the page was not stored:\n{out}"
+    );
+    assert_eq!(
+        export_lines(&config, NAME),
+        before,
+        "the committed history changed"
+    );
+    let store = ChatStore::open_read_only(&data.join(NAME)).unwrap();
+    assert!(store.has_pending_walk(), "the walk's checkpoint is gone");
+    let spooled = spool_bytes(&data);
+    assert!(
+        !String::from_utf8_lossy(&spooled).contains(MARK),
+        "a hostile message reached the spool"
+    );
+
+    fake.queue_chat_bodies([]);
+    fake.clear_requests();
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("resuming an interrupted walk"), "{out}");
+    // A whole walk over the 240 new messages takes 5 pages, 3 of which are
+    // spooled: 2 are left, and a resumed walk may look at the top once more
+    // for messages that arrived meanwhile.
+    let requests = fake.chat_requests(NAME);
+    assert!(
+        requests <= 3,
+        "the good run did not resume from the checkpoint ({requests} chat requests)"
+    );
+    assert_complete(&export_lines(&config, NAME), &fake, NAME);
+}
+
+macro_rules! hostile {
+    ($($test:ident: $body:expr, $expect:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            rejected_without_touching_the_store($body, $expect).await;
+        }
+    )*};
+}
+
+hostile! {
+    a_message_without_id: page(&[r#"{"message":"EVIL","ts":1.5}"#.to_owned()]), "message 0 has no `id`";
+    a_message_without_ts: page(&[message("ok", "1.5"), r#"{"id":"EVIL2"}"#.to_owned()]), "message 1 has no `ts`";
+    a_message_with_an_object_as_id: page(&[r#"{"id":{"EVIL":1},"ts":1.5}"#.to_owned()]), "neither a string nor a number";
+    a_ts_given_as_a_string: page(&[message("s", "\"1712345678.1\"")]), "not a number of seconds (got \"1712345678.1\")";
+    a_nan_ts_which_is_not_json: page(&[message("nan", "NaN")]), "not whole JSON";
+    a_ts_that_overflows_to_infinity: page(&[message("inf", "1e999")]), "not a number of seconds (got 1e999)";
+    a_negative_ts: page(&[message("neg", "-5")]), "not a number of seconds (got -5)";
+    a_page_that_is_not_an_array: br#"{"items":[{"id":"EVIL","ts":1}]}"#.to_vec(), "not a JSON array of messages";
+    a_page_larger_than_the_limit: page(&(0..51).map(|i| message(&format!("big{i}"), &format!("{}.5", i + 1))).collect::<Vec<_>>()),
+        "asked for at most 50 messages, got 51";
+    a_page_of_messages_newer_than_before_ts: page(&[message("future", "4000000000.5")]), "asked for messages before ts";
+    a_50_mib_body: {
+        let mut body = br#"[{"id":"EVIL","ts":1,"pad":""#.to_vec();
+        body.resize(50 * 1024 * 1024, b'x');
+        body.extend_from_slice(b"\"}]");
+        body
+    }, "larger than 32 MiB";
+    deeply_nested_json: {
+        let depth = 100_000;
+        let mut body = br#"[{"id":"EVIL","ts":1.5,"x":"#.to_vec();
+        body.extend(std::iter::repeat_n(b'[', depth));
+        body.extend(std::iter::repeat_n(b']', depth));
+        body.extend_from_slice(b"}]");
+        body
+    }, "nested deeper than 128 levels";
+    invalid_utf8: {
+        let mut body = br#"[{"id":"EVIL","ts":1.5,"message":"caf"#.to_vec();
+        body.extend_from_slice(&[0xc3, 0x28, 0xff]);
+        body.extend_from_slice(b"\"}]");
+        body
+    }, "not UTF-8";
+}
+
+/// Stored messages keep every field as received, whatever its type; no
+/// export may then trip over a field that is not the text it usually is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_export_format_survives_fields_of_unexpected_types() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, 10)]).await;
+    let odd = [
+        r#"{"id":"n","ts":4000000000.1,"message":123,"reply":{"parts":["a",{"b":null}]},"attachment_url":7,"voice_reply_url":false}"#,
+        r#"{"id":"m","ts":4000000000.2,"message":null,"reply":["x"],"voice_reply_url":{"u":"v"}}"#,
+    ];
+    for raw in odd {
+        fake.push_raw_message(NAME, raw);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let (code, out) = sync(&config);
+    assert_eq!(code, Some(0), "{out}");
+    assert_complete(&export_lines(&load(&config), NAME), &fake, NAME);
+    for format in ["json", "jsonl", "markdown"] {
+        let out = chatkeep(&config)
+            .args(["export", NAME, "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out));
+    }
+    let out = chatkeep(&config)
+        .args(["export", NAME, "--format", "markdown"])
+        .output()
+        .unwrap();
+    let markdown = String::from_utf8_lossy(&out.stdout);
+    // Not text: shown as the JSON received.
+    assert!(markdown.contains("**You:** 123"), "{markdown}");
+    assert!(markdown.contains(r#"{"parts":["a",{"b":null}]}"#), "{markdown}");
+}
