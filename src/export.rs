@@ -76,7 +76,7 @@ pub fn write(
             writeln!(out, "  \"export_date\": \"{export_date}\",")?;
             write!(out, "  \"messages\": [")?;
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 out.write_all(if count == 0 { b"\n    " } else { b",\n    " })?;
                 out.write_all(line.as_bytes())?;
                 count += 1;
@@ -85,7 +85,7 @@ pub fn write(
         }
         Format::Jsonl => {
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
                 count += 1;
@@ -94,7 +94,7 @@ pub fn write(
         Format::Markdown => {
             writeln!(out, "# Chat history with {}\n", meta.shape_name)?;
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 count += 1;
                 write_markdown_message(out, meta.shape_name, &line, count)?;
             }
@@ -148,13 +148,4 @@ fn write_markdown_message(out: &mut impl Write, name: &str, line: &str, n: u64) 
 /// Keeps multi-line texts inside their paragraph.
 fn quote_block(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\n', "  \n")
-}
-
-impl ChatStoreError {
-    fn from_read(store: &ChatStore) -> impl Fn(io::Error) -> ChatStoreError + '_ {
-        move |source| ChatStoreError::Io {
-            path: store.log_path(),
-            source,
-        }
-    }
 }

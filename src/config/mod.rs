@@ -89,6 +89,13 @@ pub const MAX_WORKERS: u32 = 64;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `shutdown_timeout` accepted.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Size at which the open chat log is sealed into a segment when the config
+/// says nothing.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Smallest `segment_size` accepted: smaller segments would be a file or
+/// more per sync, for no gain. (The store itself takes any size, which the
+/// tests use.)
+pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
 /// Rolled log files kept when the config says nothing.
 pub const DEFAULT_LOG_MAX_FILES: u32 = 14;
 /// Largest `max_files` accepted: ten years of daily files.
