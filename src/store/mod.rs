@@ -153,8 +153,9 @@ impl PersonalityDir {
         &self.name
     }
 
-    pub fn chat(&self) -> Result<ChatStore, ChatStoreError> {
-        ChatStore::open(&self.path)
+    /// The chat history, sealing its open log at `segment_size` bytes.
+    pub fn chat(&self, segment_size: u64) -> Result<ChatStore, ChatStoreError> {
+        ChatStore::open_with(&self.path, segment_size)
     }
 }
 
