@@ -1,14 +1,18 @@
 //! The chat history in the formats people read and carry elsewhere: the
-//! export JSON earlier tools wrote, JSON Lines, and a Markdown transcript.
-//! Streamed from the chat log, so a million messages cost no more memory
-//! than a thousand.
+//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript, and
+//! conversations. Streamed from the chat log, so a million messages cost no
+//! more memory than a thousand.
 
+pub mod conversations;
+
+use std::fmt;
 use std::io::{self, Write};
 
 use serde::Deserialize;
 
 use crate::message::Ts;
 use crate::store::{ChatStore, ChatStoreError};
+pub use conversations::{ConversationCounts, Split};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -18,6 +22,56 @@ pub enum Format {
     Jsonl,
     /// A readable transcript.
     Markdown,
+    /// One conversation per line, split at silences longer than `--gap`:
+    /// `{start, end, message_count, ids, messages}`.
+    Conversations,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Every message (json, jsonl, markdown).
+    Messages(u64),
+    /// The conversations kept, and those left out.
+    Conversations {
+        counts: ConversationCounts,
+        min_messages: u64,
+    },
+}
+
+impl Written {
+    /// Messages written.
+    pub fn messages(&self) -> u64 {
+        match self {
+            Written::Messages(n) => *n,
+            Written::Conversations { counts, .. } => counts.messages,
+        }
+    }
+}
+
+/// "1234 messages", or "12 conversations (340 messages; 3 shorter than 5
+/// messages left out)".
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Written::Messages(n) => write!(f, "{n} messages"),
+            Written::Conversations { counts, min_messages } => {
+                write!(
+                    f,
+                    "{} conversations ({} messages",
+                    counts.conversations, counts.messages
+                )?;
+                if counts.skipped_conversations > 0 {
+                    write!(
+                        f,
+                        "; {} shorter than {min_messages} messages left out",
+                        counts.skipped_conversations
+                    )?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
 }
 
 /// Who the history belongs to, for the export header.
@@ -39,14 +93,26 @@ pub enum ExportError {
     BadLine { line: u64, reason: String },
 }
 
-/// Writes the whole history of `store` to `out` in `format`. Returns the
-/// number of messages written.
+/// Writes the whole history of `store` to `out` in `format`, conversations
+/// split as [`Split::default`] says. Returns the number of messages written.
 pub fn write(
     store: &ChatStore,
     meta: &ExportMeta,
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, ExportError> {
+    write_with(store, meta, format, &Split::default(), out).map(|w| w.messages())
+}
+
+/// Writes the whole history of `store` to `out` in `format`, conversations
+/// split as `split` says.
+pub fn write_with(
+    store: &ChatStore,
+    meta: &ExportMeta,
+    format: Format,
+    split: &Split,
+    out: &mut impl Write,
+) -> Result<Written, ExportError> {
     let state = store.state();
     let lines = store.lines()?;
     let mut count = 0u64;
@@ -99,6 +165,14 @@ pub fn write(
                 write_markdown_message(out, meta.shape_name, &line, count)?;
             }
         }
+        Format::Conversations => {
+            // Reads the history with cursors of its own, and checks the count.
+            let counts = conversations::write(store, split, out)?;
+            return Ok(Written::Conversations {
+                counts,
+                min_messages: split.min_messages,
+            });
+        }
     }
     out.flush()?;
     if count != state.message_count {
@@ -107,7 +181,7 @@ pub fn write(
             expected: state.message_count,
         });
     }
-    Ok(count)
+    Ok(Written::Messages(count))
 }
 
 #[derive(Deserialize)]
