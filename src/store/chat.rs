@@ -239,6 +239,7 @@ impl ChatStore {
         };
         let mut next = self.state.clone();
         let mut added = 0u64;
+        let mut written = None;
         if spool.page_count() > 0 {
             let mut file = fsio::open_private_rw(&log_path).map_err(io_err)?;
             file.set_len(self.state.log_len).map_err(io_err)?;
@@ -271,10 +272,13 @@ impl ChatStore {
             next.log_span = span.filter(|_| span_known);
             next.head = newest;
             next.message_count += added;
-            self.log = Some(Arc::new(file));
+            written = Some(Arc::new(file));
         }
         next.next_walk += 1;
         self.save(next)?;
+        if written.is_some() {
+            self.log = written;
+        }
         spool.remove()?;
         Ok(CommitSummary { added })
     }
