@@ -148,4 +148,24 @@ fn main() {
         (messages + 10) as f64 / export.wall.as_secs_f64(),
         export.peak_rss_kib as f64 / 1024.0,
     );
+
+    // Messages a minute apart make one conversation of the whole history:
+    // the worst case for a format whose summary precedes its messages.
+    let conversations_path = dir.path().join("conversations.jsonl");
+    let conversations_path = conversations_path.to_str().expect("utf-8 temp path");
+    let args = [
+        "export",
+        "million",
+        "--format",
+        "conversations",
+        "-o",
+        conversations_path,
+    ];
+    let conversations = run_chatkeep(&config, &args);
+    println!(
+        "export (conversations): {:>5.1} s  {:>9.0} msg/s  peak RSS {:>6.1} MiB  (one conversation of every message)",
+        conversations.wall.as_secs_f64(),
+        (messages + 10) as f64 / conversations.wall.as_secs_f64(),
+        conversations.peak_rss_kib as f64 / 1024.0,
+    );
 }
