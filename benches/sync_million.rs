@@ -104,9 +104,17 @@ fn main() {
     let full = run_chatkeep(&config, &["sync"]);
     let full_requests = fake.requests().len();
     let full_chat = fake.chat_requests("million");
-    let log_size = std::fs::metadata(dir.path().join("data/million/chat.jsonl.gz"))
+    // The open log and any sealed segments.
+    let chat_dir = dir.path().join("data/million");
+    let segments = std::fs::read_dir(chat_dir.join("segments"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_else(|_| Vec::new());
+    let log_size: u64 = segments
+        .iter()
+        .chain([&chat_dir.join("chat.jsonl.gz")])
+        .filter_map(|path| std::fs::metadata(path).ok())
         .map(|m| m.len())
-        .unwrap_or(0);
+        .sum();
     println!(
         "full sync:        {:>8.1} s  {:>9.0} msg/s  peak RSS {:>6.1} MiB  requests {} ({} chat)  log {:.1} MiB",
         full.wall.as_secs_f64(),
@@ -139,5 +147,25 @@ fn main() {
         export_started.elapsed().as_secs_f64(),
         (messages + 10) as f64 / export.wall.as_secs_f64(),
         export.peak_rss_kib as f64 / 1024.0,
+    );
+
+    // Messages a minute apart make one conversation of the whole history:
+    // the worst case for a format whose summary precedes its messages.
+    let conversations_path = dir.path().join("conversations.jsonl");
+    let conversations_path = conversations_path.to_str().expect("utf-8 temp path");
+    let args = [
+        "export",
+        "million",
+        "--format",
+        "conversations",
+        "-o",
+        conversations_path,
+    ];
+    let conversations = run_chatkeep(&config, &args);
+    println!(
+        "export (conversations): {:>5.1} s  {:>9.0} msg/s  peak RSS {:>6.1} MiB  (one conversation of every message)",
+        conversations.wall.as_secs_f64(),
+        (messages + 10) as f64 / conversations.wall.as_secs_f64(),
+        conversations.peak_rss_kib as f64 / 1024.0,
     );
 }

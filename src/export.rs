@@ -1,9 +1,12 @@
 //! The chat history in the formats people read and carry elsewhere: the
-//! export JSON earlier tools wrote, JSON Lines, and a Markdown transcript.
-//! Streamed from the chat log, so a million messages cost no more memory
-//! than a thousand.
+//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript, and
+//! conversations. Streamed from the chat log, so a million messages cost no
+//! more memory than a thousand.
+
+pub mod conversations;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::io::{self, Write};
 
 use serde::Deserialize;
@@ -11,6 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::message::Ts;
 use crate::store::{ChatStore, ChatStoreError};
+pub use conversations::{ConversationCounts, Split};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,6 +24,56 @@ pub enum Format {
     Jsonl,
     /// A readable transcript.
     Markdown,
+    /// One conversation per line, split at silences longer than `--gap`:
+    /// `{start, end, message_count, ids, messages}`.
+    Conversations,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Every message (json, jsonl, markdown).
+    Messages(u64),
+    /// The conversations kept, and those left out.
+    Conversations {
+        counts: ConversationCounts,
+        min_messages: u64,
+    },
+}
+
+impl Written {
+    /// Messages written.
+    pub fn messages(&self) -> u64 {
+        match self {
+            Written::Messages(n) => *n,
+            Written::Conversations { counts, .. } => counts.messages,
+        }
+    }
+}
+
+/// "1234 messages", or "12 conversations (340 messages; 3 shorter than 5
+/// messages left out)".
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Written::Messages(n) => write!(f, "{n} messages"),
+            Written::Conversations { counts, min_messages } => {
+                write!(
+                    f,
+                    "{} conversations ({} messages",
+                    counts.conversations, counts.messages
+                )?;
+                if counts.skipped_conversations > 0 {
+                    write!(
+                        f,
+                        "; {} shorter than {min_messages} messages left out",
+                        counts.skipped_conversations
+                    )?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
 }
 
 /// Who the history belongs to, for the export header.
@@ -41,14 +95,26 @@ pub enum ExportError {
     BadLine { line: u64, reason: String },
 }
 
-/// Writes the whole history of `store` to `out` in `format`. Returns the
-/// number of messages written.
+/// Writes the whole history of `store` to `out` in `format`, conversations
+/// split as [`Split::default`] says. Returns the number of messages written.
 pub fn write(
     store: &ChatStore,
     meta: &ExportMeta,
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, ExportError> {
+    write_with(store, meta, format, &Split::default(), out).map(|w| w.messages())
+}
+
+/// Writes the whole history of `store` to `out` in `format`, conversations
+/// split as `split` says.
+pub fn write_with(
+    store: &ChatStore,
+    meta: &ExportMeta,
+    format: Format,
+    split: &Split,
+    out: &mut impl Write,
+) -> Result<Written, ExportError> {
     let state = store.state();
     let lines = store.lines()?;
     let mut count = 0u64;
@@ -78,7 +144,7 @@ pub fn write(
             writeln!(out, "  \"export_date\": \"{export_date}\",")?;
             write!(out, "  \"messages\": [")?;
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 out.write_all(if count == 0 { b"\n    " } else { b",\n    " })?;
                 out.write_all(line.as_bytes())?;
                 count += 1;
@@ -87,7 +153,7 @@ pub fn write(
         }
         Format::Jsonl => {
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
                 count += 1;
@@ -96,10 +162,18 @@ pub fn write(
         Format::Markdown => {
             writeln!(out, "# Chat history with {}\n", meta.shape_name)?;
             for line in lines {
-                let line = line.map_err(ChatStoreError::from_read(store))?;
+                let line = line.map_err(ChatStoreError::Read)?;
                 count += 1;
                 write_markdown_message(out, meta.shape_name, &line, count)?;
             }
+        }
+        Format::Conversations => {
+            // Reads the history with cursors of its own, and checks the count.
+            let counts = conversations::write(store, split, out)?;
+            return Ok(Written::Conversations {
+                counts,
+                min_messages: split.min_messages,
+            });
         }
     }
     out.flush()?;
@@ -109,7 +183,7 @@ pub fn write(
             expected: state.message_count,
         });
     }
-    Ok(count)
+    Ok(Written::Messages(count))
 }
 
 /// The fields a transcript shows. Each is taken as raw JSON: the service
@@ -164,13 +238,4 @@ fn write_markdown_message(out: &mut impl Write, name: &str, line: &str, n: u64) 
 /// Keeps multi-line texts inside their paragraph.
 fn quote_block(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\n', "  \n")
-}
-
-impl ChatStoreError {
-    fn from_read(store: &ChatStore) -> impl Fn(io::Error) -> ChatStoreError + '_ {
-        move |source| ChatStoreError::Io {
-            path: store.log_path(),
-            source,
-        }
-    }
 }

@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::Format;
+use chatkeep::export::{Format, Split};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -69,6 +70,12 @@ enum Command {
         all: bool,
     },
     /// Write a personality's chat history, oldest first.
+    ///
+    /// `--format conversations` writes one conversation per line (JSON
+    /// Lines): `{"start", "end", "message_count", "ids", "messages"}`, a
+    /// conversation ending where the next message comes more than `--gap`
+    /// after the last one; conversations with fewer than `--min-messages`
+    /// messages are left out.
     Export {
         /// Personality name (slug).
         name: PersonalitySlug,
@@ -78,6 +85,13 @@ enum Command {
         /// Write to this file (atomically) instead of standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Conversations: the silence that ends one, such as 30m, 2h or 90s
+        /// (a silence of exactly this long does not) [default: 30m].
+        #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
+        gap: Option<Duration>,
+        /// Conversations: leave out those with fewer messages [default: 5].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        min_messages: Option<u64>,
     },
     /// Store the session cookie, or check which account it logs in as.
     Cookie {
@@ -156,9 +170,25 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Export { name, format, output } => {
+            Command::Export {
+                name,
+                format,
+                output,
+                gap,
+                min_messages,
+            } => {
+                if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
+                    return Err(Fatal::usage(
+                        "--gap and --min-messages apply to --format conversations only",
+                    ));
+                }
+                let defaults = Split::default();
+                let split = Split {
+                    gap: gap.unwrap_or(defaults.gap),
+                    min_messages: min_messages.unwrap_or(defaults.min_messages),
+                };
                 let config = commands::load_config(&cli.config)?;
-                commands::export::run(&config, &name, format, output.as_deref())
+                commands::export::run(&config, &name, format, &split, output.as_deref())
             }
             Command::Cookie { action } => {
                 let config = commands::load_config(&cli.config)?;

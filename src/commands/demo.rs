@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::sync::{Selection, run_pass};
 use super::{Fatal, exit};
 use crate::config::{Config, PersonalitySlug};
-use crate::export::Format;
+use crate::export::{Format, Split};
 use crate::fake::{
     BeforeTs, FakeConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec, RetryAfter,
 };
@@ -76,14 +76,15 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     println!("3. Exports");
     let exports = dir.join("exports");
     fsio::create_private_dir(&exports).map_err(|e| Fatal::usage(e.to_string()))?;
-    for (format, ext) in [
-        (Format::Json, "json"),
-        (Format::Markdown, "md"),
-        (Format::Jsonl, "jsonl"),
+    for (format, file) in [
+        (Format::Json, "aria_chat_history.json"),
+        (Format::Markdown, "aria_chat_history.md"),
+        (Format::Jsonl, "aria_chat_history.jsonl"),
+        (Format::Conversations, "aria_conversations.jsonl"),
     ] {
         let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
-        let path = exports.join(format!("aria_chat_history.{ext}"));
-        super::export::run(&config, &name, format, Some(&path))?;
+        let path = exports.join(file);
+        super::export::run(&config, &name, format, &Split::default(), Some(&path))?;
     }
     let mut truth: Vec<String> = fake
         .ground_truth("aria")

@@ -1,4 +1,5 @@
-//! `chatkeep export`: the chat history as JSON, JSON Lines or Markdown.
+//! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown or
+//! conversations.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 
 use super::Fatal;
 use crate::config::{Config, PersonalitySlug};
-use crate::export::{self, ExportMeta, Format};
+use crate::export::{self, ExportMeta, Format, Split, Written};
 use crate::store::{fsio, personality_dir};
 
 /// Writes the export to `out` (atomically) or to standard output. Reads the
@@ -15,6 +16,7 @@ pub fn run(
     config: &Config,
     name: &PersonalitySlug,
     format: Format,
+    split: &Split,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
     let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
@@ -32,19 +34,20 @@ pub fn run(
     };
     // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
     let special = out.filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file()));
-    let count = match out {
+    let written = match out {
         Some(path) if special.is_none() => {
-            let mut count = 0;
+            let mut written = Written::Messages(0);
             fsio::write_atomic_with(path, |file| {
                 let mut w = BufWriter::with_capacity(1 << 16, file);
-                count = export::write(&chat, &meta, format, &mut w).map_err(std::io::Error::other)?;
+                written =
+                    export::write_with(&chat, &meta, format, split, &mut w).map_err(std::io::Error::other)?;
                 w.flush()
             })
             .map_err(|e| Fatal {
                 code: super::exit::FAILED,
                 message: format!("export to {}: {e}", path.display()),
             })?;
-            count
+            written
         }
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -54,12 +57,12 @@ pub fn run(
                     code: super::exit::FAILED,
                     message: format!("export to {}: {e}", path.display()),
                 })?;
-            write_to(&chat, &meta, format, file)?
+            write_to(&chat, &meta, format, split, file)?
         }
-        None => write_to(&chat, &meta, format, std::io::stdout().lock())?,
+        None => write_to(&chat, &meta, format, split, std::io::stdout().lock())?,
     };
     if let Some(path) = out {
-        eprintln!("wrote {count} messages of {name} to {}", path.display());
+        eprintln!("wrote {written} of {name} to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -68,10 +71,11 @@ fn write_to(
     chat: &crate::store::ChatStore,
     meta: &ExportMeta,
     format: Format,
+    split: &Split,
     out: impl Write,
-) -> Result<u64, Fatal> {
+) -> Result<Written, Fatal> {
     let mut w = BufWriter::with_capacity(1 << 16, out);
-    export::write(chat, meta, format, &mut w).map_err(|e| Fatal {
+    export::write_with(chat, meta, format, split, &mut w).map_err(|e| Fatal {
         code: super::exit::FAILED,
         message: e.to_string(),
     })

@@ -122,6 +122,7 @@ pub async fn run_pass(
             max_page_size: config.service.max_page_size,
         },
         max_memory_pages: config.sync.max_memory_pages,
+        segment_size: config.storage.segment_size,
         cancel,
     };
     for name in chosen {

@@ -89,6 +89,13 @@ pub const MAX_WORKERS: u32 = 64;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `shutdown_timeout` accepted.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Size at which the open chat log is sealed into a segment when the config
+/// says nothing.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+/// Smallest `segment_size` accepted: smaller segments would be a file or
+/// more per sync, for no gain. (The store itself takes any size, which the
+/// tests use.)
+pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
 /// Rolled log files kept when the config says nothing.
 pub const DEFAULT_LOG_MAX_FILES: u32 = 14;
 /// Largest `max_files` accepted: ten years of daily files.
@@ -239,6 +246,9 @@ pub struct StorageConfig {
     /// Root of the store; a relative path has been resolved against the
     /// config file's directory.
     pub data_dir: PathBuf,
+    /// Bytes at which a personality's open chat log is sealed into an
+    /// immutable segment; at least [`MIN_SEGMENT_SIZE`].
+    pub segment_size: u64,
 }
 
 /// The `[rate_limit]` table: one token bucket for every request of every
@@ -694,6 +704,77 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     format!("{ms}ms")
+}
+
+/// Parses a size in bytes: a whole number, alone or followed by a unit:
+/// `B`, `KiB`, `MiB`, `GiB` or `TiB` (`"65536"`, `"512KiB"`, `"64MiB"`).
+/// Decimal units (`MB`) are refused rather than guessed at.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    size_from_str(s).map_err(|reason| format!("invalid size {s:?}: {reason}; expected {SIZE_FORMAT}"))
+}
+
+/// Writes a size the way [`parse_size`] reads it, in the largest unit that
+/// keeps it exact (`"64MiB"`, `"1536KiB"`, `"1000"`).
+pub fn format_size(bytes: u64) -> String {
+    SIZE_UNITS
+        .iter()
+        .rev()
+        .find(|(_, per)| *per > 1 && bytes != 0 && bytes.is_multiple_of(*per))
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, per)| format!("{}{unit}", bytes / per),
+        )
+}
+
+const SIZE_UNITS: [(&str, u64); 5] = [
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
+];
+
+const SIZE_FORMAT: &str = "a whole number of bytes, alone or followed by KiB, MiB or GiB, \
+                           such as \"64MiB\"";
+
+/// The size in `s`, or why it is not one (a clause, without the value).
+fn size_from_str(s: &str) -> Result<u64, String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    if s.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if number.is_empty() {
+        return Err("it does not start with a number".to_owned());
+    }
+    if unit.starts_with(['.', ',']) {
+        return Err("fractions are not supported; use a smaller unit, as in \"1536KiB\"".to_owned());
+    }
+    let per = match SIZE_UNITS.iter().find(|(name, _)| *name == unit) {
+        Some((_, per)) => *per,
+        None if unit.is_empty() => 1,
+        None => {
+            let lower = unit.to_ascii_lowercase();
+            let binary = match lower.trim_end_matches('b') {
+                "k" | "ki" => Some("KiB"),
+                "m" | "mi" => Some("MiB"),
+                "g" | "gi" => Some("GiB"),
+                "t" | "ti" => Some("TiB"),
+                _ => None,
+            };
+            return Err(match binary {
+                Some(binary) => {
+                    format!("{unit:?} is not a unit; did you mean \"{binary}\" (powers of 1024)?")
+                }
+                None => format!("{unit:?} is not a unit"),
+            });
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| "it is too large".to_owned())
 }
 
 const SECOND_MS: u64 = 1000;

@@ -43,7 +43,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "max_backoff",
     "user_agent",
 ];
-pub(super) const STORAGE_KEYS: &[&str] = &["data_dir"];
+pub(super) const STORAGE_KEYS: &[&str] = &["data_dir", "segment_size"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
 pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
 pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
@@ -472,8 +472,13 @@ impl<'t> Reader<'t> {
              such as data_dir = \"/var/lib/chatkeep\"",
         )?;
         let data_dir = field.path(&self.base_dir);
+        let data_dir = self.keep(data_dir);
+        let segment_size = self.optional(section.get("segment_size"), DEFAULT_SEGMENT_SIZE, |f| {
+            f.size(MIN_SEGMENT_SIZE)
+        });
         Some(StorageConfig {
-            data_dir: self.keep(data_dir)?,
+            data_dir: data_dir?,
+            segment_size: segment_size?,
         })
     }
 
@@ -677,6 +682,27 @@ impl Field<'_, '_> {
             let got = shown(self.value.get_ref());
             self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
         })
+    }
+
+    /// A size in bytes of at least `min`: a whole number of bytes, or a
+    /// string as [`parse_size`] reads it.
+    fn size(&self, min: u64) -> Result<u64, Problem> {
+        let expected = format!("a size of at least {}: {SIZE_FORMAT}", format_size(min));
+        let size = match self.value.get_ref() {
+            DeValue::Integer(integer) => i128::from_str_radix(integer.as_str(), integer.radix())
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| self.expected(&expected))?,
+            DeValue::String(text) => size_from_str(text).map_err(|reason| {
+                let got = shown(self.value.get_ref());
+                self.reject(format!("{} must be {expected}; got {got}: {reason}", self.name))
+            })?,
+            _ => return Err(self.expected(&expected)),
+        };
+        if size < min {
+            return Err(self.expected(&expected));
+        }
+        Ok(size)
     }
 
     /// A path, resolved against `base_dir` when relative.

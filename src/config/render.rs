@@ -43,6 +43,7 @@ struct RenderedService<'a> {
 #[derive(Serialize)]
 struct RenderedStorage {
     data_dir: String,
+    segment_size: String,
 }
 
 #[derive(Serialize)]
@@ -129,6 +130,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
             },
             storage: RenderedStorage {
                 data_dir: config.storage.data_dir.to_string_lossy().into_owned(),
+                segment_size: format_size(config.storage.segment_size),
             },
             rate_limit: RenderedRateLimit {
                 requests_per_second: config.rate_limit.requests_per_second,

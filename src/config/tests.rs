@@ -6,6 +6,7 @@ use super::*;
 
 mod daemon;
 mod log;
+mod storage;
 mod sync;
 
 /// A complete config with no optional key; lines 1 to 7.
@@ -74,6 +75,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(service.user_agent, DEFAULT_USER_AGENT);
     assert!(DEFAULT_USER_AGENT.starts_with("chatkeep/"));
     assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/chatkeep"));
+    assert_eq!(config.storage.segment_size, 64 * 1024 * 1024);
     assert_eq!(config.rate_limit.requests_per_second, 1.0);
     assert_eq!(config.rate_limit.burst, 1);
     assert_eq!(config.sync, SyncConfig::default());
@@ -115,6 +117,7 @@ user_agent = \"test-agent/1\"
 
 [storage]
 data_dir = \"/srv/backup\"
+segment_size = \"1GiB\"
 
 [rate_limit]
 requests_per_second = 5
@@ -170,6 +173,7 @@ name = \"Some.Other_one-2\"
     assert_eq!(service.initial_backoff, Duration::from_millis(10));
     assert_eq!(service.max_backoff, Duration::from_secs(3600));
     assert_eq!(service.user_agent, "test-agent/1");
+    assert_eq!(config.storage.segment_size, 1 << 30);
     assert_eq!(config.rate_limit.requests_per_second, 5.0);
     assert_eq!(config.rate_limit.burst, 3);
     assert_eq!(config.sync.sections, [Section::Profile, Section::Chat]);

@@ -354,6 +354,7 @@ impl Shared {
                 max_page_size: config.service.max_page_size,
             },
             max_memory_pages: config.sync.max_memory_pages,
+            segment_size: config.storage.segment_size,
             cancel: &self.shutdown,
         };
         let report = sync_personality(&ctx, &name, &sections, |_| {}).await;

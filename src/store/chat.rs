@@ -1,28 +1,46 @@
-//! The committed chat history of one personality: an append-only gzip log
-//! (one gzip member per commit, oldest message first) and a small state file
-//! that says how much of the log is committed and where the newest message is.
+//! The committed chat history of one personality: sealed gzip segments
+//! (see [`segments`]), then an open append-only gzip log (one gzip member per
+//! commit, oldest message first), and a small state file that says which
+//! segments there are, how much of the open log is committed and where the
+//! newest message is.
 //!
 //! Recovery is short because each state says what to do:
+//! - open log gone, its segment name taken (a seal was cut short after its
+//!   rename): record the segment.
 //! - log longer than `log_len`: a commit was cut short; truncate.
 //! - a spool older than `next_walk`: already committed; delete it.
 //! - the spool of `next_walk`, done: commit it; not done: resume the walk.
 
+mod reader;
+mod segments;
+
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::Compression;
-use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
 use super::spool::{Spool, SpoolError};
+use crate::config::DEFAULT_SEGMENT_SIZE;
 use crate::message::{Message, MessageId, Ts};
+pub use segments::{LogSpan, SEGMENT_DIR, Segment};
 
 const STATE_FILE: &str = "chat_state.json";
 const LOG_FILE: &str = "chat.jsonl.gz";
-const STATE_FORMAT: u32 = 1;
+/// The state format written. Format 2 added `segments` and `log_span`; a
+/// format 1 state is still read, as a store with no segments. Format 1
+/// programs refuse format 2: they would drop the segment list on their
+/// next write.
+const STATE_FORMAT: u32 = 2;
+/// The state formats read.
+const READ_FORMATS: [u32; 2] = [1, STATE_FORMAT];
+/// Times a reader re-reads the state when a commit lands while it opens
+/// the history.
+const SNAPSHOT_TRIES: u32 = 5;
 
 /// The newest stored `ts` and every stored id at exactly that `ts`: a walk
 /// stops when it reaches older messages, and uses the ids to tell new
@@ -50,8 +68,19 @@ pub struct ChatState {
     pub head: Option<Head>,
     pub oldest: Option<Ts>,
     pub message_count: u64,
-    /// Committed length of the log in bytes; anything past it is a torn commit.
+    /// The sealed segments, oldest first; the open log continues after the
+    /// last one. Empty in a format 1 state.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    /// Committed length of the open log in bytes; anything past it is a
+    /// torn commit.
     pub log_len: u64,
+    /// First and last `ts` and message count of the open log, which name it
+    /// when it is sealed. `None` when the open log is empty, or when it was
+    /// written before chatkeep kept this (format 1); it is then read once,
+    /// when it is sealed.
+    #[serde(default)]
+    pub log_span: Option<LogSpan>,
     /// Generation of the next walk's spool; lower generations are committed.
     pub next_walk: u64,
 }
@@ -72,6 +101,16 @@ pub enum ChatStoreError {
         actual: u64,
         expected: u64,
     },
+    #[error("chat log {path}: message {line} is unreadable: {reason}")]
+    BadLog {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("reading the chat history: {0}")]
+    Read(io::Error),
+    #[error("the chat history in {path} kept changing while it was being opened; try again")]
+    Busy { path: PathBuf },
 }
 
 /// What a commit added.
@@ -85,58 +124,61 @@ pub struct CommitSummary {
 pub struct ChatStore {
     dir: PathBuf,
     state: ChatState,
+    /// The open log as `state` describes it, held open so that a seal
+    /// (which renames the file) cannot take it from under a reader; `None`
+    /// while the open log is empty.
+    log: Option<Arc<File>>,
+    /// A commit that leaves the open log at least this long seals it.
+    segment_size: u64,
 }
 
 impl ChatStore {
-    /// Opens the history in `dir` (created 0700 if missing) and repairs what
-    /// a crash may have left: a torn log tail, a committed spool. Only the
-    /// holder of the data directory lock may do this.
+    /// Opens the history in `dir` (created 0700 if missing) with the default
+    /// segment size. See [`ChatStore::open_with`].
     pub fn open(dir: &Path) -> Result<ChatStore, ChatStoreError> {
+        ChatStore::open_with(dir, DEFAULT_SEGMENT_SIZE)
+    }
+
+    /// Opens the history in `dir` (created 0700 if missing) and repairs what
+    /// a crash may have left: a seal cut short, a torn log tail, a committed
+    /// spool. Commits seal the open log once it is `segment_size` bytes or
+    /// longer (any size from 1 byte works; the config asks for 64 KiB at
+    /// least). Only the holder of the data directory lock may do this.
+    pub fn open_with(dir: &Path, segment_size: u64) -> Result<ChatStore, ChatStoreError> {
         fsio::create_private_dir(dir).map_err(|source| ChatStoreError::Io {
             path: dir.to_owned(),
             source,
         })?;
-        let store = ChatStore::open_read_only(dir)?;
+        let mut store = ChatStore::open_read_only(dir)?;
+        store.segment_size = segment_size.max(1);
+        store.finish_seal()?;
         store.repair_log()?;
         store.remove_stale_spools()?;
         Ok(store)
     }
 
     /// Opens the committed history without changing anything, for readers
-    /// that run beside a sync (export): they see the last commit, since the
-    /// log never changes below the committed length.
+    /// that run beside a sync (export). They see the last commit: sealed
+    /// segments never change, the open log never changes below its
+    /// committed length, and the open log is opened between two reads of an
+    /// unchanged state, so the handle belongs to that state even if a seal
+    /// renames the file a moment later.
     pub fn open_read_only(dir: &Path) -> Result<ChatStore, ChatStoreError> {
         let state_path = dir.join(STATE_FILE);
-        let state = match fs::read(&state_path) {
-            Ok(bytes) => {
-                let state: ChatState =
-                    serde_json::from_slice(&bytes).map_err(|e| ChatStoreError::BadState {
-                        path: state_path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if state.format != STATE_FORMAT {
-                    return Err(ChatStoreError::BadState {
-                        path: state_path,
-                        reason: format!("format {} is not {STATE_FORMAT}", state.format),
-                    });
-                }
-                state
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => ChatState {
-                format: STATE_FORMAT,
-                ..ChatState::default()
-            },
-            Err(source) => {
-                return Err(ChatStoreError::Io {
-                    path: state_path,
-                    source,
+        for _ in 0..SNAPSHOT_TRIES {
+            let bytes = read_state_bytes(&state_path)?;
+            let state = parse_state(&state_path, bytes.as_deref())?;
+            let log = open_log(dir, &state)?;
+            if read_state_bytes(&state_path)? == bytes {
+                return Ok(ChatStore {
+                    dir: dir.to_owned(),
+                    state,
+                    log,
+                    segment_size: DEFAULT_SEGMENT_SIZE,
                 });
             }
-        };
-        Ok(ChatStore {
-            dir: dir.to_owned(),
-            state,
-        })
+        }
+        Err(ChatStoreError::Busy { path: dir.to_owned() })
     }
 
     pub fn state(&self) -> &ChatState {
@@ -175,11 +217,21 @@ impl ChatStore {
         self.spool_path(self.state.next_walk).exists()
     }
 
-    /// Appends the spooled pages to the log in chronological order, then
-    /// records the new head and length in one atomic state write, then
-    /// deletes the spool. A crash at any point leaves a state from which
+    /// Appends the spooled pages to the open log in chronological order,
+    /// then records the new head and length in one atomic state write, then
+    /// deletes the spool, then seals the open log if it has reached the
+    /// segment size. A crash at any point leaves a state from which
     /// [`ChatStore::open`] recovers to the same end result.
     pub fn commit(&mut self, spool: Spool) -> Result<CommitSummary, ChatStoreError> {
+        // A log that reached the size in an earlier run whose seal never
+        // began is sealed before anything is added to it.
+        self.seal_if_due()?;
+        let summary = self.append(spool)?;
+        self.seal_if_due()?;
+        Ok(summary)
+    }
+
+    fn append(&mut self, spool: Spool) -> Result<CommitSummary, ChatStoreError> {
         let log_path = self.log_path();
         let io_err = |source| ChatStoreError::Io {
             path: log_path.clone(),
@@ -187,12 +239,17 @@ impl ChatStore {
         };
         let mut next = self.state.clone();
         let mut added = 0u64;
+        let mut written = None;
         if spool.page_count() > 0 {
             let mut file = fsio::open_private_rw(&log_path).map_err(io_err)?;
             file.set_len(self.state.log_len).map_err(io_err)?;
             file.seek(SeekFrom::Start(self.state.log_len)).map_err(io_err)?;
             let mut gz = GzEncoder::new(BufWriter::with_capacity(1 << 16, &mut file), Compression::new(6));
             let mut newest: Option<Head> = self.state.head.clone();
+            // An open log of unknown span (format 1) stays unknown; it is
+            // read once when sealed.
+            let span_known = self.state.log_len == 0 || self.state.log_span.is_some();
+            let mut span = self.state.log_span.filter(|_| self.state.log_len > 0);
             for page in spool.pages_oldest_first() {
                 let mut page = page?;
                 page.sort_by(|a, b| a.ts.total_cmp(&b.ts));
@@ -200,6 +257,7 @@ impl ChatStore {
                     gz.write_all(m.raw.as_bytes()).map_err(io_err)?;
                     gz.write_all(b"\n").map_err(io_err)?;
                     advance_head(&mut newest, m);
+                    LogSpan::extend(&mut span, m.ts);
                     if next.oldest.is_none_or(|o| m.ts < o) {
                         next.oldest = Some(m.ts);
                     }
@@ -211,34 +269,31 @@ impl ChatStore {
             drop(writer);
             file.sync_data().map_err(io_err)?;
             next.log_len = file.stream_position().map_err(io_err)?;
+            next.log_span = span.filter(|_| span_known);
             next.head = newest;
             next.message_count += added;
+            written = Some(Arc::new(file));
         }
         next.next_walk += 1;
         self.save(next)?;
+        if written.is_some() {
+            self.log = written;
+        }
         spool.remove()?;
         Ok(CommitSummary { added })
     }
 
-    /// Streams the committed log, oldest message first, as stored lines.
+    /// Streams the committed history, oldest message first, as stored
+    /// lines: the sealed segments in order, then the open log. One file is
+    /// open and decompressed at a time (besides the held open log), so
+    /// memory does not grow with the history.
     pub fn lines(&self) -> Result<impl Iterator<Item = io::Result<String>> + use<>, ChatStoreError> {
-        let path = self.log_path();
-        let file = match File::open(&path) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.state.log_len == 0 => None,
-            Err(source) => return Err(ChatStoreError::Io { path, source }),
-        };
-        let reader: Box<dyn BufRead> = match file {
-            Some(f) => Box::new(BufReader::with_capacity(
-                1 << 16,
-                MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f.take(self.state.log_len))),
-            )),
-            None => Box::new(io::empty()),
-        };
-        Ok(reader.lines())
+        Ok(reader::Lines::new(self))
     }
 
-    fn save(&mut self, next: ChatState) -> Result<(), ChatStoreError> {
+    /// Replaces the state file atomically (in the current format).
+    fn save(&mut self, mut next: ChatState) -> Result<(), ChatStoreError> {
+        next.format = STATE_FORMAT;
         let path = self.dir.join(STATE_FILE);
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| ChatStoreError::Io {
             path: path.clone(),
@@ -249,29 +304,12 @@ impl ChatStore {
         Ok(())
     }
 
+    /// Cuts an unfinished commit off the open log. (A log shorter than its
+    /// committed length was already refused by [`open_log`].)
     fn repair_log(&self) -> Result<(), ChatStoreError> {
         let path = self.log_path();
-        let io_err = |source| ChatStoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let actual = match fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io_err(e)),
-        };
-        if actual < self.state.log_len {
-            return Err(ChatStoreError::LogTooShort {
-                path,
-                actual,
-                expected: self.state.log_len,
-            });
-        }
-        if actual > self.state.log_len {
-            tracing::info!(path = %path.display(), committed = self.state.log_len, actual, "cutting an unfinished commit off the chat log");
-            let file = fsio::open_private_rw(&path).map_err(io_err)?;
-            file.set_len(self.state.log_len).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
+        if cut_to(&path, self.state.log_len)? {
+            tracing::info!(path = %path.display(), committed = self.state.log_len, "cut an unfinished commit off the chat log");
         }
         Ok(())
     }
@@ -300,6 +338,99 @@ impl ChatStore {
         }
         Ok(())
     }
+}
+
+fn read_state_bytes(path: &Path) -> Result<Option<Vec<u8>>, ChatStoreError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ChatStoreError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The state in `bytes`, or a new store's state if there is no file.
+fn parse_state(path: &Path, bytes: Option<&[u8]>) -> Result<ChatState, ChatStoreError> {
+    let Some(bytes) = bytes else {
+        return Ok(ChatState {
+            format: STATE_FORMAT,
+            ..ChatState::default()
+        });
+    };
+    let bad = |reason: String| ChatStoreError::BadState {
+        path: path.to_owned(),
+        reason,
+    };
+    let state: ChatState = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    if !READ_FORMATS.contains(&state.format) {
+        return Err(bad(format!(
+            "format {} is not one this chatkeep reads ({READ_FORMATS:?}); is it from a newer version?",
+            state.format
+        )));
+    }
+    Ok(state)
+}
+
+/// The open log that `state` describes, or `None` if it is empty. If the
+/// file is gone because a seal renamed it and has not yet recorded that,
+/// the renamed file is the open log.
+fn open_log(dir: &Path, state: &ChatState) -> Result<Option<Arc<File>>, ChatStoreError> {
+    if state.log_len == 0 {
+        return Ok(None);
+    }
+    let path = dir.join(LOG_FILE);
+    let io_err = |path: &Path, source| ChatStoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match segments::sealing_path(dir, state).map(|sealed| File::open(&sealed)) {
+                Some(Ok(file)) => file,
+                _ => {
+                    return Err(ChatStoreError::LogTooShort {
+                        path,
+                        actual: 0,
+                        expected: state.log_len,
+                    });
+                }
+            }
+        }
+        Err(source) => return Err(io_err(&path, source)),
+    };
+    let actual = file.metadata().map_err(|e| io_err(&path, e))?.len();
+    if actual < state.log_len {
+        return Err(ChatStoreError::LogTooShort {
+            path,
+            actual,
+            expected: state.log_len,
+        });
+    }
+    Ok(Some(Arc::new(file)))
+}
+
+/// Truncates `path`, if it exists and is longer, to `len`, durably. True if
+/// it cut anything.
+fn cut_to(path: &Path, len: u64) -> Result<bool, ChatStoreError> {
+    let io_err = |source| ChatStoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let actual = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(e)),
+    };
+    if actual <= len {
+        return Ok(false);
+    }
+    let file = fsio::open_private_rw(path).map_err(io_err)?;
+    file.set_len(len).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    Ok(true)
 }
 
 fn advance_head(head: &mut Option<Head>, m: &Message) {

@@ -5,8 +5,10 @@
 //!   .chatkeep.lock            one process per data directory
 //!   <name>/
 //!     <name>.json             the profile, as last fetched
-//!     chat_state.json         committed length and head of the chat log
-//!     chat.jsonl.gz           the chat log, oldest first
+//!     chat_state.json         the sealed segments, committed length of the open log, head
+//!     segments/
+//!       chat-<first ms>-<last ms>.jsonl.gz   sealed chat log segments, never changed again
+//!     chat.jsonl.gz           the open chat log: what came after the last segment
 //!     walk-<n>.spool          an unfinished walk, if any
 //! ```
 
@@ -19,7 +21,7 @@ use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head};
+pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head, LogSpan, SEGMENT_DIR, Segment};
 pub use documents::DocChange;
 pub use spool::{Boundary, Checkpoint, Spool, SpoolError};
 
@@ -158,8 +160,9 @@ impl PersonalityDir {
         &self.name
     }
 
-    pub fn chat(&self) -> Result<ChatStore, ChatStoreError> {
-        ChatStore::open(&self.path)
+    /// The chat history, sealing its open log at `segment_size` bytes.
+    pub fn chat(&self, segment_size: u64) -> Result<ChatStore, ChatStoreError> {
+        ChatStore::open_with(&self.path, segment_size)
     }
 }
 

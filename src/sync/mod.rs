@@ -39,6 +39,8 @@ pub struct SyncContext<'a> {
     pub account: &'a AccountCache,
     pub limits: WalkLimits,
     pub max_memory_pages: u32,
+    /// Size at which a chat log is sealed (`[storage] segment_size`).
+    pub segment_size: u64,
     pub cancel: &'a CancellationToken,
 }
 
@@ -230,7 +232,7 @@ impl Run {
             Err(e) => return self.fail(None, e.into()),
         };
         self.personality_id = Some(profile.id.to_string());
-        let mut chat = match check_identity(dir, name, &profile) {
+        let mut chat = match check_identity(dir, name, &profile, ctx.segment_size) {
             Ok(chat) => chat,
             Err(stop) => return self.fail(None, stop),
         };
@@ -360,8 +362,13 @@ impl Run {
 
 /// Opens the chat store and refuses to mix two personalities' histories
 /// when a slug now names another personality.
-fn check_identity(dir: &PersonalityDir, name: &str, profile: &Profile) -> Result<ChatStore, Stop> {
-    let mut chat = dir.chat().map_err(|e| Stop::Other(e.to_string()))?;
+fn check_identity(
+    dir: &PersonalityDir,
+    name: &str,
+    profile: &Profile,
+    segment_size: u64,
+) -> Result<ChatStore, Stop> {
+    let mut chat = dir.chat(segment_size).map_err(|e| Stop::Other(e.to_string()))?;
     if let Some(stored) = chat.state().personality_id.as_deref()
         && stored != profile.id.as_str()
     {
