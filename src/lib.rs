@@ -2,6 +2,7 @@
 //! their chat history.
 
 pub mod api;
+pub mod archive;
 pub mod commands;
 pub mod config;
 pub mod credentials;

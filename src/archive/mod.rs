@@ -1,0 +1,5 @@
+//! Archives: snapshots of each personality, their retention, verification
+//! and restore.
+
+pub mod encryption;
+pub mod retention;
