@@ -191,6 +191,7 @@ pub fn archive_personality_at(
             personality = name,
             file = %snapshot.entry.file,
             bytes = snapshot.entry.size,
+            payload_bytes = snapshot.payload_bytes,
             messages = snapshot.entry.message_count,
             seconds = elapsed.as_secs_f64(),
             "snapshot written"

@@ -169,11 +169,20 @@ pub fn write(
     let mut payload_bytes = 0;
     let result = fsio::write_atomic_with(&path, |file| {
         let mut fill = || -> Result<(), ArchiveError> {
+            let started = std::time::Instant::now();
             let (size, sha256, payload) = stream(file, inputs, time, level, recipients)?;
             entry.size = size;
             entry.sha256 = sha256;
             payload_bytes = payload;
-            check_written(file, &inputs.name, &entry)
+            let written = started.elapsed();
+            check_written(file, &inputs.name, &entry)?;
+            tracing::debug!(
+                file = %entry.file,
+                write_seconds = written.as_secs_f64(),
+                check_seconds = (started.elapsed() - written).as_secs_f64(),
+                "snapshot streamed and read back"
+            );
+            Ok(())
         };
         fill().map_err(|e| {
             failure = Some(e);
@@ -252,9 +261,15 @@ fn append_chat<W: Write>(
         name: name.to_owned(),
         source,
     };
+    let started = std::time::Instant::now();
     let mut counted = Counting(0);
     export::write(chat, &meta, Format::Json, &mut counted).map_err(export_err)?;
     let size = counted.0;
+    tracing::debug!(
+        bytes = size,
+        seconds = started.elapsed().as_secs_f64(),
+        "chat history export measured"
+    );
     let (reader, writer) = io::pipe().map_err(|source| ArchiveError::Io {
         path: "a pipe".into(),
         source,
