@@ -18,6 +18,8 @@
 //! lock.
 
 pub mod encryption;
+pub mod history;
+pub mod live;
 pub mod manifest;
 pub mod prune;
 pub mod restore;
@@ -32,10 +34,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 pub use encryption::{DecryptError, Identities, KeyError};
+pub use live::LiveCheck;
 pub use manifest::{Manifest, SnapshotEntry};
 pub use prune::{PruneLine, PruneReport};
 pub use restore::{RestoreOptions, RestoreReport, restore};
-pub use verify::{FileCheck, LiveCheck};
+pub use verify::FileCheck;
 
 use crate::config::Config;
 use crate::export::ExportError;
@@ -301,7 +304,7 @@ pub fn verify_personality(
     let mut report = VerifyReport::default();
     let source = personality_dir(&config.storage.data_dir, name)?;
     if source.path().is_dir() {
-        report.live = Some(verify::check_live(&source));
+        report.live = Some(live::check_live(&source));
     }
     let dir = archive_dir(config, name)?;
     let manifest = match Manifest::load(&dir, name) {
