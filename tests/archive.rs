@@ -279,7 +279,7 @@ async fn prune_dry_run_lists_what_it_would_do_and_changes_nothing() {
     let said = stdout(&out);
     assert!(said.contains("dry run"), "{said}");
     assert!(
-        said.contains("keep          aria-20260101T030000Z.tar.gz  newest, last"),
+        said.contains("keep          aria-20260101T030000Z.tar.gz  last"),
         "{said}"
     );
     for hour in 0..3 {

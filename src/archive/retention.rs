@@ -37,7 +37,10 @@ impl Default for RetentionPolicy {
 /// Why a snapshot is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
+    /// The newest snapshot, kept by no rule.
     Newest,
+    /// Every count is 0: nothing is removed.
+    NoPolicy,
     Last,
     Hourly,
     Daily,
@@ -49,7 +52,8 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Reason::Newest => "newest",
+            Reason::Newest => "newest snapshot (always kept)",
+            Reason::NoPolicy => "no retention policy (keep everything)",
             Reason::Last => "last",
             Reason::Hourly => "hourly",
             Reason::Daily => "daily",
@@ -71,7 +75,8 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
 }
 
-/// One decision per time, newest first. The newest is always kept.
+/// One decision per time, newest first. The newest is always kept; with
+/// every count at 0, everything is.
 pub fn plan(times: &[DateTime<Utc>], policy: &RetentionPolicy) -> Vec<Decision> {
     let mut order: Vec<usize> = (0..times.len()).collect();
     order.sort_by(|a, b| times[*b].cmp(&times[*a]));
@@ -93,15 +98,13 @@ pub fn plan(times: &[DateTime<Utc>], policy: &RetentionPolicy) -> Vec<Decision> 
         }),
         (Reason::Yearly, policy.keep_yearly, |t| i64::from(t.year())),
     ];
+    let no_policy = rules.iter().all(|r| r.1 == 0);
     let mut left: Vec<u32> = rules.iter().map(|r| r.1).collect();
     let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
     let mut decisions = Vec::with_capacity(times.len());
     for (rank, &index) in order.iter().enumerate() {
         let time = times[index];
         let mut reasons = Vec::new();
-        if rank == 0 {
-            reasons.push(Reason::Newest);
-        }
         for (r, (reason, _, bucket)) in rules.iter().enumerate() {
             let b = if *reason == Reason::Last {
                 rank as i64
@@ -113,6 +116,11 @@ pub fn plan(times: &[DateTime<Utc>], policy: &RetentionPolicy) -> Vec<Decision> 
                 last_bucket[r] = Some(b);
                 reasons.push(*reason);
             }
+        }
+        if no_policy {
+            reasons.push(Reason::NoPolicy);
+        } else if rank == 0 && reasons.is_empty() {
+            reasons.push(Reason::Newest);
         }
         decisions.push(Decision {
             index,
@@ -130,7 +138,7 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn keep_last_keeps_the_newest_ones_and_the_newest_always() {
+    fn keep_last_keeps_the_newest_ones_and_no_policy_keeps_all() {
         let times: Vec<_> = (0..5)
             .map(|h| Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap())
             .collect();
@@ -157,6 +165,6 @@ mod tests {
             .filter(|d| d.keep)
             .map(|d| d.index)
             .collect();
-        assert_eq!(kept, [4]);
+        assert_eq!(kept, [4, 3, 2, 1, 0]);
     }
 }
