@@ -12,7 +12,7 @@ use chatkeep::archive::{self, ArchiveOutcome, Manifest};
 use chatkeep::commands::sync::{Selection, run_pass};
 use chatkeep::config::Config;
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
-use chatkeep::store::Store;
+use chatkeep::store::{Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use common::*;
 use tokio_util::sync::CancellationToken;
@@ -89,13 +89,40 @@ impl Backup {
         files
     }
 
-    /// A snapshot by the library, as the daemon makes them, dated `time`.
-    fn snapshot_at(&self, name: &str, time: DateTime<Utc>) -> ArchiveOutcome {
-        let store = Store::open(&self.config.storage.data_dir).unwrap();
-        archive::archive_personality_at(&store, &self.config, name, time).unwrap()
+    /// The data directory, held. Another test's thread forking a child
+    /// while this test's previous hold was still open gives the child a
+    /// copy of the lock until it execs; so a refusal is tried again.
+    fn store(&self) -> Store {
+        for _ in 0..50 {
+            match Store::open(&self.config.storage.data_dir) {
+                Ok(store) => return store,
+                Err(StoreError::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the data directory stays locked")
     }
 
+    /// A snapshot by the library, as the daemon makes them, dated `time`.
+    fn snapshot_at(&self, name: &str, time: DateTime<Utc>) -> ArchiveOutcome {
+        archive::archive_personality_at(&self.store(), &self.config, name, time).unwrap()
+    }
+
+    /// The binary, tried again while the data directory is refused as held
+    /// by this test process, which it is not (see [`Backup::store`]).
     fn run(&self, args: &[&str]) -> Output {
+        let held_by_us = format!("in use by another chatkeep process (pid {})", std::process::id());
+        for _ in 0..50 {
+            let out = self.run_once(args);
+            if !String::from_utf8_lossy(&out.stderr).contains(&held_by_us) {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the data directory stays locked")
+    }
+
+    fn run_once(&self, args: &[&str]) -> Output {
         chatkeep(&self.path).args(args).output().unwrap()
     }
 }
@@ -675,13 +702,13 @@ async fn restore_never_writes_outside_the_target_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_can_archive_while_it_holds_the_data_directory() {
     let b = backup(&[("aria", 40)], "").await;
-    let store = Store::open(&b.config.storage.data_dir).unwrap();
+    let store = b.store();
     let outcome = archive::archive_personality(&store, &b.config, "aria").unwrap();
     assert_eq!(outcome.written.unwrap().entry.message_count, 40);
     let report = archive::prune_personality(&store, &b.config, "aria").unwrap();
     assert_eq!((report.kept(), report.removed()), (1, 0));
     // The command line is refused meanwhile, naming the holder.
-    let out = b.run(&["archive"]);
+    let out = b.run_once(&["archive"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("in use by another chatkeep process"),

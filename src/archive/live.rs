@@ -30,7 +30,6 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             return check;
         }
     };
-    let log = chat.log_path().display().to_string();
     let lines = match chat.lines() {
         Ok(lines) => lines,
         Err(e) => {
@@ -47,7 +46,7 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             Ok(line) => line,
             Err(e) => {
                 check.problems.push(format!(
-                    "chat log {log}: cannot be decoded after {} messages: {e}",
+                    "chat log: cannot be decoded after {} messages: {e}",
                     check.messages
                 ));
                 return check;
@@ -75,11 +74,11 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
     if !bad.is_empty() {
         check
             .problems
-            .push(format!("chat log {log}: unreadable messages: {}", bad.join("; ")));
+            .push(format!("chat log: unreadable messages: {}", bad.join("; ")));
     }
     if disorder > 0 {
         check.problems.push(format!(
-            "chat log {log}: {disorder} message{} older than one before {}",
+            "chat log: {disorder} message{} older than one before {}",
             if disorder == 1 { "" } else { "s" },
             if disorder == 1 { "it" } else { "them" }
         ));
@@ -87,7 +86,7 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
     let state = chat.state();
     if state.message_count != check.messages {
         check.problems.push(format!(
-            "chat state: says {} messages, the chat log {log} holds {}",
+            "chat state: says {} messages, the chat log holds {}",
             state.message_count, check.messages
         ));
     }
