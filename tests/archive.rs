@@ -248,6 +248,62 @@ async fn an_unchanged_store_makes_no_new_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_newest_snapshot_is_made_again_though_nothing_changed() {
+    let b = backup(&[("aria", 10)], "").await;
+    let first = b.snapshot_at("aria", at(1, 0)).written.unwrap().entry;
+    fs::remove_file(b.archives("aria").join(&first.file)).unwrap();
+    let again = b.snapshot_at("aria", at(1, 1));
+    assert_eq!(again.written.unwrap().entry.time, at(1, 1));
+}
+
+#[test]
+fn a_long_name_and_an_empty_history_round_trip() {
+    // 100 characters, the longest slug: member names pass tar's 100-byte
+    // field and need GNU long names.
+    let name = "n".repeat(100);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "http://127.0.0.1:9", &[&name], 1.0, "");
+    let config = load(&path);
+    let source = config.storage.data_dir.join(&name);
+    fs::create_dir_all(&source).unwrap();
+    let profile = source.join(format!("{name}.json"));
+    let personalization = source.join(format!("{name}_user_personalization.json"));
+    fs::write(&profile, b"{\"name\": \"n\"}\n").unwrap();
+    fs::write(&personalization, b"[]").unwrap();
+    {
+        let store = Store::open(&config.storage.data_dir).unwrap();
+        let outcome = archive::archive_personality(&store, &config, &name).unwrap();
+        let entry = outcome.written.unwrap().entry;
+        assert_eq!((entry.message_count, entry.first_message), (0, None));
+        assert_eq!(entry.members.len(), 3);
+    }
+    let out = chatkeep(&path).args(["verify", "--latest"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let to = dir.path().join("restored");
+    let out = chatkeep(&path)
+        .args([
+            "restore",
+            &name,
+            "--snapshot",
+            "latest",
+            "--to",
+            to.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        fs::read(to.join(format!("{name}_user_personalization.json"))).unwrap(),
+        b"[]"
+    );
+    let history: serde_json::Value =
+        serde_json::from_slice(&fs::read(to.join(format!("{name}_chat_history.json"))).unwrap()).unwrap();
+    assert_eq!(history["message_count"], 0);
+    assert_eq!(history["messages"], serde_json::json!([]));
+    assert_eq!(history["date_range"]["earliest"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_unchanged_off_makes_a_snapshot_every_time_with_unique_times() {
     let b = backup(&[("aria", 10)], KEEP_ALL).await;
     b.snapshot_at("aria", at(1, 0));

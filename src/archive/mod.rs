@@ -167,10 +167,12 @@ pub fn archive_personality_at(
     let recipients = encryption::load_recipients(&config.archive)?;
     let mut inputs = snapshot::Inputs::open(&source)?;
     let digest = inputs.digest(&recipients)?;
+    // Unchanged only if the newest snapshot is still there to stand for it.
     let unchanged = config.archive.skip_unchanged
-        && manifest
-            .newest()
-            .is_some_and(|newest| newest.content_digest == digest);
+        && manifest.newest().is_some_and(|newest| {
+            newest.content_digest == digest
+                && std::fs::metadata(dir.join(&newest.file)).is_ok_and(|m| m.len() == newest.size)
+        });
     let mut written = None;
     if unchanged {
         tracing::info!(
