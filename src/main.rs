@@ -88,7 +88,7 @@ enum Command {
         /// Personality names (slugs); all configured ones without names.
         names: Vec<PersonalitySlug>,
     },
-    /// Apply retention ([archive] keep_*) to the snapshots: list what is kept and why, remove the rest.
+    /// Apply retention: list which snapshots stay and why, remove the others.
     ///
     /// The newest snapshot is always kept. Files an interrupted run left in
     /// the archive directory are removed too.

@@ -49,7 +49,7 @@ use crate::store::{ChatStoreError, Store, StoreError, fsio, personality_dir};
 pub enum ArchiveError {
     #[error("no backup of `{name}` in {}; run `chatkeep sync {name}` first", data_dir.display())]
     NoBackup { name: String, data_dir: PathBuf },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), disk_full_hint(source))]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +101,16 @@ pub enum ArchiveError {
          unpacked from it"
     )]
     UnsafeMember { file: String, member: String },
+}
+
+/// What to do when the disk is full: nothing half-written was kept.
+fn disk_full_hint(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::StorageFull {
+        "; the snapshot was not kept and the archive is as it was: free some space, \
+         lower the keep_* counts of [archive], or point [archive] dir at a larger disk"
+    } else {
+        ""
+    }
 }
 
 /// What [`archive_personality`] did.

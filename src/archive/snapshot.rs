@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use age::x25519::Recipient;
 use chrono::{DateTime, Utc};
@@ -54,6 +54,8 @@ const LAYOUT: &str = "chatkeep snapshot 1";
 /// committed length).
 pub struct Inputs {
     name: String,
+    /// The personality's directory in the store.
+    dir: PathBuf,
     /// Member name and open file of each document that exists.
     documents: Vec<(String, File)>,
     chat: ChatStore,
@@ -73,6 +75,7 @@ impl Inputs {
         let chat = ChatStore::open_read_only(dir.path())?;
         Ok(Inputs {
             name: dir.name().to_owned(),
+            dir: dir.path().to_owned(),
             documents,
             chat,
         })
@@ -99,14 +102,12 @@ impl Inputs {
         hasher.update(LAYOUT.as_bytes());
         for (member, file) in &mut self.documents {
             let mut doc = Sha256::new();
-            let len = io::copy(file, &mut HashWriter(&mut doc)).map_err(|source| ArchiveError::Io {
-                path: member.as_str().into(),
+            let io_err = |source| ArchiveError::Io {
+                path: self.dir.join(&*member),
                 source,
-            })?;
-            file.rewind().map_err(|source| ArchiveError::Io {
-                path: member.as_str().into(),
-                source,
-            })?;
+            };
+            let len = io::copy(file, &mut HashWriter(&mut doc)).map_err(io_err)?;
+            file.rewind().map_err(io_err)?;
             hasher.update(format!("\n{member} {len} {}", hex(&doc.finalize())).as_bytes());
         }
         let state = self.chat.state();
@@ -170,7 +171,7 @@ pub fn write(
     let result = fsio::write_atomic_with(&path, |file| {
         let mut fill = || -> Result<(), ArchiveError> {
             let started = std::time::Instant::now();
-            let (size, sha256, payload) = stream(file, inputs, time, level, recipients)?;
+            let (size, sha256, payload) = stream(file, &path, inputs, time, level, recipients)?;
             entry.size = size;
             entry.sha256 = sha256;
             payload_bytes = payload;
@@ -196,17 +197,18 @@ pub fn write(
     }
 }
 
-/// Streams the tar into `file`; returns its size, its SHA-256 and the
-/// bytes of payload.
+/// Streams the tar into `file`, the temporary file of `path`; returns its
+/// size, its SHA-256 and the bytes of payload.
 fn stream(
     file: &mut File,
+    path: &Path,
     inputs: &mut Inputs,
     time: DateTime<Utc>,
     level: u32,
     recipients: &[Recipient],
 ) -> Result<(u64, String, u64), ArchiveError> {
     let io_err = |source| ArchiveError::Io {
-        path: "the snapshot being written".into(),
+        path: path.to_owned(),
         source,
     };
     let hashing = Hashing::new(BufWriter::with_capacity(1 << 16, &mut *file));
@@ -223,7 +225,7 @@ fn stream(
         let size = doc
             .metadata()
             .map_err(|source| ArchiveError::Io {
-                path: member.as_str().into(),
+                path: inputs.dir.join(&*member),
                 source,
             })?
             .len();
@@ -235,7 +237,7 @@ fn stream(
         }
         payload += size;
     }
-    payload += append_chat(&mut tar, &inputs.chat, &inputs.name, time)?;
+    payload += append_chat(&mut tar, path, &inputs.chat, &inputs.name, time)?;
     let gz = tar.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
     let hashing = sink.finish().map_err(io_err)?;
@@ -247,6 +249,7 @@ fn stream(
 /// Appends the chat history in the export format; returns its size.
 fn append_chat<W: Write>(
     tar: &mut tar::Builder<W>,
+    path: &Path,
     chat: &ChatStore,
     name: &str,
     time: DateTime<Utc>,
@@ -297,7 +300,7 @@ fn append_chat<W: Write>(
         match appended {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ArchiveError::Changed { what: member }),
             Err(source) => Err(ArchiveError::Io {
-                path: member.as_str().into(),
+                path: path.to_owned(),
                 source,
             }),
             Ok(()) if longer => Err(ArchiveError::Changed { what: member }),
