@@ -93,6 +93,69 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_messages: Option<u64>,
     },
+    /// Write a snapshot of each personality, then apply retention.
+    ///
+    /// One file per personality, <archive dir>/<name>/<name>-<UTC time>.tar.gz
+    /// (.tar.gz.age when [archive] has age recipients), holding its documents
+    /// and its chat history in the export format, listed with its SHA-256 in
+    /// manifest.json. None is made when nothing changed since the newest one
+    /// (skip_unchanged). Needs the data directory: not while the daemon runs
+    /// (give it an archive_schedule instead).
+    Archive {
+        /// Personality names (slugs); all configured ones without names.
+        names: Vec<PersonalitySlug>,
+    },
+    /// Apply retention: list which snapshots stay and why, remove the others.
+    ///
+    /// The newest snapshot is always kept. Files an interrupted run left in
+    /// the archive directory are removed too.
+    Prune {
+        /// Personality names (slugs); all configured ones without names.
+        names: Vec<PersonalitySlug>,
+        /// Only show what would be kept and removed; change nothing (works beside the daemon).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check every snapshot against its manifest, and the live store against its state.
+    ///
+    /// Each snapshot: size and SHA-256, then the gzip stream, every member
+    /// parsed as JSON, and the chat history's message count, order, time
+    /// range and unique ids. An encrypted one is only checked by its SHA-256
+    /// unless --identity decrypts it. The live store: every chat log message
+    /// decoded and the count, oldest and newest compared with its state.
+    /// Exit 1 when anything is wrong, each problem named on its own line.
+    /// Reads only, so it works beside the daemon.
+    Verify {
+        /// Personality names (slugs); all configured ones without names.
+        names: Vec<PersonalitySlug>,
+        /// Only the newest snapshot of each.
+        #[arg(long)]
+        latest: bool,
+        /// age identity file (from age-keygen) to decrypt encrypted snapshots.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// Unpack a snapshot into a directory.
+    ///
+    /// The snapshot's SHA-256 is checked first. Existing files are not
+    /// overwritten unless --force.
+    Restore {
+        /// Personality name (slug).
+        name: PersonalitySlug,
+        /// Which snapshot: "latest", its file name, or its time as in the file name
+        /// (20260102T030405Z) or RFC 3339 (2026-01-02T03:04:05Z).
+        #[arg(long, value_name = "TIME")]
+        snapshot: String,
+        /// Directory to unpack into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Replace files that exist in DIR.
+        #[arg(long)]
+        force: bool,
+        /// age identity file (from age-keygen), for an encrypted snapshot.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
     /// Store the session cookie, or check which account it logs in as.
     Cookie {
         #[command(subcommand)]
@@ -189,6 +252,32 @@ fn main() -> ExitCode {
                 };
                 let config = commands::load_config(&cli.config)?;
                 commands::export::run(&config, &name, format, &split, output.as_deref())
+            }
+            Command::Archive { names } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::archive::archive(&config, &names)
+            }
+            Command::Prune { names, dry_run } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::archive::prune(&config, &names, dry_run)
+            }
+            Command::Verify {
+                names,
+                latest,
+                identity,
+            } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::archive::verify(&config, &names, latest, identity.as_deref())
+            }
+            Command::Restore {
+                name,
+                snapshot,
+                to,
+                force,
+                identity,
+            } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref())
             }
             Command::Cookie { action } => {
                 let config = commands::load_config(&cli.config)?;

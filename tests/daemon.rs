@@ -363,3 +363,45 @@ async fn logs_go_to_daily_files_in_json_when_configured() {
     );
     assert!(!text.contains(TOKEN));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_schedule_snapshots_each_personality_and_verify_accepts_them() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("snap", 300)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["snap"],
+        1000.0,
+        "[daemon]\nrun_on_start = true\nschedule = \"0 0 0 1 1 *\"\narchive_schedule = \"* * * * * *\"\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("personality=\"snap\" outcome=\"ok\"", Duration::from_secs(10));
+    daemon.wait_for("snapshot written", Duration::from_secs(10));
+    // Nothing changes afterwards: the next ticks write no new snapshot.
+    daemon.wait_for(
+        "nothing changed since the newest snapshot",
+        Duration::from_secs(10),
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    let manifest = read_json(&dir.path().join("data/archives/snap/manifest.json"));
+    assert_eq!(
+        manifest["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{manifest}"
+    );
+    let out = chatkeep(&config).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = chatkeep(&config).arg("status").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let row = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("snap "))
+        .unwrap()
+        .to_owned();
+    assert!(
+        !row.trim_end().ends_with('—'),
+        "status shows the last archive: {row}"
+    );
+}

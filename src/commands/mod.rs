@@ -1,5 +1,6 @@
 //! The commands behind the CLI. `main.rs` parses arguments and calls these.
 
+pub mod archive;
 pub mod cookie;
 pub mod demo;
 pub mod export;

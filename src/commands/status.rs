@@ -124,11 +124,11 @@ impl Report {
         let mut personalities: Vec<Entry> = config
             .personalities
             .iter()
-            .map(|p| Entry::read(data_dir, p.name.as_str(), true, schedule(p.name.as_str())))
+            .map(|p| Entry::read(config, data_dir, p.name.as_str(), true, schedule(p.name.as_str())))
             .collect();
         for name in unconfigured_backups(data_dir, config)? {
             let sched = schedule(&name);
-            personalities.push(Entry::read(data_dir, &name, false, sched));
+            personalities.push(Entry::read(config, data_dir, &name, false, sched));
         }
         Ok(Report {
             now,
@@ -175,8 +175,19 @@ fn unconfigured_backups(data_dir: &Path, config: &Config) -> Result<Vec<String>,
 const STATUS_FILE: &str = "status.json";
 
 impl Entry {
-    fn read(data_dir: &Path, name: &str, configured: bool, schedule: DaemonPersonality) -> Entry {
+    fn read(
+        config: &Config,
+        data_dir: &Path,
+        name: &str,
+        configured: bool,
+        schedule: DaemonPersonality,
+    ) -> Entry {
         let dir = personality_dir(data_dir, name);
+        // The newest snapshot in the personality's manifest, if any.
+        let last_archive = crate::archive::archive_dir(config, name)
+            .ok()
+            .and_then(|d| crate::archive::manifest::Manifest::load(&d, name).ok())
+            .and_then(|m| m.newest().map(|e| e.time));
         let status = dir.as_ref().ok().and_then(PersonalityStatus::read);
         // A file that exists but does not parse is not "never ran".
         let unreadable = status.is_none() && dir.as_ref().is_ok_and(|d| d.path().join(STATUS_FILE).exists());
@@ -204,7 +215,7 @@ impl Entry {
             running: schedule.running,
             next_run: schedule.next_run,
             retry_at: schedule.retry_at,
-            last_archive: None,
+            last_archive,
             unreadable,
         }
     }

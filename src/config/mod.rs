@@ -24,6 +24,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::archive::retention::RetentionPolicy;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -104,6 +106,22 @@ pub const MAX_LOG_MAX_FILES: u32 = 3650;
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// Log level when the config says nothing.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Name of the archive directory inside the data directory when the config
+/// names none; one of [`RESERVED_NAMES`].
+pub const DEFAULT_ARCHIVE_DIR_NAME: &str = "archives";
+/// Gzip level of snapshots when the config says nothing: zlib's own default,
+/// the usual balance of time and size.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+/// Retention when the config says nothing: the last 7 snapshots, one a day
+/// for 14 days, one a week for 8 weeks, one a month for a year.
+pub const DEFAULT_RETENTION: RetentionPolicy = RetentionPolicy {
+    keep_last: 7,
+    keep_hourly: 0,
+    keep_daily: 14,
+    keep_weekly: 8,
+    keep_monthly: 12,
+    keep_yearly: 0,
+};
 
 /// The whole configuration, validated, with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +140,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Where and how log lines are written.
     pub log: LogConfig,
+    /// Snapshots: where, how compressed, how many kept, encrypted to whom.
+    pub archive: ArchiveConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -390,6 +410,10 @@ pub struct DaemonConfig {
     /// Time running syncs are given to stop at a page boundary on SIGTERM
     /// or SIGINT; longer than zero, at most [`MAX_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// When every personality is archived (a snapshot, then retention), as
+    /// a cron expression checked as [`Schedule::Cron`] is; `None`: the
+    /// daemon makes no snapshots.
+    pub archive_schedule: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -400,6 +424,7 @@ impl Default for DaemonConfig {
             workers: DEFAULT_WORKERS,
             run_on_start: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            archive_schedule: None,
         }
     }
 }
@@ -455,6 +480,49 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             level: DEFAULT_LOG_LEVEL.to_owned(),
         }
+    }
+}
+
+/// The `[archive]` table: snapshots of each personality, their retention
+/// and their encryption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// Where snapshots go, one directory per personality below it; a
+    /// relative path has been resolved against the config file's directory.
+    /// Default: `<data_dir>/archives`. Never the data directory itself.
+    pub dir: PathBuf,
+    /// Gzip level, `1..=9`.
+    pub compression_level: u32,
+    /// Whether a run that finds nothing changed since the newest snapshot
+    /// makes no new one.
+    pub skip_unchanged: bool,
+    /// Which snapshots are kept (restic's `keep_*` rules).
+    pub retention: RetentionPolicy,
+    /// age X25519 public keys (`age1...`), each checked at load, that
+    /// snapshots are encrypted to.
+    pub age_recipients: Vec<String>,
+    /// A file of further recipients, one a line (`#` comments), read at
+    /// each snapshot; a relative path has been resolved against the config
+    /// file's directory.
+    pub age_recipients_file: Option<PathBuf>,
+}
+
+impl ArchiveConfig {
+    /// The defaults, with snapshots under `<data_dir>/archives`.
+    pub fn with_data_dir(data_dir: &Path) -> ArchiveConfig {
+        ArchiveConfig {
+            dir: data_dir.join(DEFAULT_ARCHIVE_DIR_NAME),
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            skip_unchanged: true,
+            retention: DEFAULT_RETENTION,
+            age_recipients: Vec::new(),
+            age_recipients_file: None,
+        }
+    }
+
+    /// True when snapshots are to be encrypted.
+    pub fn encrypts(&self) -> bool {
+        !self.age_recipients.is_empty() || self.age_recipients_file.is_some()
     }
 }
 

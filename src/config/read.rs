@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod archive;
 mod daemon;
 mod log;
 mod sync;
@@ -22,11 +23,12 @@ const TOP_KEYS: &[&str] = &[
     "discover",
     "daemon",
     "log",
+    "archive",
     "personality",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
-const TOP_TABLES: &str =
-    "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log] and [[personality]]";
+const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive] and \
+     [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "jargon",
@@ -54,8 +56,22 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "workers",
     "run_on_start",
     "shutdown_timeout",
+    "archive_schedule",
 ];
 pub(super) const LOG_KEYS: &[&str] = &["dir", "max_files", "format", "level"];
+pub(super) const ARCHIVE_KEYS: &[&str] = &[
+    "dir",
+    "compression_level",
+    "skip_unchanged",
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "age_recipients",
+    "age_recipients_file",
+];
 pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
@@ -135,6 +151,11 @@ impl<'t> Reader<'t> {
         let discover = self.optional_table(&root, "discover", "[discover]", Self::discover);
         let daemon = self.optional_table(&root, "daemon", "[daemon]", Self::daemon);
         let log = self.optional_table(&root, "log", "[log]", Self::log);
+        let data_dir = storage.as_ref().map(|s| s.data_dir.as_path());
+        let archive = match self.table(&root, "archive", "[archive]", false) {
+            Ok(section) => self.archive(section, data_dir),
+            Err(()) => None,
+        };
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
@@ -144,6 +165,7 @@ impl<'t> Reader<'t> {
             discover: discover?,
             daemon: daemon?,
             log: log?,
+            archive: archive?,
             personalities: personalities?,
             source: source.to_owned(),
         })

@@ -14,6 +14,7 @@ pub(super) struct Rendered<'a> {
     discover: RenderedDiscover,
     daemon: RenderedDaemon<'a>,
     log: RenderedLog<'a>,
+    archive: RenderedArchive<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -74,6 +75,8 @@ struct RenderedDaemon<'a> {
     workers: u32,
     run_on_start: bool,
     shutdown_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive_schedule: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +86,45 @@ struct RenderedLog<'a> {
     max_files: u32,
     format: &'static str,
     level: &'a str,
+}
+
+#[derive(Serialize)]
+struct RenderedArchive<'a> {
+    dir: String,
+    compression_level: u32,
+    skip_unchanged: bool,
+    keep_last: u32,
+    keep_hourly: u32,
+    keep_daily: u32,
+    keep_weekly: u32,
+    keep_monthly: u32,
+    keep_yearly: u32,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    age_recipients: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_recipients_file: Option<String>,
+}
+
+impl<'a> From<&'a ArchiveConfig> for RenderedArchive<'a> {
+    fn from(archive: &'a ArchiveConfig) -> Self {
+        let keep = &archive.retention;
+        RenderedArchive {
+            dir: archive.dir.to_string_lossy().into_owned(),
+            compression_level: archive.compression_level,
+            skip_unchanged: archive.skip_unchanged,
+            keep_last: keep.keep_last,
+            keep_hourly: keep.keep_hourly,
+            keep_daily: keep.keep_daily,
+            keep_weekly: keep.keep_weekly,
+            keep_monthly: keep.keep_monthly,
+            keep_yearly: keep.keep_yearly,
+            age_recipients: &archive.age_recipients,
+            age_recipients_file: archive
+                .age_recipients_file
+                .as_ref()
+                .map(|path| path.to_string_lossy().into_owned()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -155,6 +197,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 format: config.log.format.as_str(),
                 level: &config.log.level,
             },
+            archive: RenderedArchive::from(&config.archive),
             personality: config
                 .personalities
                 .iter()
@@ -181,6 +224,7 @@ impl<'a> From<&'a DaemonConfig> for RenderedDaemon<'a> {
             workers: daemon.workers,
             run_on_start: daemon.run_on_start,
             shutdown_timeout: format_duration(daemon.shutdown_timeout),
+            archive_schedule: daemon.archive_schedule.as_deref(),
         }
     }
 }

@@ -1,9 +1,10 @@
 use super::read::{
-    DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS,
-    SYNC_KEYS, line_column,
+    ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS,
+    STORAGE_KEYS, SYNC_KEYS, line_column,
 };
 use super::*;
 
+mod archive;
 mod daemon;
 mod log;
 mod storage;
@@ -137,12 +138,26 @@ jitter = \"90s\"
 workers = 64
 run_on_start = true
 shutdown_timeout = \"10m\"
+archive_schedule = \"0 30 3 * * *\"
 
 [log]
 dir = \"/var/log/chatkeep\"
 max_files = 3650
 format = \"json\"
 level = \"trace\"
+
+[archive]
+dir = \"/mnt/offsite\"
+compression_level = 9
+skip_unchanged = false
+keep_last = 1
+keep_hourly = 2
+keep_daily = 3
+keep_weekly = 4
+keep_monthly = 5
+keep_yearly = 6
+age_recipients = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]
+age_recipients_file = \"recipients.txt\"
 
 [[personality]]
 name = \"lilith\"
@@ -205,6 +220,25 @@ name = \"Some.Other_one-2\"
             workers: 64,
             run_on_start: true,
             shutdown_timeout: Duration::from_secs(600),
+            archive_schedule: Some("0 30 3 * * *".into()),
+        }
+    );
+    assert_eq!(
+        config.archive,
+        ArchiveConfig {
+            dir: PathBuf::from("/mnt/offsite"),
+            compression_level: 9,
+            skip_unchanged: false,
+            retention: RetentionPolicy {
+                keep_last: 1,
+                keep_hourly: 2,
+                keep_daily: 3,
+                keep_weekly: 4,
+                keep_monthly: 5,
+                keep_yearly: 6,
+            },
+            age_recipients: vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into()],
+            age_recipients_file: Some(PathBuf::from("/etc/chatkeep/recipients.txt")),
         }
     );
     assert_eq!(
@@ -235,6 +269,7 @@ fn example_config_loads_and_lists_every_key() {
         "[discover]",
         "[daemon]",
         "[log]",
+        "[archive]",
         "[[personality]]",
     ];
     for table in tables {
@@ -248,6 +283,7 @@ fn example_config_loads_and_lists_every_key() {
         DISCOVER_KEYS,
         DAEMON_KEYS,
         LOG_KEYS,
+        ARCHIVE_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -262,8 +298,17 @@ fn example_config_loads_and_lists_every_key() {
 /// Keys the example shows commented out although they have no default:
 /// the cookie sources other than the one set, and settings that are
 /// examples of their kind.
-const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] =
-    &["cookie_env", "cookie", "extra_cookies", "name", "interval", "dir"];
+const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &[
+    "cookie_env",
+    "cookie",
+    "extra_cookies",
+    "name",
+    "interval",
+    "dir",
+    "archive_schedule",
+    "age_recipients",
+    "age_recipients_file",
+];
 
 /// The example config, and for each commented-out setting in it, its line
 /// number (0-based), whether it shows a default, and the setting itself.
@@ -378,7 +423,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover], [daemon], [log] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon], [log], [archive] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),

@@ -67,12 +67,24 @@ struct PersonalityState {
     retries: u32,
 }
 
+/// What a scheduler job starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fires {
+    /// Syncs: of one personality with its own schedule, or (`None`) of
+    /// those on the default schedule, read from the config at each tick.
+    Sync(Option<String>),
+    /// Snapshots of every configured personality (`archive_schedule`).
+    Archive,
+}
+
 /// Why a sync starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
     Schedule,
     Retry,
     Start,
+    /// A snapshot, not a sync.
+    Archive,
 }
 
 /// Everything the scheduler's jobs and the workers share.
@@ -82,7 +94,7 @@ pub struct Shared {
     scheduler: JobScheduler,
     /// Scheduler jobs and the personalities each one fires (`None`: the
     /// default schedule, whose list is read from the config at each tick).
-    jobs: Mutex<HashMap<Uuid, Option<String>>>,
+    jobs: Mutex<HashMap<Uuid, Fires>>,
     personalities: Mutex<BTreeMap<String, PersonalityState>>,
     counters: Mutex<Counters>,
     shutdown: CancellationToken,
@@ -184,33 +196,39 @@ impl Shared {
             self.scheduler.remove(&id).await?;
         }
         let config = self.runtime().config.clone();
-        let default = self.job(&config.daemon.schedule, None)?;
-        let id = self.scheduler.add(default).await?;
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, None);
+        let mut wanted = vec![(config.daemon.schedule.clone(), Fires::Sync(None))];
         for p in &config.personalities {
             if let Some(cron) = &p.schedule {
-                let job = self.job(&Schedule::Cron(cron.clone()), Some(p.name.to_string()))?;
-                let id = self.scheduler.add(job).await?;
-                self.jobs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, Some(p.name.to_string()));
+                wanted.push((
+                    Schedule::Cron(cron.clone()),
+                    Fires::Sync(Some(p.name.to_string())),
+                ));
             }
+        }
+        if let Some(cron) = &config.daemon.archive_schedule {
+            wanted.push((Schedule::Cron(cron.clone()), Fires::Archive));
+        }
+        for (schedule, fires) in wanted {
+            let id = self.scheduler.add(self.job(&schedule, fires.clone())?).await?;
+            self.jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, fires);
         }
         Ok(())
     }
 
-    fn job(self: &Arc<Self>, schedule: &Schedule, only: Option<String>) -> Result<Job, JobSchedulerError> {
+    fn job(self: &Arc<Self>, schedule: &Schedule, fires: Fires) -> Result<Job, JobSchedulerError> {
         let shared = Arc::downgrade(self);
         let fire = move |_id: Uuid, _scheduler: JobScheduler| {
             let shared = shared.clone();
-            let only = only.clone();
+            let fires = fires.clone();
             Box::pin(async move {
                 if let Some(shared) = shared.upgrade() {
-                    shared.tick(only).await;
+                    match fires {
+                        Fires::Sync(only) => shared.tick(only).await,
+                        Fires::Archive => shared.archive_tick().await,
+                    }
                 }
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
         };
@@ -218,6 +236,16 @@ impl Shared {
             Schedule::Cron(expr) => Job::new_async(expr.as_str(), fire),
             Schedule::Interval(every) => Job::new_repeated_async(*every, fire),
         }
+    }
+
+    /// The archive schedule fired: a snapshot of each configured
+    /// personality, as that personality's job, so it never overlaps its sync.
+    async fn archive_tick(self: &Arc<Self>) {
+        let config = self.runtime().config.clone();
+        for name in self.configured_names(&config, true) {
+            self.enqueue(name, Trigger::Archive);
+        }
+        self.write_status().await;
     }
 
     /// A schedule fired: queue its personalities.
@@ -339,6 +367,9 @@ impl Shared {
         let Ok(_permit) = permit else {
             return self.finish_cancelled(&name);
         };
+        if trigger == Trigger::Archive {
+            return self.archive_one(&runtime, name).await;
+        }
         let config = &runtime.config;
         let slug: Result<PersonalitySlug, _> = name.parse();
         let sections = match &slug {
@@ -359,6 +390,37 @@ impl Shared {
         };
         let report = sync_personality(&ctx, &name, &sections, |_| {}).await;
         self.finish(&name, &report).await;
+    }
+
+    /// One snapshot (and retention) of `name`, off the async threads.
+    async fn archive_one(self: &Arc<Self>, runtime: &Arc<Runtime>, name: String) {
+        let store = self.store.clone();
+        let config = runtime.config.clone();
+        let who = name.clone();
+        let result =
+            tokio::task::spawn_blocking(move || crate::archive::archive_personality(&store, &config, &who))
+                .await;
+        match result {
+            Ok(Ok(outcome)) => match &outcome.written {
+                Some(written) => tracing::info!(
+                    personality = %name,
+                    file = %written.entry.file,
+                    size = written.entry.size,
+                    removed = outcome.prune.removed(),
+                    "snapshot written"
+                ),
+                None => {
+                    tracing::info!(personality = %name, "nothing changed since the newest snapshot; none written")
+                }
+            },
+            Ok(Err(crate::archive::ArchiveError::NoBackup { .. })) => {
+                tracing::info!(personality = %name, "no backup to snapshot yet")
+            }
+            Ok(Err(e)) => tracing::error!(personality = %name, error = %e, "snapshot failed"),
+            Err(e) => tracing::error!(personality = %name, error = %e, "snapshot task failed"),
+        }
+        self.finish_cancelled(&name);
+        self.write_status().await;
     }
 
     fn finish_cancelled(&self, name: &str) {
@@ -427,7 +489,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| (*k, v.clone()))
+            .filter_map(|(k, v)| match v {
+                Fires::Sync(only) => Some((*k, only.clone())),
+                Fires::Archive => None,
+            })
             .collect();
         let mut scheduler = self.scheduler.clone();
         for (id, only) in jobs {

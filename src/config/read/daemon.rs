@@ -18,12 +18,15 @@ impl Reader<'_> {
             DEFAULT_SHUTDOWN_TIMEOUT,
             read_shutdown_timeout,
         );
+        let archive_schedule =
+            self.optional(section.get("archive_schedule"), None, |f| read_cron(f).map(Some));
         Some(DaemonConfig {
             schedule: schedule?,
             jitter: jitter?,
             workers: workers?,
             run_on_start: run_on_start?,
             shutdown_timeout: shutdown_timeout?,
+            archive_schedule: archive_schedule?,
         })
     }
 

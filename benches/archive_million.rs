@@ -1,0 +1,169 @@
+//! Snapshot of a 1,000,000-message personality at gzip levels 1, 6 and 9:
+//! wall time, throughput (uncompressed bytes put into the snapshot per
+//! second), snapshot size and peak RSS of the `chatkeep archive` process;
+//! then `chatkeep verify --latest` on the last one.
+//!
+//! The store is made by a `chatkeep sync` from the in-process fake service
+//! (pages of 1000 to make it quick; the sync itself is measured by
+//! `sync_million`).
+//!
+//! `cargo bench --bench archive_million [-- MESSAGES]`
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+
+const TOKEN: &str = "bench-token";
+
+struct Run {
+    wall: Duration,
+    peak_rss_kib: u64,
+    log: String,
+}
+
+/// Runs the real binary and reads its peak RSS from its own exit log line.
+fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn,chatkeep=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chatkeep starts");
+    let out = drain(child.stdout.take().expect("stdout piped"));
+    let log = drain(child.stderr.take().expect("stderr piped"));
+    let status = child.wait().expect("wait for chatkeep");
+    let wall = started.elapsed();
+    let out = out.join().unwrap_or_default();
+    let log = log.join().unwrap_or_default();
+    // chatkeep's own VmHWM, logged at exit: wait4's ru_maxrss would count
+    // this (large) parent's memory, which a child inherits as its start.
+    let peak_rss_kib = field(&log, "exiting", "peak_rss_kib=")
+        .unwrap_or_else(|| panic!("no peak_rss_kib in chatkeep's log:\n{log}"));
+    assert!(status.success(), "chatkeep {args:?} failed:\n{out}\n{log}");
+    Run {
+        wall,
+        peak_rss_kib,
+        log,
+    }
+}
+
+/// The number after `key` on the first log line holding `line`.
+fn field(log: &str, line: &str, key: &str) -> Option<u64> {
+    log.lines().filter(|l| l.contains(line)).find_map(|l| {
+        l.split(key)
+            .nth(1)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// The decimal number after `key` on the first log line holding `line`.
+fn seconds(log: &str, line: &str, key: &str) -> f64 {
+    log.lines()
+        .filter(|l| l.contains(line))
+        .find_map(|l| {
+            l.split(key)
+                .nth(1)?
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        pipe.read_to_string(&mut s).ok();
+        s
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn write_config(path: &Path, base_url: &str, level: u32) {
+    std::fs::write(
+        path,
+        format!(
+            "[service]\nbase_url = \"{base_url}\"\njargon = \"shapes\"\ncookie_file = \"cookie\"\n\
+             chat_page_size = 1000\nmax_page_size = 1000\n\n\
+             [storage]\ndata_dir = \"data\"\n\n\
+             [rate_limit]\nrequests_per_second = 1000000.0\nburst = 1000\n\n\
+             [archive]\ncompression_level = {level}\nskip_unchanged = false\nkeep_last = 100\n\n\
+             [[personality]]\nname = \"million\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn main() {
+    let messages: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let fake = runtime
+        .block_on(FakeService::start(
+            FakeConfig {
+                cookie: Some(("__Secure-better-auth.session_token".into(), TOKEN.into())),
+                max_limit: 1000,
+                ..FakeConfig::default()
+            },
+            vec![PersonalitySpec::new("million", messages)],
+        ))
+        .expect("fake starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cookie = dir.path().join("cookie");
+    std::fs::write(&cookie, TOKEN).unwrap();
+    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = dir.path().join("config.toml");
+    write_config(&config, &fake.base_url(), 6);
+
+    let sync = run_chatkeep(&config, &["sync"]);
+    let log_size = std::fs::metadata(dir.path().join("data/million/chat.jsonl.gz"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "chatkeep archive benchmark: {messages} messages (synced in {:.1} s; gzip chat log {:.1} MiB)",
+        sync.wall.as_secs_f64(),
+        mib(log_size)
+    );
+    println!("level  wall      throughput   snapshot     ratio   peak RSS   (measure  write  read back)");
+    for level in [1, 6, 9] {
+        write_config(&config, &fake.base_url(), level);
+        let run = run_chatkeep(&config, &["archive", "million"]);
+        let payload = field(&run.log, "snapshot written", "payload_bytes=").expect("payload_bytes logged");
+        let size = field(&run.log, "snapshot written", "bytes=").expect("bytes logged");
+        println!(
+            "{level:>5}  {:>6.1} s  {:>6.1} MiB/s  {:>7.1} MiB  {:>5.1}%  {:>5.1} MiB   ({:>5.1} s {:>5.1} s {:>5.1} s)",
+            run.wall.as_secs_f64(),
+            mib(payload) / run.wall.as_secs_f64(),
+            mib(size),
+            100.0 * size as f64 / payload as f64,
+            run.peak_rss_kib as f64 / 1024.0,
+            seconds(&run.log, "chat history export measured", "seconds="),
+            seconds(&run.log, "snapshot streamed", "write_seconds="),
+            seconds(&run.log, "snapshot streamed", "check_seconds="),
+        );
+        if level == 9 {
+            println!("       (uncompressed content: {:.1} MiB)", mib(payload));
+        }
+    }
+    let verify = run_chatkeep(&config, &["verify", "million", "--latest"]);
+    println!(
+        "verify --latest (level 9 snapshot and the live store): {:.1} s, peak RSS {:.1} MiB",
+        verify.wall.as_secs_f64(),
+        verify.peak_rss_kib as f64 / 1024.0
+    );
+}

@@ -1,0 +1,125 @@
+//! The live store checked against itself: every message of the committed
+//! chat log decoded, and the count, oldest `ts`, newest `ts` and the ids
+//! there compared with the state file.
+
+use std::collections::HashSet;
+
+use crate::message::{Message, MessageId, Ts};
+use crate::store::{ChatStore, PersonalityDir};
+
+/// Unreadable lines listed in full before the rest are only counted.
+const SHOWN: usize = 3;
+
+/// What checking the live store found.
+#[derive(Debug, Default)]
+pub struct LiveCheck {
+    pub problems: Vec<String>,
+    /// Messages decoded from the chat log.
+    pub messages: u64,
+}
+
+/// Decodes the whole committed chat log of `dir` and compares it with the
+/// state file: message count, oldest `ts`, newest `ts` and the ids there.
+/// Reads only, without the lock.
+pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
+    let mut check = LiveCheck::default();
+    let chat = match ChatStore::open_read_only(dir.path()) {
+        Ok(chat) => chat,
+        Err(e) => {
+            check.problems.push(format!("chat state: {e}"));
+            return check;
+        }
+    };
+    let lines = match chat.lines() {
+        Ok(lines) => lines,
+        Err(e) => {
+            check.problems.push(format!("chat log: {e}"));
+            return check;
+        }
+    };
+    let mut oldest: Option<Ts> = None;
+    let mut newest: Option<(Ts, HashSet<MessageId>)> = None;
+    let mut disorder = 0u64;
+    let mut bad = Vec::new();
+    for line in lines {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                check.problems.push(format!(
+                    "chat log: cannot be decoded after {} messages: {e}",
+                    check.messages
+                ));
+                return check;
+            }
+        };
+        check.messages += 1;
+        let message = match Message::from_stored_line(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                if bad.len() < SHOWN {
+                    bad.push(format!("line {}: {e}", check.messages));
+                }
+                continue;
+            }
+        };
+        oldest.get_or_insert(message.ts);
+        match &mut newest {
+            Some((ts, _)) if message.ts < *ts => disorder += 1,
+            Some((ts, ids)) if message.ts == *ts => {
+                ids.insert(message.id);
+            }
+            _ => newest = Some((message.ts, HashSet::from([message.id]))),
+        }
+    }
+    if !bad.is_empty() {
+        check
+            .problems
+            .push(format!("chat log: unreadable messages: {}", bad.join("; ")));
+    }
+    if disorder > 0 {
+        check.problems.push(format!(
+            "chat log: {disorder} message{} older than one before {}",
+            if disorder == 1 { "" } else { "s" },
+            if disorder == 1 { "it" } else { "them" }
+        ));
+    }
+    let state = chat.state();
+    if state.message_count != check.messages {
+        check.problems.push(format!(
+            "chat state: says {} messages, the chat log holds {}",
+            state.message_count, check.messages
+        ));
+    }
+    if state.oldest != oldest {
+        check.problems.push(format!(
+            "chat state: says the oldest message is from {}, the log's is from {}",
+            shown_ts(state.oldest),
+            shown_ts(oldest)
+        ));
+    }
+    let state_head = state
+        .head
+        .as_ref()
+        .map(|h| (h.ts, h.ids.iter().cloned().collect::<HashSet<_>>()));
+    if state_head != newest {
+        let describe = |head: &Option<(Ts, HashSet<MessageId>)>| match head {
+            Some((ts, ids)) => format!(
+                "{} ({} id{})",
+                ts.to_rfc3339(),
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" }
+            ),
+            None => "none".to_owned(),
+        };
+        check.problems.push(format!(
+            "chat state: says the newest message is {}, the log's is {}",
+            describe(&state_head),
+            describe(&newest)
+        ));
+    }
+    check
+}
+
+fn shown_ts(ts: Option<Ts>) -> String {
+    ts.map(Ts::to_rfc3339).unwrap_or_else(|| "none".to_owned())
+}

@@ -1,0 +1,195 @@
+//! Unpacking a snapshot into a directory.
+//!
+//! The file's SHA-256 is checked against the manifest before anything is
+//! written, and every target is checked for an existing file first, so a
+//! refused restore writes nothing. Members are written atomically (0600),
+//! each under its own plain name in the target directory: a member whose
+//! name has a directory part, `..`, or is absolute, or that is anything but
+//! a regular file, or that the manifest does not list, stops the restore.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+
+use super::encryption::Identities;
+use super::manifest::{Manifest, SnapshotEntry};
+use super::snapshot::hex;
+use super::{ArchiveError, archive_dir};
+use crate::config::Config;
+use crate::store::fsio;
+
+/// What to restore, where.
+pub struct RestoreOptions<'a> {
+    /// `latest`, a file name, or a snapshot's time (`20260102T030405Z` or
+    /// `2026-01-02T03:04:05Z`).
+    pub snapshot: &'a str,
+    pub to: &'a Path,
+    /// Replace files that exist.
+    pub force: bool,
+    /// Needed for an encrypted snapshot.
+    pub identity: Option<&'a Identities>,
+}
+
+/// What a restore wrote.
+#[derive(Debug)]
+pub struct RestoreReport {
+    pub snapshot: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// Restores a snapshot of `name` into `options.to` (created 0700 if
+/// missing). Needs no lock: it only reads the archive.
+pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<RestoreReport, ArchiveError> {
+    let dir = archive_dir(config, name)?;
+    let manifest = Manifest::load(&dir, name)?;
+    let entry = manifest
+        .find(options.snapshot)
+        .ok_or_else(|| ArchiveError::SnapshotNotFound {
+            name: name.to_owned(),
+            wanted: options.snapshot.to_owned(),
+            available: manifest.snapshots.iter().map(|e| e.file.clone()).collect(),
+        })?;
+    let path = dir.join(&entry.file);
+    if entry.encrypted && options.identity.is_none() {
+        return Err(ArchiveError::NeedIdentity {
+            file: entry.file.clone(),
+        });
+    }
+    check_digest(&path, entry)?;
+    let targets: Vec<PathBuf> = entry.members.iter().map(|m| options.to.join(m)).collect();
+    if !options.force {
+        let existing: Vec<PathBuf> = targets
+            .iter()
+            .filter(|t| t.symlink_metadata().is_ok())
+            .cloned()
+            .collect();
+        if !existing.is_empty() {
+            return Err(ArchiveError::WouldOverwrite { paths: existing });
+        }
+    }
+    fsio::create_private_dir(options.to).map_err(|source| ArchiveError::Io {
+        path: options.to.to_owned(),
+        source,
+    })?;
+    let file = File::open(&path).map_err(|source| ArchiveError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let file = BufReader::with_capacity(1 << 16, file);
+    let files = match options.identity {
+        Some(identity) if entry.encrypted => {
+            let plain = identity.decrypt(file).map_err(|source| ArchiveError::Decrypt {
+                file: entry.file.clone(),
+                identity: identity.path().to_owned(),
+                source,
+            })?;
+            unpack(plain, entry, options)?
+        }
+        _ => unpack(file, entry, options)?,
+    };
+    Ok(RestoreReport {
+        snapshot: entry.file.clone(),
+        files,
+    })
+}
+
+/// Compares the file's size and SHA-256 with the manifest's.
+fn check_digest(path: &Path, entry: &SnapshotEntry) -> Result<(), ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let sha256 = hex(&hasher.finalize());
+    if size != entry.size || sha256 != entry.sha256 {
+        return Err(ArchiveError::Damaged {
+            file: entry.file.clone(),
+            reason: format!(
+                "the manifest says {} bytes with SHA-256 {}, the file has {size} bytes with {sha256}; \
+                 run `chatkeep verify` for details, and restore another snapshot",
+                entry.size, entry.sha256
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn unpack(
+    plain: impl Read,
+    entry: &SnapshotEntry,
+    options: &RestoreOptions,
+) -> Result<Vec<PathBuf>, ArchiveError> {
+    let damaged = |reason: String| ArchiveError::Damaged {
+        file: entry.file.clone(),
+        reason,
+    };
+    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 16, plain)));
+    let mut written = Vec::new();
+    for member in archive.entries().map_err(|e| damaged(e.to_string()))? {
+        let mut member = member.map_err(|e| damaged(e.to_string()))?;
+        let raw = String::from_utf8_lossy(&member.path_bytes()).into_owned();
+        let name = plain_name(&raw)
+            .filter(|n| entry.members.iter().any(|m| m == n))
+            .ok_or_else(|| ArchiveError::UnsafeMember {
+                file: entry.file.clone(),
+                member: raw.clone(),
+            })?;
+        if !member.header().entry_type().is_file() {
+            return Err(ArchiveError::UnsafeMember {
+                file: entry.file.clone(),
+                member: raw,
+            });
+        }
+        let target = options.to.join(&name);
+        if !options.force && target.symlink_metadata().is_ok() {
+            return Err(ArchiveError::WouldOverwrite { paths: vec![target] });
+        }
+        fsio::write_atomic_with(&target, |out| io::copy(&mut member, out).map(|_| ())).map_err(|source| {
+            ArchiveError::Io {
+                path: target.clone(),
+                source,
+            }
+        })?;
+        written.push(target);
+    }
+    // The gzip trailer (CRC-32, length) is checked at the end of the stream.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| damaged(e.to_string()))?;
+    Ok(written)
+}
+
+/// `raw` as a single plain file name, or `None` if it has a directory
+/// part, `..`, a root, or is empty.
+fn plain_name(raw: &str) -> Option<String> {
+    let mut components = Path::new(raw).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(name)), None) => name.to_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_unpacked() {
+        assert_eq!(plain_name("lilith.json").as_deref(), Some("lilith.json"));
+        for bad in ["../x", "/etc/passwd", "a/b", "", ".", "..", "./../x"] {
+            assert_eq!(plain_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Checking a snapshot file against its manifest entry, and saying exactly
+//! what is wrong.
+//!
+//! The size and SHA-256 of the file; then (unencrypted, or with an
+//! identity) the gzip stream to its trailer, every tar member a plain file
+//! the manifest lists, every member parsed as JSON, and the chat history's
+//! message count, `ts` order, time range and (at [`Depth::Full`]) unique
+//! ids, which [`super::history`] checks as it streams past.
+
+use std::io::{self, BufReader, Read};
+
+use flate2::read::GzDecoder;
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+
+use super::encryption::Identities;
+use super::history::check_history;
+use super::manifest::SnapshotEntry;
+use super::snapshot::{chat_member, hex};
+
+/// How much a chat history check may remember.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Constant memory: everything but id uniqueness. The check of a
+    /// snapshot just written (its ids come from the store, where a sync
+    /// keeps them unique).
+    Stream,
+    /// Also that no id appears twice, which keeps 20 bytes per message
+    /// (20 MiB for a million): `chatkeep verify`.
+    Full,
+}
+
+/// What checking one snapshot file found.
+#[derive(Debug, Default)]
+pub struct FileCheck {
+    /// Each a sentence naming the part, what was expected and what was found.
+    pub problems: Vec<String>,
+    /// False when only the size and SHA-256 could be checked (encrypted, no
+    /// identity given).
+    pub content_checked: bool,
+}
+
+/// Checks the snapshot of personality `name` read from `file` against
+/// `entry`. An encrypted one is decrypted with `identities` when given;
+/// without, only its size and SHA-256 are checked.
+pub fn check_file(
+    file: impl Read,
+    name: &str,
+    entry: &SnapshotEntry,
+    identities: Option<&Identities>,
+    depth: Depth,
+) -> FileCheck {
+    let mut check = FileCheck::default();
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 16, file));
+    match (entry.encrypted, identities) {
+        (false, _) => {
+            check.content_checked = true;
+            check_content(&mut hashing, name, entry, depth, &mut check.problems);
+        }
+        (true, Some(identities)) => match identities.decrypt(&mut hashing) {
+            Ok(plain) => {
+                check.content_checked = true;
+                check_content(plain, name, entry, depth, &mut check.problems);
+            }
+            Err(e) => check.problems.push(format!(
+                "cannot decrypt it with the identity in {}: {e}",
+                identities.path().display()
+            )),
+        },
+        (true, None) => {}
+    }
+    // Whatever the checks left unread still counts for the SHA-256.
+    if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
+        check.problems.insert(0, format!("cannot read the file: {e}"));
+        return check;
+    }
+    let (size, sha256) = hashing.finish();
+    let mut first = Vec::new();
+    if size != entry.size {
+        first.push(format!(
+            "size: the manifest says {} bytes, the file has {size}",
+            entry.size
+        ));
+    }
+    if sha256 != entry.sha256 {
+        first.push(format!(
+            "SHA-256: the manifest says {}, the file has {sha256}",
+            entry.sha256
+        ));
+    }
+    check.problems.splice(0..0, first);
+    check
+}
+
+/// The gzip stream of a snapshot: its tar, its members, its trailer.
+fn check_content(
+    plain: impl Read,
+    name: &str,
+    entry: &SnapshotEntry,
+    depth: Depth,
+    problems: &mut Vec<String>,
+) {
+    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 16, plain)));
+    let chat = chat_member(name);
+    let mut seen: Vec<String> = Vec::new();
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(format!("cannot read the archive: {e}"));
+            return;
+        }
+    };
+    for member in entries {
+        let mut member = match member {
+            Ok(member) => member,
+            Err(e) => {
+                problems.push(format!(
+                    "cannot read the archive after {} members: {e}",
+                    seen.len()
+                ));
+                return;
+            }
+        };
+        let file = member
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "(unreadable name)".to_owned());
+        let kind = member.header().entry_type();
+        if !kind.is_file() {
+            problems.push(format!("member {file:?} is not a plain file ({kind:?})"));
+            continue;
+        }
+        if !entry.members.contains(&file) {
+            problems.push(format!("member {file:?} is not one the manifest lists"));
+        }
+        if seen.contains(&file) {
+            problems.push(format!("member {file:?} appears twice"));
+        }
+        let parsed = if file == chat {
+            check_history(&mut member, &file, entry, depth, problems)
+        } else {
+            serde_json::from_reader::<_, IgnoredAny>(BufReader::new(&mut member)).map(|_| ())
+        };
+        match parsed {
+            Ok(()) => {}
+            // The stream itself broke (damaged gzip or age data): nothing
+            // after this point can be read.
+            Err(e) if e.is_io() => {
+                problems.push(format!(
+                    "{file} cannot be read to its end, the archive is damaged: {e}"
+                ));
+                return;
+            }
+            Err(e) => problems.push(format!("{file} is not valid JSON: {e}")),
+        }
+        seen.push(file);
+    }
+    for missing in entry.members.iter().filter(|m| !seen.contains(m)) {
+        problems.push(format!("{missing} is missing, though the manifest lists it"));
+    }
+    // tar stops at its end marker; the gzip trailer (CRC-32 and length)
+    // is checked only when the stream is read to its end.
+    if let Err(e) = io::copy(&mut archive.into_inner(), &mut io::sink()) {
+        problems.push(format!("the gzip stream is damaged: {e}"));
+    }
+}
+
+/// Counts and hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, String) {
+        (self.len, hex(&self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    /// A snapshot of personality `x` whose chat history holds `messages`,
+    /// and a manifest entry that agrees with it on the count and range.
+    fn snapshot(messages: &[&str], first: &str, last: &str) -> (Vec<u8>, SnapshotEntry) {
+        let history = format!(
+            "{{\"shape_id\": \"\", \"shape_name\": \"x\", \"message_count\": {}, \
+             \"date_range\": {{\"earliest\": \"{first}\", \"latest\": \"{last}\"}}, \
+             \"export_date\": \"2026-01-01T00:00:00.000Z\", \"messages\": [{}]}}",
+            messages.len(),
+            messages.join(",")
+        );
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (name, body) in [("x.json", "{}"), ("x_chat_history.json", history.as_str())] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o600);
+            tar.append_data(&mut header, name, body.as_bytes()).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let entry = SnapshotEntry {
+            file: "x-20260101T000000Z.tar.gz".into(),
+            time: chrono::DateTime::UNIX_EPOCH,
+            size: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(&bytes)),
+            message_count: messages.len() as u64,
+            first_message: Some(first.into()),
+            last_message: Some(last.into()),
+            content_digest: String::new(),
+            encrypted: false,
+            members: vec!["x.json".into(), "x_chat_history.json".into()],
+        };
+        (bytes, entry)
+    }
+
+    fn problems(bytes: &[u8], entry: &SnapshotEntry, depth: Depth) -> Vec<String> {
+        check_file(bytes, "x", entry, None, depth).problems
+    }
+
+    #[test]
+    fn a_sound_history_passes() {
+        let (bytes, entry) = snapshot(
+            &[
+                r#"{"id":"a","ts":1}"#,
+                r#"{"id":7,"ts":1,"x":[1]}"#,
+                r#"{"id":"b","ts":2.5}"#,
+            ],
+            "1970-01-01T00:00:01.000Z",
+            "1970-01-01T00:00:02.500Z",
+        );
+        assert_eq!(problems(&bytes, &entry, Depth::Full), Vec::<String>::new());
+    }
+
+    #[test]
+    fn duplicate_ids_and_disorder_are_found() {
+        let (bytes, entry) = snapshot(
+            &[
+                r#"{"id":"a","ts":1}"#,
+                r#"{"id":"b","ts":3}"#,
+                r#"{"id":"a","ts":2}"#,
+                r#"{"ts":4}"#,
+            ],
+            "1970-01-01T00:00:01.000Z",
+            "1970-01-01T00:00:02.000Z",
+        );
+        let found = problems(&bytes, &entry, Depth::Full);
+        assert_eq!(
+            found,
+            [
+                "x_chat_history.json: messages are not oldest first: message 3 has ts 2, after 3 in \
+                 message 2; 1 such place",
+                "x_chat_history.json: 1 message without a usable id or ts: message 4 has no usable id",
+                "x_chat_history.json: 1 id appears more than once (messages 1, 3)",
+            ]
+        );
+        // The constant-memory check leaves ids out.
+        assert_eq!(problems(&bytes, &entry, Depth::Stream).len(), 2);
+    }
+
+    #[test]
+    fn a_range_or_member_list_that_disagrees_is_named() {
+        let (bytes, mut entry) = snapshot(
+            &[r#"{"id":"a","ts":1}"#],
+            "1970-01-01T00:00:01.000Z",
+            "1970-01-01T00:00:01.000Z",
+        );
+        entry.last_message = Some("1970-01-01T00:00:09.000Z".into());
+        entry.members.insert(1, "x_memories.json".into());
+        assert_eq!(
+            problems(&bytes, &entry, Depth::Full),
+            [
+                "x_chat_history.json: the newest message is from 1970-01-01T00:00:01.000Z, the \
+                 manifest says 1970-01-01T00:00:09.000Z",
+                "x_memories.json is missing, though the manifest lists it",
+            ]
+        );
+    }
+}

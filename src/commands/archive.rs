@@ -1,0 +1,304 @@
+//! `chatkeep archive`, `prune`, `verify` and `restore`: snapshots made,
+//! rotated, checked and unpacked.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{Fatal, exit};
+use crate::archive::{
+    self, ArchiveError, ArchiveOutcome, Identities, PruneReport, RestoreOptions, VerifyOptions, VerifyReport,
+};
+use crate::config::{Config, PersonalitySlug};
+use crate::store::Store;
+
+/// The personalities a command covers: the named ones, or every configured
+/// one. The flag says whether it was named.
+fn chosen(config: &Config, names: &[PersonalitySlug]) -> Result<Vec<(PersonalitySlug, bool)>, Fatal> {
+    if !names.is_empty() {
+        return Ok(names.iter().map(|n| (n.clone(), true)).collect());
+    }
+    if config.personalities.is_empty() {
+        return Err(Fatal::usage(format!(
+            "no personality: name one, or add a [[personality]] to {}",
+            config.source.display()
+        )));
+    }
+    Ok(config
+        .personalities
+        .iter()
+        .map(|p| (p.name.clone(), false))
+        .collect())
+}
+
+/// `chatkeep archive [NAME...]`: a snapshot of each, then retention.
+pub fn archive(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, Fatal> {
+    let chosen = chosen(config, names)?;
+    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let mut failed = 0;
+    for (name, named) in &chosen {
+        match archive::archive_personality(&store, config, name.as_str()) {
+            Ok(outcome) => print_archived(name, &outcome),
+            Err(ArchiveError::NoBackup { .. }) if !named => {
+                println!("{name}: skipped: no backup yet; `chatkeep sync {name}` makes one");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {name}: {e}");
+            }
+        }
+    }
+    Ok(exit_code(failed))
+}
+
+fn print_archived(name: &PersonalitySlug, outcome: &ArchiveOutcome) {
+    match (&outcome.written, &outcome.newest) {
+        (Some(written), _) => {
+            let entry = &written.entry;
+            println!(
+                "{name}: wrote {} ({} messages, {} from {} of data, {}) in {:.1} s",
+                entry.file,
+                entry.message_count,
+                size(entry.size),
+                size(written.payload_bytes),
+                if entry.encrypted {
+                    "encrypted"
+                } else {
+                    "not encrypted"
+                },
+                written.elapsed.as_secs_f64()
+            );
+        }
+        (None, Some(newest)) => println!("{name}: nothing changed since {}; no new snapshot", newest.file),
+        (None, None) => {}
+    }
+    let prune = &outcome.prune;
+    if prune.removed() > 0 || !prune.leftovers.is_empty() {
+        let mut removed: Vec<&str> = prune
+            .lines
+            .iter()
+            .filter(|l| !l.keep)
+            .map(|l| l.file.as_str())
+            .collect();
+        removed.extend(prune.leftovers.iter().map(String::as_str));
+        println!(
+            "{name}: retention keeps {}, removed {}",
+            prune.kept(),
+            removed.join(", ")
+        );
+    }
+}
+
+/// `chatkeep prune [NAME...] [--dry-run]`.
+pub fn prune(config: &Config, names: &[PersonalitySlug], dry_run: bool) -> Result<ExitCode, Fatal> {
+    let chosen = chosen(config, names)?;
+    // A dry run changes nothing, so it needs no lock and runs beside the daemon.
+    let store = if dry_run {
+        None
+    } else {
+        Some(Store::open(&config.storage.data_dir).map_err(Fatal::usage)?)
+    };
+    let mut failed = 0;
+    for (name, _) in &chosen {
+        let report = match &store {
+            Some(store) => archive::prune_personality(store, config, name.as_str()),
+            None => archive::plan_prune(config, name.as_str()),
+        };
+        match report {
+            Ok(report) => print_prune(name, &report),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {name}: {e}");
+            }
+        }
+    }
+    Ok(exit_code(failed))
+}
+
+fn print_prune(name: &PersonalitySlug, report: &PruneReport) {
+    if report.lines.is_empty() && report.leftovers.is_empty() {
+        println!("{name}: no snapshots");
+        return;
+    }
+    let (keep, remove) = if report.dry_run {
+        ("keep", "would remove")
+    } else {
+        ("keep", "removed")
+    };
+    println!(
+        "{name}:{}",
+        if report.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    for line in &report.lines {
+        if line.keep {
+            let reasons: Vec<String> = line.reasons.iter().map(|r| r.to_string()).collect();
+            println!("  {keep:<12}  {}  {}", line.file, reasons.join(", "));
+        } else {
+            println!("  {remove:<12}  {}", line.file);
+        }
+    }
+    for file in &report.leftovers {
+        println!("  {remove:<12}  {file}  (left by an interrupted run)");
+    }
+    println!(
+        "{name}: {} kept, {} {}",
+        report.kept(),
+        report.removed() + report.leftovers.len(),
+        if report.dry_run { "to remove" } else { "removed" }
+    );
+}
+
+/// `chatkeep verify [NAME...] [--latest] [--identity FILE]`.
+pub fn verify(
+    config: &Config,
+    names: &[PersonalitySlug],
+    latest: bool,
+    identity: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    let chosen = chosen(config, names)?;
+    let identities = identity.map(Identities::load).transpose().map_err(Fatal::usage)?;
+    let options = VerifyOptions {
+        latest,
+        identity: identities.as_ref(),
+    };
+    let mut problems = 0;
+    let mut snapshots = 0;
+    for (name, named) in &chosen {
+        match archive::verify_personality(config, name.as_str(), &options) {
+            Ok(report) => {
+                if *named && report.live.is_none() && report.snapshots.is_empty() {
+                    problems += 1;
+                    println!(
+                        "{name}: no backup in {} and no snapshot in {}",
+                        config.storage.data_dir.display(),
+                        config.archive.dir.display()
+                    );
+                    continue;
+                }
+                snapshots += report.snapshots.len();
+                problems += report.problem_count();
+                print_verify(config, name, &report);
+            }
+            Err(e) => {
+                problems += 1;
+                println!("{name}: {e}");
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!(
+            "verify: {problems} problem{} found",
+            if problems == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::from(exit::FAILED))
+    } else {
+        eprintln!(
+            "verify: all good ({snapshots} snapshot{} and the live store{})",
+            if snapshots == 1 { "" } else { "s" },
+            if chosen.len() == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) {
+    let source = config.storage.data_dir.join(name.as_str());
+    match &report.live {
+        Some(live) if live.problems.is_empty() => {
+            println!("{}: ok, {} messages", source.display(), live.messages);
+        }
+        Some(live) => {
+            for problem in &live.problems {
+                println!("{}: {problem}", source.display());
+            }
+        }
+        None => println!("{}: no live backup", source.display()),
+    }
+    let dir = config.archive.dir.join(name.as_str());
+    if let Some(problem) = &report.manifest_problem {
+        println!("{problem}");
+    }
+    if report.snapshots.is_empty() && report.manifest_problem.is_none() {
+        println!("{}: no snapshots", dir.display());
+    }
+    for (entry, check) in &report.snapshots {
+        let path = dir.join(&entry.file);
+        if !check.problems.is_empty() {
+            for problem in &check.problems {
+                println!("{}: {problem}", path.display());
+            }
+        } else if check.content_checked {
+            println!("{}: ok, {} messages", path.display(), entry.message_count);
+        } else {
+            println!(
+                "{}: size and SHA-256 ok; encrypted, so its content was not checked \
+                 (give the identity with --identity FILE to check it)",
+                path.display()
+            );
+        }
+    }
+    for file in &report.leftovers {
+        println!(
+            "{}: not in the manifest (left by an interrupted run); the next archive or prune removes it",
+            dir.join(file).display()
+        );
+    }
+}
+
+/// `chatkeep restore NAME --snapshot TIME --to DIR [--force] [--identity FILE]`.
+pub fn restore(
+    config: &Config,
+    name: &PersonalitySlug,
+    snapshot: &str,
+    to: &Path,
+    force: bool,
+    identity: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    let identities = identity.map(Identities::load).transpose().map_err(Fatal::usage)?;
+    let options = RestoreOptions {
+        snapshot,
+        to,
+        force,
+        identity: identities.as_ref(),
+    };
+    match archive::restore(config, name.as_str(), &options) {
+        Ok(report) => {
+            println!(
+                "restored {} file{} of {} into {}",
+                report.files.len(),
+                if report.files.len() == 1 { "" } else { "s" },
+                report.snapshot,
+                to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (ArchiveError::SnapshotNotFound { .. } | ArchiveError::NeedIdentity { .. })) => {
+            Err(Fatal::usage(e))
+        }
+        Err(e) => Err(Fatal {
+            code: exit::FAILED,
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn exit_code(failed: usize) -> ExitCode {
+    if failed > 0 {
+        ExitCode::from(exit::FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Bytes in KiB, MiB or GiB, whichever reads best.
+fn size(bytes: u64) -> String {
+    let bytes = bytes as f64;
+    match bytes {
+        b if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        b if b < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", b / (1024.0 * 1024.0)),
+        b => format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0)),
+    }
+}
