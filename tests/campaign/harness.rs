@@ -41,16 +41,19 @@ pub struct SeedReport {
     pub requests: usize,
     pub lost: usize,
     pub doubled: usize,
+    /// `archive` and `prune` runs killed midway.
+    pub archive_kills: u32,
 }
 
 impl std::fmt::Display for SeedReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} runs, {} kills, {} faults, {} rotations ({} re-pasted), {} messages, {} requests, {} lost, {} doubled",
+            "seed {}: {} runs, {} kills ({} of archive/prune), {} faults, {} rotations ({} re-pasted), {} messages, {} requests, {} lost, {} doubled",
             self.seed,
             self.runs,
             self.kills,
+            self.archive_kills,
             self.faults,
             self.rotations,
             self.repastes,
@@ -112,6 +115,7 @@ fn write_config(dir: &Path, base_url: &str, token: &str) -> std::path::PathBuf {
              initial_backoff = \"5ms\"\nmax_backoff = \"40ms\"\nmax_retries = 8\n\n\
              [storage]\ndata_dir = \"data\"\n\n\
              [rate_limit]\nrequests_per_second = {RPS:?}\nburst = {BURST}\n\n\
+             [archive]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n\n\
              [[personality]]\nname = \"camp\"\n"
         ),
     )
@@ -123,10 +127,15 @@ fn write_config(dir: &Path, base_url: &str, token: &str) -> std::path::PathBuf {
 /// (if still running). Returns when it started and its exit code (`None`
 /// when killed).
 fn sync(config: &Path, kill_after: Option<Duration>) -> (Instant, Option<i32>) {
+    run(config, "sync", kill_after)
+}
+
+/// Runs `chatkeep <command>` the same way.
+fn run(config: &Path, command: &str, kill_after: Option<Duration>) -> (Instant, Option<i32>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
         .arg("--config")
         .arg(config)
-        .args(["-q", "sync"])
+        .args(["-q", command])
         .env_remove("RUST_LOG")
         .env_remove("CREDENTIALS_DIRECTORY")
         .stdout(Stdio::null())
@@ -214,6 +223,25 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
             fake.rotate_cookie(&next);
             token = next;
         }
+        // Now and then a snapshot or a prune, killed midway as often as not.
+        if rng.random_bool(0.2) {
+            let command = if rng.random_bool(0.6) { "archive" } else { "prune" };
+            let kill = Duration::from_millis(rng.random_range(2..40));
+            let config = config.clone();
+            let (_, code) = tokio::task::spawn_blocking(move || run(&config, command, Some(kill)))
+                .await
+                .expect("join");
+            report.runs += 1;
+            match code {
+                None => {
+                    report.kills += 1;
+                    report.archive_kills += 1;
+                }
+                // 1: a personality not yet synced has nothing to snapshot.
+                Some(0) | Some(1) => {}
+                Some(other) => panic!("seed {seed}: chatkeep {command} exited {other}"),
+            }
+        }
         let kill_after = Duration::from_millis(rng.random_range(3..150));
         let config = config.clone();
         let (started, code) = tokio::task::spawn_blocking(move || sync(&config, Some(kill_after)))
@@ -272,6 +300,16 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
     );
 
     // Against the ground truth: every message exactly once, byte-faithful, in order.
+    // A snapshot of the final state, then verify: every snapshot, old ones
+    // written by killed runs included, and the live store.
+    for command in ["archive", "verify"] {
+        let config = config.clone();
+        let (_, code) = tokio::task::spawn_blocking(move || run(&config, command, None))
+            .await
+            .expect("join");
+        assert_eq!(code, Some(0), "seed {seed}: chatkeep {command} failed");
+    }
+
     let store = ChatStore::open(&dir.path().join("data/camp")).expect("store opens");
     let mut out = Vec::new();
     export::write(
