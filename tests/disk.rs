@@ -417,3 +417,47 @@ async fn a_data_directory_without_write_permission_fails_at_start_up_saying_what
     mode(dir, 0o755);
     assert!(!data.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_runs_out_of_space_keeps_the_archives_and_the_next_one_completes() {
+    let s = synced(3000).await;
+    // A first snapshot, with room.
+    assert_code(&chatkeep(&s.config_path).arg("archive").output().unwrap(), 0);
+    let archives = s.config.storage.data_dir.join("archives").join(NAME);
+    let manifest_before = std::fs::read(archives.join("manifest.json")).unwrap();
+    let files_before: Vec<_> = std::fs::read_dir(&archives)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+
+    // New messages, then a snapshot under a file size limit it cannot fit.
+    s.fake.append_messages(NAME, 200);
+    assert_code(&sync(&s.config_path), 0);
+    let out = chatkeep_via(&["prlimit", "--fsize=4096"], &s.config_path, &["archive"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("file too large"), "no clear message: {all}");
+    assert_eq!(
+        std::fs::read(archives.join("manifest.json")).unwrap(),
+        manifest_before,
+        "the manifest changed"
+    );
+    let files_after: Vec<_> = std::fs::read_dir(&archives)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        files_after, files_before,
+        "a partial snapshot or temp file was left"
+    );
+    assert_code(&chatkeep(&s.config_path).arg("verify").output().unwrap(), 0);
+
+    // Space back: the next snapshot completes and verifies.
+    assert_code(&chatkeep(&s.config_path).arg("archive").output().unwrap(), 0);
+    assert_code(&chatkeep(&s.config_path).arg("verify").output().unwrap(), 0);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(archives.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["snapshots"].as_array().map(Vec::len), Some(2));
+}

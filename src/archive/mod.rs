@@ -49,7 +49,7 @@ use crate::store::{ChatStoreError, Store, StoreError, fsio, personality_dir};
 pub enum ArchiveError {
     #[error("no backup of `{name}` in {}; run `chatkeep sync {name}` first", data_dir.display())]
     NoBackup { name: String, data_dir: PathBuf },
-    #[error("{}: {source}{}", path.display(), disk_full_hint(source))]
+    #[error("{}: {}{}", path.display(), fsio::explain(source), space_hint(source))]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -103,13 +103,15 @@ pub enum ArchiveError {
     UnsafeMember { file: String, member: String },
 }
 
-/// What to do when the disk is full: nothing half-written was kept.
-fn disk_full_hint(e: &io::Error) -> &'static str {
-    if e.kind() == io::ErrorKind::StorageFull {
-        "; the snapshot was not kept and the archive is as it was: free some space, \
-         lower the keep_* counts of [archive], or point [archive] dir at a larger disk"
-    } else {
-        ""
+/// What else helps when a snapshot does not fit (after [`fsio::explain`]'s
+/// general advice): nothing half-written was kept.
+fn space_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
+            "; the snapshot was not kept and the archive is as it was; lower the keep_* counts of \
+             [archive], or point [archive] dir at a larger disk"
+        }
+        _ => "",
     }
 }
 
