@@ -10,60 +10,14 @@
 //! `cargo bench --bench archive_million [-- MESSAGES]`
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+#[path = "util/mod.rs"]
+mod util;
 
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use util::{field, run_chatkeep};
 
 const TOKEN: &str = "bench-token";
-
-struct Run {
-    wall: Duration,
-    peak_rss_kib: u64,
-    log: String,
-}
-
-/// Runs the real binary and reads its peak RSS from its own exit log line.
-fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn,chatkeep=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chatkeep starts");
-    let out = drain(child.stdout.take().expect("stdout piped"));
-    let log = drain(child.stderr.take().expect("stderr piped"));
-    let status = child.wait().expect("wait for chatkeep");
-    let wall = started.elapsed();
-    let out = out.join().unwrap_or_default();
-    let log = log.join().unwrap_or_default();
-    // chatkeep's own VmHWM, logged at exit: wait4's ru_maxrss would count
-    // this (large) parent's memory, which a child inherits as its start.
-    let peak_rss_kib = field(&log, "exiting", "peak_rss_kib=")
-        .unwrap_or_else(|| panic!("no peak_rss_kib in chatkeep's log:\n{log}"));
-    assert!(status.success(), "chatkeep {args:?} failed:\n{out}\n{log}");
-    Run {
-        wall,
-        peak_rss_kib,
-        log,
-    }
-}
-
-/// The number after `key` on the first log line holding `line`.
-fn field(log: &str, line: &str, key: &str) -> Option<u64> {
-    log.lines().filter(|l| l.contains(line)).find_map(|l| {
-        l.split(key)
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    })
-}
 
 /// The decimal number after `key` on the first log line holding `line`.
 fn seconds(log: &str, line: &str, key: &str) -> f64 {
@@ -78,14 +32,6 @@ fn seconds(log: &str, line: &str, key: &str) -> f64 {
                 .ok()
         })
         .unwrap_or(f64::NAN)
-}
-
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).ok();
-        s
-    })
 }
 
 fn mib(bytes: u64) -> f64 {

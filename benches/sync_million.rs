@@ -5,68 +5,15 @@
 //!
 //! `cargo bench --bench sync_million [-- MESSAGES]`
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "util/mod.rs"]
+mod util;
 
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use util::run_chatkeep;
 
 const TOKEN: &str = "bench-token";
-
-struct Run {
-    wall: Duration,
-    peak_rss_kib: u64,
-    stdout: String,
-}
-
-/// Runs the real binary and reads its peak RSS from its own exit log line.
-fn run_chatkeep(config: &Path, args: &[&str]) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatkeep"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "warn,chatkeep=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chatkeep starts");
-    let reader = drain(child.stdout.take().expect("stdout piped"));
-    let log = drain(child.stderr.take().expect("stderr piped"));
-    let status = child.wait().expect("wait for chatkeep");
-    let wall = started.elapsed();
-    let stdout = reader.join().unwrap_or_default();
-    let log = log.join().unwrap_or_default();
-    // wait4's ru_maxrss would include this (large) parent's memory, which a
-    // spawned child inherits as its starting high-water mark; chatkeep's own
-    // VmHWM, logged at exit, is the figure for chatkeep alone.
-    let peak_rss_kib = log
-        .lines()
-        .filter(|l| l.contains("exiting"))
-        .find_map(|l| {
-            l.split("peak_rss_kib=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no peak_rss_kib in chatkeep's log:\n{log}"));
-    assert!(status.success(), "chatkeep failed: {stdout}\n{log}");
-    Run {
-        wall,
-        peak_rss_kib,
-        stdout,
-    }
-}
-
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).ok();
-        s
-    })
-}
 
 fn main() {
     let messages: usize = std::env::args()
