@@ -104,6 +104,10 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
         truth.len()
     );
     println!();
+    println!("4. Snapshots (one .tar.gz per personality, listed in a manifest), then verify");
+    super::archive::archive(&config, &[])?;
+    let verified = super::archive::verify(&config, &[], false, None)?;
+    println!();
     println!("Files:");
     print_tree(&config.storage.data_dir, "  ");
     print_tree(&exports, "  ");
@@ -113,7 +117,11 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
         config_path.display()
     );
     fake.shutdown().await;
-    Ok(ExitCode::from(if same { exit::OK } else { exit::FAILED }))
+    Ok(ExitCode::from(if same && verified == ExitCode::SUCCESS {
+        exit::OK
+    } else {
+        exit::FAILED
+    }))
 }
 
 async fn start_fake() -> Result<FakeService, Fatal> {
