@@ -69,9 +69,11 @@ async fn sigkill_mid_walk_resumes_from_the_checkpoint_and_ends_identical() {
     let last_run = fake.chat_requests("long") - before_last;
     let total = fake.chat_requests("long");
 
-    // Each kill may cost the one page in flight, nothing more.
+    // Each kill may cost the one page in flight, nothing more; and the run
+    // that finishes a resumed walk asks once more from the top for messages
+    // that arrived since the walk began (one request here: none did).
     assert!(
-        total <= uninterrupted + killed,
+        total <= uninterrupted + killed + 1,
         "{total} chat requests over {} runs; an uninterrupted run needs {uninterrupted}",
         killed + 1
     );
