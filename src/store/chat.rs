@@ -460,14 +460,7 @@ mod tests {
     }
 
     fn checkpoint() -> Checkpoint {
-        Checkpoint {
-            cursor: None,
-            limit: 50,
-            boundary: None,
-            inclusive: None,
-            spooled: 0,
-            requests: 0,
-        }
+        Checkpoint::start(50)
     }
 
     fn ids(store: &ChatStore) -> Vec<String> {

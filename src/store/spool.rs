@@ -45,6 +45,20 @@ pub struct Checkpoint {
     pub requests: u64,
 }
 
+impl Checkpoint {
+    /// Where every new walk starts: the newest page, at the normal limit.
+    pub fn start(limit: u32) -> Checkpoint {
+        Checkpoint {
+            cursor: None,
+            limit,
+            boundary: None,
+            inclusive: None,
+            spooled: 0,
+            requests: 0,
+        }
+    }
+}
+
 /// An open spool file.
 #[derive(Debug)]
 pub struct Spool {

@@ -136,14 +136,10 @@ async fn walk_and_commit(
     }
     if !spool.is_done() {
         let head = store.state().head.clone();
-        let mut checkpoint = spool.checkpoint().cloned().unwrap_or(Checkpoint {
-            cursor: None,
-            limit: limits.page_size,
-            boundary: None,
-            inclusive: None,
-            spooled: 0,
-            requests: 0,
-        });
+        let mut checkpoint = spool
+            .checkpoint()
+            .cloned()
+            .unwrap_or(Checkpoint::start(limits.page_size));
         loop {
             if cancel.is_cancelled() {
                 return Err(ChatSyncError::Cancelled);
@@ -335,14 +331,7 @@ mod tests {
     }
 
     fn start() -> Checkpoint {
-        Checkpoint {
-            cursor: None,
-            limit: LIMITS.page_size,
-            boundary: None,
-            inclusive: None,
-            spooled: 0,
-            requests: 0,
-        }
+        Checkpoint::start(LIMITS.page_size)
     }
 
     fn ids(step: &Step) -> Vec<&str> {

@@ -230,14 +230,7 @@ mod tests {
     }
 
     fn checkpoint() -> Checkpoint {
-        Checkpoint {
-            cursor: None,
-            limit: 50,
-            boundary: None,
-            inclusive: None,
-            spooled: 0,
-            requests: 0,
-        }
+        Checkpoint::start(50)
     }
 
     /// Commits messages `range` in one walk (two pages, newest first).
