@@ -15,24 +15,7 @@ use std::path::Path;
 mod util;
 
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
-use util::{field, run_chatkeep};
-
-const TOKEN: &str = "bench-token";
-
-/// The decimal number after `key` on the first log line holding `line`.
-fn seconds(log: &str, line: &str, key: &str) -> f64 {
-    log.lines()
-        .filter(|l| l.contains(line))
-        .find_map(|l| {
-            l.split(key)
-                .nth(1)?
-                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(f64::NAN)
-}
+use util::{field, run_chatkeep, seconds};
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -62,7 +45,7 @@ fn main() {
     let fake = runtime
         .block_on(FakeService::start(
             FakeConfig {
-                cookie: Some(("__Secure-better-auth.session_token".into(), TOKEN.into())),
+                cookie: util::fake_cookie(),
                 max_limit: 1000,
                 ..FakeConfig::default()
             },
@@ -70,9 +53,7 @@ fn main() {
         ))
         .expect("fake starts");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, TOKEN).unwrap();
-    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    util::write_cookie(dir.path());
     let config = dir.path().join("config.toml");
     write_config(&config, &fake.base_url(), 6);
 

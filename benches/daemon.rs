@@ -10,14 +10,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "util/mod.rs"]
+mod util;
+
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
 
-const TOKEN: &str = "bench-token";
-
 fn config(dir: &Path, base_url: &str, names: &[&str], daemon: &str) -> std::path::PathBuf {
-    let cookie = dir.join("cookie");
-    std::fs::write(&cookie, TOKEN).unwrap();
-    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    util::write_cookie(dir);
     let mut text = format!(
         "[service]\nbase_url = \"{base_url}\"\njargon = \"shapes\"\ncookie_file = \"cookie\"\n\n\
          [storage]\ndata_dir = \"data\"\n\n[rate_limit]\nrequests_per_second = 5.0\nburst = 1\n\n{daemon}\n"
@@ -76,7 +75,7 @@ fn main() {
     let fake: FakeService = runtime
         .block_on(FakeService::start(
             FakeConfig {
-                cookie: Some(("__Secure-better-auth.session_token".into(), TOKEN.into())),
+                cookie: util::fake_cookie(),
                 ..FakeConfig::default()
             },
             names.iter().map(|n| PersonalitySpec::new(*n, 50_000)).collect(),

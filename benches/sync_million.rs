@@ -13,8 +13,6 @@ mod util;
 use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
 use util::run_chatkeep;
 
-const TOKEN: &str = "bench-token";
-
 fn main() {
     let messages: usize = std::env::args()
         .skip(1)
@@ -24,16 +22,14 @@ fn main() {
     let fake = runtime
         .block_on(FakeService::start(
             FakeConfig {
-                cookie: Some(("__Secure-better-auth.session_token".into(), TOKEN.into())),
+                cookie: util::fake_cookie(),
                 ..FakeConfig::default()
             },
             vec![PersonalitySpec::new("million", messages)],
         ))
         .expect("fake starts");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cookie = dir.path().join("cookie");
-    std::fs::write(&cookie, TOKEN).unwrap();
-    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    util::write_cookie(dir.path());
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,

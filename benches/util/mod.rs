@@ -53,14 +53,41 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
     })
 }
 
-/// The number after `key` on the first log line holding `line`.
-pub fn field(log: &str, line: &str, key: &str) -> Option<u64> {
+/// The session token every benchmark's fake service expects.
+pub const TOKEN: &str = "bench-token";
+
+/// The fake's cookie setting for [`TOKEN`].
+pub fn fake_cookie() -> Option<(String, String)> {
+    Some(("__Secure-better-auth.session_token".into(), TOKEN.into()))
+}
+
+/// Writes `dir/cookie` holding [`TOKEN`], mode 0600 (chatkeep warns otherwise).
+pub fn write_cookie(dir: &Path) {
+    let cookie = dir.join("cookie");
+    std::fs::write(&cookie, TOKEN).unwrap();
+    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+/// The text of the number after `key` on the first log line holding `line`.
+fn number_text<'a>(log: &'a str, line: &str, key: &str) -> Option<&'a str> {
     log.lines().filter(|l| l.contains(line)).find_map(|l| {
-        l.split(key)
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
+        let rest = l.split(key).nth(1)?;
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
     })
+}
+
+/// The whole number after `key` on the first log line holding `line`.
+pub fn field(log: &str, line: &str, key: &str) -> Option<u64> {
+    number_text(log, line, key)?.parse().ok()
+}
+
+/// The decimal number after `key` on the first log line holding `line`
+/// (NaN when there is none, so a missing figure shows in the table).
+pub fn seconds(log: &str, line: &str, key: &str) -> f64 {
+    number_text(log, line, key)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::NAN)
 }

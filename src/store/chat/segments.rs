@@ -393,32 +393,26 @@ mod tests {
         commit(&mut store, 10..20);
         let segments = store.state().segments.clone();
         assert_eq!(segments.len(), 2);
-        let before: Vec<(Vec<u8>, SystemTime)> = segments
-            .iter()
-            .map(|s| {
-                let path = store.segment_path(s);
-                (
-                    fs::read(&path).unwrap(),
-                    fs::metadata(&path).unwrap().modified().unwrap(),
-                )
-            })
-            .collect();
+        // Every segment's bytes and modification time.
+        let sealed = |store: &ChatStore| -> Vec<(Vec<u8>, SystemTime)> {
+            segments
+                .iter()
+                .map(|s| {
+                    let path = store.segment_path(s);
+                    (
+                        fs::read(&path).unwrap(),
+                        fs::metadata(&path).unwrap().modified().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let before = sealed(&store);
         // Commits that leave the open log below the size.
         let mut store = ChatStore::open_with(dir.path(), len * 4).unwrap();
         commit(&mut store, 20..22);
         commit(&mut store, 22..24);
         assert_eq!(store.state().segments, segments);
-        let after: Vec<(Vec<u8>, SystemTime)> = segments
-            .iter()
-            .map(|s| {
-                let path = store.segment_path(s);
-                (
-                    fs::read(&path).unwrap(),
-                    fs::metadata(&path).unwrap().modified().unwrap(),
-                )
-            })
-            .collect();
-        assert!(before == after, "a sealed segment changed");
+        assert!(before == sealed(&store), "a sealed segment changed");
         assert_eq!(gunzip(&store.log_path()).len(), 4);
         assert_eq!(ids(&store), expected(0..24));
     }
