@@ -3,10 +3,8 @@
 
 mod common;
 
-use chatkeep::commands::sync::{Selection, run_pass};
 use chatkeep::fake::{BeforeTs, FakeConfig, PageOrder, PersonalitySpec};
 use common::*;
-use tokio_util::sync::CancellationToken;
 
 const HISTORY: usize = 700;
 const TIE_SIZES: [usize; 4] = [2, 49, 50, 51];
@@ -25,27 +23,14 @@ fn tied(name: &str, size: usize) -> PersonalitySpec {
 async fn complete_and_duplicate_free(before_ts: BeforeTs, order: PageOrder) {
     let names: Vec<String> = TIE_SIZES.iter().map(|s| format!("tie{s}")).collect();
     let specs = TIE_SIZES.iter().zip(&names).map(|(s, n)| tied(n, *s)).collect();
-    let fake = fake(
-        FakeConfig {
-            before_ts,
-            order,
-            ..FakeConfig::default()
-        },
-        specs,
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let config = load(&write_config(
-        dir.path(),
-        &fake.base_url(),
-        &name_refs,
-        10_000.0,
-        "",
-    ));
-    let outcome = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
-        .await
-        .unwrap();
+    let semantics = FakeConfig {
+        before_ts,
+        order,
+        ..FakeConfig::default()
+    };
+    let (fake, _dir, config) = setup(semantics, specs, &name_refs).await;
+    let outcome = pass(&config).await;
     assert!(outcome.all_ok(), "{:?}", outcome.reports);
     for report in &outcome.reports {
         let warnings = &report.chat.as_ref().unwrap().warnings;
@@ -55,9 +40,7 @@ async fn complete_and_duplicate_free(before_ts: BeforeTs, order: PageOrder) {
         assert_complete(&export_lines(&config, name), &fake, name);
     }
     // A second pass over a complete store adds nothing.
-    let again = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
-        .await
-        .unwrap();
+    let again = pass(&config).await;
     assert!(
         again
             .reports
@@ -122,9 +105,7 @@ async fn byte_faithful_unknown_fields_unicode_and_float_text_survive_export() {
         10_000.0,
         "",
     ));
-    let outcome = run_pass(&config, &[], Selection::default(), &CancellationToken::new())
-        .await
-        .unwrap();
+    let outcome = pass(&config).await;
     assert!(outcome.all_ok(), "{:?}", outcome.reports);
     let lines = export_lines(&config, "faithful");
     assert_complete(&lines, &fake, "faithful");
@@ -146,32 +127,16 @@ async fn byte_faithful_unknown_fields_unicode_and_float_text_survive_export() {
 
 async fn incremental_requests(before_ts: BeforeTs, order: PageOrder) {
     for k in [0usize, 1, 50, 51, 120] {
-        let fake = fake(
-            FakeConfig {
-                before_ts,
-                order,
-                ..FakeConfig::default()
-            },
-            vec![PersonalitySpec::new("inc", 1000)],
-        )
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = load(&write_config(
-            dir.path(),
-            &fake.base_url(),
-            &["inc"],
-            10_000.0,
-            "",
-        ));
-        let cancel = CancellationToken::new();
-        run_pass(&config, &[], Selection::default(), &cancel)
-            .await
-            .unwrap();
+        let semantics = FakeConfig {
+            before_ts,
+            order,
+            ..FakeConfig::default()
+        };
+        let (fake, _dir, config) = setup(semantics, vec![PersonalitySpec::new("inc", 1000)], &["inc"]).await;
+        pass(&config).await;
         fake.append_messages("inc", k);
         fake.clear_requests();
-        let outcome = run_pass(&config, &[], Selection::default(), &cancel)
-            .await
-            .unwrap();
+        let outcome = pass(&config).await;
         let report = outcome.reports[0].chat.as_ref().unwrap();
         let expected = (k + 1).div_ceil(50);
         assert_eq!(
@@ -195,23 +160,15 @@ async fn incremental_sync_asks_only_for_pages_with_new_messages_inclusive_shuffl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_arriving_during_a_walk_are_picked_up_by_the_next_sync() {
-    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("busy", 900)]).await;
-    fake.grow_while_walking("busy", 3, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(&write_config(
-        dir.path(),
-        &fake.base_url(),
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("busy", 900)],
         &["busy"],
-        10_000.0,
-        "",
-    ));
-    let cancel = CancellationToken::new();
-    run_pass(&config, &[], Selection::default(), &cancel)
-        .await
-        .unwrap();
+    )
+    .await;
+    fake.grow_while_walking("busy", 3, 7);
+    pass(&config).await;
     fake.grow_while_walking("busy", 0, 0);
-    run_pass(&config, &[], Selection::default(), &cancel)
-        .await
-        .unwrap();
+    pass(&config).await;
     assert_complete(&export_lines(&config, "busy"), &fake, "busy");
 }

@@ -6,22 +6,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chatkeep::commands::sync::{PassOutcome, Selection, run_pass};
+use chatkeep::commands::sync::{Selection, run_pass};
 use chatkeep::config::Config;
-use chatkeep::fake::{
-    DocumentKind, FakeConfig, FakeService, Fault, FaultPlan, MemoryShape, PersonalitySpec, RetryAfter,
-};
+use chatkeep::fake::{DocumentKind, FakeConfig, Fault, FaultPlan, MemoryShape, PersonalitySpec, RetryAfter};
 use chatkeep::status::{Outcome, PersonalityStatus, SectionStatus};
 use chatkeep::store::personality_dir;
 use common::*;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn pass(config: &Config) -> PassOutcome {
-    run_pass(config, &[], Selection::default(), &CancellationToken::new())
-        .await
-        .unwrap()
-}
 
 fn status(config: &Config, name: &str) -> PersonalityStatus {
     PersonalityStatus::read(&personality_dir(&config.storage.data_dir, name).unwrap()).expect("status.json")
@@ -45,16 +37,14 @@ fn versions(config: &Config, name: &str, stem: &str) -> Vec<String> {
     found
 }
 
-async fn setup(specs: Vec<PersonalitySpec>, names: &[&str]) -> (FakeService, tempfile::TempDir, Config) {
-    let fake = fake(FakeConfig::default(), specs).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(&write_config(dir.path(), &fake.base_url(), names, 10_000.0, ""));
-    (fake, dir, config)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_section_is_backed_up_under_the_names_earlier_tools_used() {
-    let (fake, _dir, config) = setup(vec![PersonalitySpec::new("lilith", 80)], &["lilith"]).await;
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("lilith", 80)],
+        &["lilith"],
+    )
+    .await;
     let knowledge = json!([{"id": "k1", "content": "lore", "weight": 2.50}]);
     fake.set_document("lilith", DocumentKind::Knowledge, Some(knowledge));
     fake.set_document(
@@ -98,7 +88,12 @@ async fn every_section_is_backed_up_under_the_names_earlier_tools_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_memories_stay_marked_and_changed_ones_keep_their_earlier_version() {
-    let (fake, _dir, config) = setup(vec![PersonalitySpec::new("mem", 5)], &["mem"]).await;
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("mem", 5)],
+        &["mem"],
+    )
+    .await;
     fake.set_memory_shape("mem", MemoryShape::MemoriesMeta);
     // 120 memories: three pages of 50 in the `memories` + `meta.pagination` shape.
     let first: Vec<_> = (0..120)
@@ -164,7 +159,12 @@ async fn vanished_memories_stay_marked_and_changed_ones_keep_their_earlier_versi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_documents_keep_every_earlier_version() {
-    let (fake, _dir, config) = setup(vec![PersonalitySpec::new("doc", 5)], &["doc"]).await;
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("doc", 5)],
+        &["doc"],
+    )
+    .await;
     for n in 1..=3 {
         fake.set_document(
             "doc",
@@ -199,6 +199,7 @@ async fn knowledge_and_training_of_a_non_owner_are_not_available_not_a_failure()
     let mut theirs = PersonalitySpec::new("theirs", 10);
     theirs.owner_id = "someone-else".into();
     let (fake, _dir, config) = setup(
+        FakeConfig::default(),
         vec![theirs, PersonalitySpec::new("mine", 10)],
         &["theirs", "mine"],
     )
@@ -229,6 +230,7 @@ async fn sync_all_adds_owned_personalities_and_a_vanished_one_keeps_its_backup()
     let mut theirs = PersonalitySpec::new("theirs", 4);
     theirs.owner_id = "someone-else".into();
     let (_fake, _dir, config) = setup(
+        FakeConfig::default(),
         vec![
             PersonalitySpec::new("alpha", 4),
             PersonalitySpec::new("beta", 4),
@@ -265,7 +267,12 @@ async fn sync_all_adds_owned_personalities_and_a_vanished_one_keeps_its_backup()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_section_leaves_the_others_complete() {
-    let (fake, _dir, config) = setup(vec![PersonalitySpec::new("part", 130)], &["part"]).await;
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("part", 130)],
+        &["part"],
+    )
+    .await;
     fake.set_memories("part", vec![json!({"content": "a memory without an id"})]);
     let outcome = pass(&config).await;
     let s = status(&config, "part");
@@ -278,7 +285,12 @@ async fn a_failing_section_leaves_the_others_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_and_truncated_bodies_are_never_stored() {
-    let (fake, _dir, config) = setup(vec![PersonalitySpec::new("slow", 200)], &["slow"]).await;
+    let (fake, _dir, config) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("slow", 200)],
+        &["slow"],
+    )
+    .await;
     fake.set_faults(FaultPlan {
         script: vec![
             Fault::Truncated,
@@ -307,7 +319,12 @@ async fn retry_after_is_honoured_and_truncated_bodies_are_never_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_a_bounded_number_of_times() {
-    let (fake, dir, _) = setup(vec![PersonalitySpec::new("down", 10)], &["down"]).await;
+    let (fake, dir, _) = setup(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("down", 10)],
+        &["down"],
+    )
+    .await;
     let config = load(&write_config(
         dir.path(),
         &fake.base_url(),
@@ -349,6 +366,7 @@ async fn transient_failures_are_retried_a_bounded_number_of_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_wall_is_reported_as_such_and_stops_the_pass() {
     let (fake, _dir, config) = setup(
+        FakeConfig::default(),
         vec![PersonalitySpec::new("a", 10), PersonalitySpec::new("b", 10)],
         &["a", "b"],
     )

@@ -45,6 +45,31 @@ pub fn write_config(dir: &Path, base_url: &str, names: &[&str], rps: f64, extra:
     path
 }
 
+/// A fake with `fake_config` (plus the test cookie) serving `specs`, and a
+/// loaded config for `names` in a new directory, rate limit effectively off.
+pub async fn setup(
+    fake_config: FakeConfig,
+    specs: Vec<PersonalitySpec>,
+    names: &[&str],
+) -> (FakeService, tempfile::TempDir, Config) {
+    let fake = fake(fake_config, specs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&write_config(dir.path(), &fake.base_url(), names, 10_000.0, ""));
+    (fake, dir, config)
+}
+
+/// One `sync` pass over the configured personalities, as the command runs it.
+pub async fn pass(config: &Config) -> chatkeep::commands::sync::PassOutcome {
+    chatkeep::commands::sync::run_pass(
+        config,
+        &[],
+        chatkeep::commands::sync::Selection::default(),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
 pub fn load(path: &Path) -> Config {
     Config::load(path).expect("test config is valid")
 }
