@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::{Format, Split};
+use chatkeep::export::{ExportOptions, Format, Split};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -71,6 +71,17 @@ enum Command {
     },
     /// Write a personality's chat history, oldest first.
     ///
+    /// Each message is written in its current version, exactly as the
+    /// service last sent it. Messages the service no longer returns (deleted
+    /// upstream, or gone in a chat reset) are kept in the backup and written
+    /// too, marked with a field of chatkeep's own,
+    /// `"_chatkeep": {"deleted_upstream_at": "..."}`; --upstream-only leaves
+    /// them out, as the service shows the chat today. A message that changed
+    /// upstream (a regenerated reply) keeps every earlier version in the
+    /// backup: --revisions (jsonl only) writes them too, each on its own line
+    /// just before the current one, marked `"_chatkeep": {"superseded_at":
+    /// "..."}`. No field of the service's is ever altered.
+    ///
     /// `--format conversations` writes one conversation per line (JSON
     /// Lines): `{"start", "end", "message_count", "ids", "messages"}`, a
     /// conversation ending where the next message comes more than `--gap`
@@ -92,6 +103,12 @@ enum Command {
         /// Conversations: leave out those with fewer messages [default: 5].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_messages: Option<u64>,
+        /// Leave out messages the service no longer returns (kept and marked otherwise).
+        #[arg(long)]
+        upstream_only: bool,
+        /// Also write the earlier versions of messages that changed upstream (jsonl only).
+        #[arg(long)]
+        revisions: bool,
     },
     /// Write a snapshot of each personality, then apply retention.
     ///
@@ -239,19 +256,30 @@ fn main() -> ExitCode {
                 output,
                 gap,
                 min_messages,
+                upstream_only,
+                revisions,
             } => {
                 if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
                         "--gap and --min-messages apply to --format conversations only",
                     ));
                 }
+                if revisions && format != Format::Jsonl {
+                    return Err(Fatal::usage(
+                        "--revisions applies to --format jsonl only (one line per version)",
+                    ));
+                }
                 let defaults = Split::default();
-                let split = Split {
-                    gap: gap.unwrap_or(defaults.gap),
-                    min_messages: min_messages.unwrap_or(defaults.min_messages),
+                let options = ExportOptions {
+                    split: Split {
+                        gap: gap.unwrap_or(defaults.gap),
+                        min_messages: min_messages.unwrap_or(defaults.min_messages),
+                    },
+                    upstream_only,
+                    revisions,
                 };
                 let config = commands::load_config(&cli.config)?;
-                commands::export::run(&config, &name, format, &split, output.as_deref())
+                commands::export::run(&config, &name, format, &options, output.as_deref())
             }
             Command::Archive { names } => {
                 let config = commands::load_config(&cli.config)?;

@@ -104,6 +104,33 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
     for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
         out.sample(&[("personality", name)], chat.new);
     }
+    out.family(
+        "chatkeep_messages_revised",
+        "gauge",
+        "Stored chat messages that changed upstream after they were stored (every version is kept).",
+    );
+    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+        out.sample(&[("personality", name)], chat.revised);
+    }
+    out.family(
+        "chatkeep_messages_deleted_upstream",
+        "gauge",
+        "Stored chat messages the service no longer returns (kept, marked).",
+    );
+    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+        out.sample(&[("personality", name)], chat.deleted_upstream);
+    }
+    out.family(
+        "chatkeep_history_beginning_confirmed",
+        "gauge",
+        "1 if a walk confirmed where the chat history begins, 0 if not (yet).",
+    );
+    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+        out.sample(
+            &[("personality", name)],
+            u8::from(chat.beginning_confirmed_at.is_some()),
+        );
+    }
 
     let names: BTreeSet<&str> = latest
         .keys()
@@ -211,8 +238,10 @@ mod tests {
             chat: chat.map(|(total, new)| ChatTotals {
                 total,
                 new,
-                oldest: None,
-                newest: None,
+                revised: 2,
+                deleted_upstream: 1,
+                beginning_confirmed_at: Some(finished.to_rfc3339()),
+                ..ChatTotals::default()
             }),
             last_success: (outcome == Outcome::Ok).then_some(finished),
         }
@@ -246,6 +275,15 @@ chatkeep_messages{personality="alpha"} 120
 # HELP chatkeep_messages_new_last_run Chat messages the last sync added.
 # TYPE chatkeep_messages_new_last_run gauge
 chatkeep_messages_new_last_run{personality="alpha"} 5
+# HELP chatkeep_messages_revised Stored chat messages that changed upstream after they were stored (every version is kept).
+# TYPE chatkeep_messages_revised gauge
+chatkeep_messages_revised{personality="alpha"} 2
+# HELP chatkeep_messages_deleted_upstream Stored chat messages the service no longer returns (kept, marked).
+# TYPE chatkeep_messages_deleted_upstream gauge
+chatkeep_messages_deleted_upstream{personality="alpha"} 1
+# HELP chatkeep_history_beginning_confirmed 1 if a walk confirmed where the chat history begins, 0 if not (yet).
+# TYPE chatkeep_history_beginning_confirmed gauge
+chatkeep_history_beginning_confirmed{personality="alpha"} 1
 # HELP chatkeep_requests_total HTTP requests made to the service since the daemon started, retries included.
 # TYPE chatkeep_requests_total counter
 chatkeep_requests_total{personality="alpha"} 4

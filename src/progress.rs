@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::sync::chat::WalkProgress;
+use crate::sync::walk::WalkProgress;
 
 /// How often a non-terminal run logs progress.
 const LOG_EVERY: Duration = Duration::from_secs(30);

@@ -63,11 +63,17 @@ pub enum SectionStatus {
         total: u64,
         complete: bool,
     },
-    /// Chat history brought up to date.
+    /// Chat history brought up to date: messages stored for the first
+    /// time, stored in all, and, in this run, stored ones that changed
+    /// upstream (a revision each) or vanished upstream (marked).
     Chat {
         new: u64,
         total: u64,
         requests: u64,
+        #[serde(default)]
+        revised: u64,
+        #[serde(default)]
+        deleted: u64,
     },
     /// Upstream has nothing (404 or empty); the backup keeps what it had.
     None,
@@ -83,12 +89,24 @@ pub enum SectionStatus {
 }
 
 /// Chat totals for people and dashboards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatTotals {
     pub total: u64,
     pub new: u64,
     pub oldest: Option<String>,
     pub newest: Option<String>,
+    /// Stored messages with later versions, and marked deleted upstream.
+    #[serde(default)]
+    pub revised: u64,
+    #[serde(default)]
+    pub deleted_upstream: u64,
+    /// When a walk last confirmed where the history begins; `None`: not
+    /// confirmed.
+    #[serde(default)]
+    pub beginning_confirmed_at: Option<String>,
+    /// When the history below the oldest message was last probed.
+    #[serde(default)]
+    pub tail_probed_at: Option<String>,
 }
 
 /// The status file.

@@ -120,8 +120,9 @@ hostile! {
     a_ts_that_overflows_to_infinity: page(&[message("inf", "1e999")]), "not a number of seconds (got 1e999)";
     a_negative_ts: page(&[message("neg", "-5")]), "not a number of seconds (got -5)";
     a_page_that_is_not_an_array: br#"{"items":[{"id":"EVIL","ts":1}]}"#.to_vec(), "not a JSON array of messages";
-    a_page_larger_than_the_limit: page(&(0..51).map(|i| message(&format!("big{i}"), &format!("{}.5", i + 1))).collect::<Vec<_>>()),
-        "asked for at most 50 messages, got 51";
+    // Pages are asked for with one more than the page size of 50.
+    a_page_larger_than_the_limit: page(&(0..52).map(|i| message(&format!("big{i}"), &format!("{}.5", i + 1))).collect::<Vec<_>>()),
+        "asked for at most 51 messages, got 52";
     a_page_of_messages_newer_than_before_ts: page(&[message("future", "4000000000.5")]), "asked for messages before ts";
     a_50_mib_body: {
         let mut body = br#"[{"id":"EVIL","ts":1,"pad":""#.to_vec();

@@ -42,11 +42,27 @@ struct DateRange {
     latest: Option<String>,
 }
 
-/// The two keys of a message a check needs; the rest is skipped.
+/// The keys of a message a check needs; the rest is skipped. A message
+/// whose current version came with another `ts` than the one that placed
+/// it says where it stands in `_chatkeep.position_ts`.
 #[derive(Deserialize)]
 struct Keys {
     id: Option<serde_json::Value>,
     ts: Option<serde_json::Number>,
+    #[serde(rename = "_chatkeep", default)]
+    chatkeep: Option<serde_json::Value>,
+}
+
+impl Keys {
+    /// The `ts` that places the message.
+    fn position(&self) -> Option<f64> {
+        let placed = self
+            .chatkeep
+            .as_ref()
+            .and_then(|note| note.get("position_ts"))
+            .and_then(serde_json::Value::as_f64);
+        placed.or_else(|| self.ts.as_ref().and_then(serde_json::Number::as_f64))
+    }
 }
 
 /// Checks the chat history member. A JSON or read error is returned for
@@ -164,11 +180,7 @@ impl History {
     fn message(&mut self, keys: Keys) {
         self.count += 1;
         let n = self.count;
-        let ts = keys
-            .ts
-            .as_ref()
-            .and_then(serde_json::Number::as_f64)
-            .and_then(Ts::new);
+        let ts = keys.position().and_then(Ts::new);
         let id = match &keys.id {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(format!("s{s}")),
             Some(serde_json::Value::Number(v)) => Some(format!("n{v}")),

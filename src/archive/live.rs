@@ -1,6 +1,7 @@
 //! The live store checked against itself: every message of the committed
-//! chat log decoded, and the count, oldest `ts`, newest `ts` and the ids
-//! there compared with the state file.
+//! chat log and overlay decoded, merged, and the count, order, oldest `ts`,
+//! newest `ts` and the ids there compared with the state file; overlay
+//! records that match no stored message named.
 
 use std::collections::HashSet;
 
@@ -30,8 +31,8 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             return check;
         }
     };
-    let lines = match chat.lines() {
-        Ok(lines) => lines,
+    let mut history = match chat.history_with_keys() {
+        Ok(history) => history,
         Err(e) => {
             check.problems.push(format!("chat log: {e}"));
             return check;
@@ -39,11 +40,19 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
     };
     let mut oldest: Option<Ts> = None;
     let mut newest: Option<(Ts, HashSet<MessageId>)> = None;
+    let mut late_ids = HashSet::new();
     let mut disorder = 0u64;
     let mut bad = Vec::new();
-    for line in lines {
-        let line = match line {
-            Ok(line) => line,
+    for entry in history.by_ref() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                check.messages += 1;
+                if bad.len() < SHOWN {
+                    bad.push(e.to_string());
+                }
+                continue;
+            }
             Err(e) => {
                 check.problems.push(format!(
                     "chat log: cannot be decoded after {} messages: {e}",
@@ -53,28 +62,42 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             }
         };
         check.messages += 1;
-        let message = match Message::from_stored_line(&line) {
-            Ok(m) => m,
-            Err(e) => {
-                if bad.len() < SHOWN {
-                    bad.push(format!("line {}: {e}", check.messages));
-                }
-                continue;
-            }
-        };
-        oldest.get_or_insert(message.ts);
-        match &mut newest {
-            Some((ts, _)) if message.ts < *ts => disorder += 1,
-            Some((ts, ids)) if message.ts == *ts => {
-                ids.insert(message.id);
-            }
-            _ => newest = Some((message.ts, HashSet::from([message.id]))),
+        let Some(key) = entry.key else { continue };
+        // A log line was parsed to be merged; a version from the overlay not.
+        if entry.story.is_some()
+            && let Err(e) = Message::from_stored_line(&entry.message)
+            && bad.len() < SHOWN
+        {
+            bad.push(format!("message {}: {e}", check.messages));
         }
+        oldest.get_or_insert(key.position);
+        // Late messages are not in the head's ids: the head is the log's.
+        if entry.story.as_ref().is_some_and(|s| s.late) {
+            late_ids.insert(key.id.clone());
+        }
+        match &mut newest {
+            Some((ts, _)) if key.position < *ts => disorder += 1,
+            Some((ts, ids)) if key.position == *ts => {
+                ids.insert(key.id);
+            }
+            _ => newest = Some((key.position, HashSet::from([key.id]))),
+        }
+    }
+    let (anomalies, shown) = history.anomalies();
+    if anomalies > 0 {
+        check.problems.push(format!(
+            "overlay: {anomalies} record{} that do not fit the chat log: {}",
+            if anomalies == 1 { "" } else { "s" },
+            shown.join("; ")
+        ));
+    }
+    if let Some((_, ids)) = &mut newest {
+        ids.retain(|id| !late_ids.contains(id));
     }
     if !bad.is_empty() {
         check
             .problems
-            .push(format!("chat log: unreadable messages: {}", bad.join("; ")));
+            .push(format!("chat history: unreadable messages: {}", bad.join("; ")));
     }
     if disorder > 0 {
         check.problems.push(format!(

@@ -44,9 +44,16 @@ pub fn chat_member(name: &str) -> String {
     format!("{name}_chat_history.json")
 }
 
+/// Name of the member holding the earlier versions of messages that
+/// changed upstream (JSON Lines), present when there are any.
+pub fn revisions_member(name: &str) -> String {
+    format!("{name}_chat_revisions.jsonl")
+}
+
 /// Version of what goes into a snapshot; part of the content digest, so a
-/// new layout makes a new snapshot even of unchanged content.
-const LAYOUT: &str = "chatkeep snapshot 1";
+/// new layout makes a new snapshot even of unchanged content. Layout 2
+/// added the revisions member and deletion marks in the chat history.
+const LAYOUT: &str = "chatkeep snapshot 2";
 
 /// What one snapshot is made of, opened once: the digest and the archive
 /// read the same open files and the same committed chat state, even while a
@@ -85,6 +92,9 @@ impl Inputs {
     pub fn members(&self) -> Vec<String> {
         let mut members: Vec<String> = self.documents.iter().map(|(m, _)| m.clone()).collect();
         members.push(chat_member(&self.name));
+        if self.chat.state().revised() > 0 {
+            members.push(revisions_member(&self.name));
+        }
         members
     }
 
@@ -117,12 +127,15 @@ impl Inputs {
             .flat_map(|h| h.ids.iter().map(|id| id.as_str()))
             .collect();
         head_ids.sort_unstable();
+        // The overlay file is replaced by every commit that changes a
+        // message, and its name counts up: it stands for those changes.
         let chat = serde_json::json!({
             "personality_id": state.personality_id,
             "message_count": state.message_count,
             "oldest": state.oldest.map(|t| t.to_string()),
             "head": state.head.as_ref().map(|h| h.ts.to_string()),
             "head_ids": head_ids,
+            "overlay": state.overlay.as_ref().map(|o| (&o.file, o.len)),
         });
         hasher.update(format!("\nchat {chat}").as_bytes());
         let mut keys: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
@@ -238,6 +251,13 @@ fn stream(
         payload += size;
     }
     payload += append_chat(&mut tar, path, &inputs.chat, &inputs.name, time)?;
+    if inputs.chat.state().revised() > 0 {
+        let chat = &inputs.chat;
+        let member = revisions_member(&inputs.name);
+        payload += append_generated(&mut tar, path, &inputs.name, &member, time, |out| {
+            export::write_earlier_versions(chat, &mut &mut *out).map(|_| ())
+        })?;
+    }
     let gz = tar.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
     let hashing = sink.finish().map_err(io_err)?;
@@ -260,18 +280,36 @@ fn append_chat<W: Write>(
         shape_name: name,
     };
     let member = chat_member(name);
+    append_generated(tar, path, name, &member, time, |out| {
+        export::write(chat, &meta, Format::Json, &mut &mut *out).map(|_| ())
+    })
+}
+
+/// Appends member `member`, whose bytes `produce` writes (twice: once to
+/// count them for the tar header, once into the tar through a pipe; both
+/// read the same committed state); returns its size.
+fn append_generated<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    name: &str,
+    member: &str,
+    time: DateTime<Utc>,
+    produce: impl Fn(&mut dyn Write) -> Result<(), ExportError> + Sync,
+) -> Result<u64, ArchiveError> {
+    let member = member.to_owned();
     let export_err = |source| ArchiveError::Export {
         name: name.to_owned(),
         source,
     };
     let started = std::time::Instant::now();
     let mut counted = Counting(0);
-    export::write(chat, &meta, Format::Json, &mut counted).map_err(export_err)?;
+    produce(&mut counted).map_err(export_err)?;
     let size = counted.0;
     tracing::debug!(
+        member,
         bytes = size,
         seconds = started.elapsed().as_secs_f64(),
-        "chat history export measured"
+        "member measured"
     );
     let (reader, writer) = io::pipe().map_err(|source| ArchiveError::Io {
         path: "a pipe".into(),
@@ -280,7 +318,7 @@ fn append_chat<W: Write>(
     std::thread::scope(|scope| {
         let producer = scope.spawn(|| {
             let mut out = BufWriter::with_capacity(1 << 16, writer);
-            export::write(chat, &meta, Format::Json, &mut out)
+            produce(&mut out).and_then(|()| out.flush().map_err(ExportError::Write))
         });
         let mut exact = Exact::new(reader, size);
         let appended = tar.append_data(&mut header(size, time), &member, &mut exact);

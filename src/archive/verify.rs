@@ -138,6 +138,8 @@ fn check_content(
         }
         let parsed = if file == chat {
             check_history(&mut member, &file, entry, depth, problems)
+        } else if file.ends_with(".jsonl") {
+            check_lines(&mut member, &file, problems)
         } else {
             serde_json::from_reader::<_, IgnoredAny>(BufReader::new(&mut member)).map(|_| ())
         };
@@ -163,6 +165,26 @@ fn check_content(
     if let Err(e) = io::copy(&mut archive.into_inner(), &mut io::sink()) {
         problems.push(format!("the gzip stream is damaged: {e}"));
     }
+}
+
+/// A JSON Lines member: every line one JSON object.
+fn check_lines(member: impl Read, file: &str, problems: &mut Vec<String>) -> Result<(), serde_json::Error> {
+    use std::io::BufRead;
+    for (n, line) in BufReader::new(member).lines().enumerate() {
+        let line = line.map_err(serde_json::Error::io)?;
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => {
+                problems.push(format!("{file}: line {} is not a JSON object", n + 1));
+                return Ok(());
+            }
+            Err(e) => {
+                problems.push(format!("{file}: line {} is not valid JSON: {e}", n + 1));
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Counts and hashes what is read through it.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::sync::{Selection, run_pass};
 use super::{Fatal, exit};
 use crate::config::{Config, PersonalitySlug};
-use crate::export::{Format, Split};
+use crate::export::{ExportOptions, Format};
 use crate::fake::{
     BeforeTs, FakeConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec, RetryAfter,
 };
@@ -84,7 +84,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     ] {
         let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
         let path = exports.join(file);
-        super::export::run(&config, &name, format, &Split::default(), Some(&path))?;
+        super::export::run(&config, &name, format, &ExportOptions::default(), Some(&path))?;
     }
     let mut truth: Vec<String> = fake
         .ground_truth("aria")

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::Fatal;
 use crate::config::{Config, PersonalitySlug};
-use crate::export::{self, ExportMeta, Format, Split, Written};
+use crate::export::{self, ExportMeta, ExportOptions, Format, Written};
 use crate::store::{fsio, personality_dir};
 
 /// Writes the export to `out` (atomically) or to standard output. Reads the
@@ -16,7 +16,7 @@ pub fn run(
     config: &Config,
     name: &PersonalitySlug,
     format: Format,
-    split: &Split,
+    options: &ExportOptions,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
     let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
@@ -39,8 +39,8 @@ pub fn run(
             let mut written = Written::Messages(0);
             fsio::write_atomic_with(path, |file| {
                 let mut w = BufWriter::with_capacity(1 << 16, file);
-                written =
-                    export::write_with(&chat, &meta, format, split, &mut w).map_err(std::io::Error::other)?;
+                written = export::write_with(&chat, &meta, format, options, &mut w)
+                    .map_err(std::io::Error::other)?;
                 w.flush()
             })
             .map_err(|e| Fatal {
@@ -57,9 +57,9 @@ pub fn run(
                     code: super::exit::FAILED,
                     message: format!("export to {}: {e}", path.display()),
                 })?;
-            write_to(&chat, &meta, format, split, file)?
+            write_to(&chat, &meta, format, options, file)?
         }
-        None => write_to(&chat, &meta, format, split, std::io::stdout().lock())?,
+        None => write_to(&chat, &meta, format, options, std::io::stdout().lock())?,
     };
     if let Some(path) = out {
         eprintln!("wrote {written} of {name} to {}", path.display());
@@ -71,11 +71,11 @@ fn write_to(
     chat: &crate::store::ChatStore,
     meta: &ExportMeta,
     format: Format,
-    split: &Split,
+    options: &ExportOptions,
     out: impl Write,
 ) -> Result<Written, Fatal> {
     let mut w = BufWriter::with_capacity(1 << 16, out);
-    export::write_with(chat, meta, format, split, &mut w).map_err(|e| Fatal {
+    export::write_with(chat, meta, format, options, &mut w).map_err(|e| Fatal {
         code: super::exit::FAILED,
         message: e.to_string(),
     })

@@ -11,8 +11,8 @@ use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::store::Store;
-use crate::sync::chat::WalkLimits;
-use crate::sync::{AccountCache, PersonalityReport, SyncContext, summary, sync_personality};
+use crate::sync::walk::WalkLimits;
+use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
 
 /// Which personalities a pass covers besides the configured ones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,18 +117,15 @@ pub async fn run_pass(
         client: &client,
         store: &store,
         account: &account,
-        limits: WalkLimits {
-            page_size: config.service.chat_page_size,
-            max_page_size: config.service.max_page_size,
-        },
+        limits: WalkLimits::from_config(config),
         max_memory_pages: config.sync.max_memory_pages,
         segment_size: config.storage.segment_size,
         cancel,
     };
     for name in chosen {
         let mut progress = SyncProgress::new(name.as_str());
-        let sections = config.sections_for(&name);
-        let report = sync_personality(&ctx, name.as_str(), &sections, |p| progress.page(p)).await;
+        let plan = Plan::for_personality(config, &name);
+        let report = sync_personality(&ctx, name.as_str(), &plan, |p| progress.page(p)).await;
         progress.finish();
         println!("{}", summary(&report));
         if let Some(chat) = &report.chat {

@@ -364,6 +364,18 @@ impl Default for SyncConfig {
     }
 }
 
+/// How much of the newest history each sync compares with the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Refresh {
+    /// The first page only, which every sync fetches anyway.
+    #[default]
+    FirstPage,
+    /// The newest messages, this many.
+    Messages(u32),
+    /// The newest messages within this span of history.
+    Span(Duration),
+}
+
 /// The `[discover]` table: personalities backed up besides the
 /// `[[personality]]` blocks, looked up again at each run. One found this
 /// way gets `[sync] sections`.

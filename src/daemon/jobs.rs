@@ -24,8 +24,8 @@ use crate::credentials;
 use crate::metrics::{self, Counters};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
 use crate::store::{Store, personality_dir};
-use crate::sync::chat::WalkLimits;
-use crate::sync::{AccountCache, PersonalityReport, SyncContext, summary, sync_personality};
+use crate::sync::walk::WalkLimits;
+use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
 
 /// Retries of a transient failure before waiting for the next tick.
 const MAX_RETRIES: u32 = 3;
@@ -372,23 +372,20 @@ impl Shared {
         }
         let config = &runtime.config;
         let slug: Result<PersonalitySlug, _> = name.parse();
-        let sections = match &slug {
-            Ok(slug) => config.sections_for(slug),
+        let plan = match &slug {
+            Ok(slug) => Plan::for_personality(config, slug),
             Err(_) => return self.finish_cancelled(&name),
         };
         let ctx = SyncContext {
             client: &runtime.client,
             store: &self.store,
             account: &runtime.account,
-            limits: WalkLimits {
-                page_size: config.service.chat_page_size,
-                max_page_size: config.service.max_page_size,
-            },
+            limits: WalkLimits::from_config(config),
             max_memory_pages: config.sync.max_memory_pages,
             segment_size: config.storage.segment_size,
             cancel: &self.shutdown,
         };
-        let report = sync_personality(&ctx, &name, &sections, |_| {}).await;
+        let report = sync_personality(&ctx, &name, &plan, |_| {}).await;
         self.finish(&name, &report).await;
     }
 

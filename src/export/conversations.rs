@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::ExportError;
+use super::{ExportError, ExportOptions, Lines};
 use crate::message::{Message, Ts};
 use crate::store::{ChatStore, ChatStoreError};
 
@@ -113,25 +113,24 @@ impl<I: Iterator<Item = io::Result<String>>> Cursor<I> {
     }
 }
 
-/// Writes the conversations of `store` to `out`.
+/// Writes the conversations of `store` to `out`, split and selected as
+/// `options` say.
 pub fn write(
     store: &ChatStore,
-    split: &Split,
+    options: &ExportOptions,
     out: &mut impl Write,
 ) -> Result<ConversationCounts, ExportError> {
+    let split = &options.split;
     let gap_ms = i128::try_from(split.gap.as_millis()).unwrap_or(i128::MAX);
-    let mut ahead = Cursor {
-        lines: store.lines()?,
-        line: 0,
+    let cursor = || -> Result<Cursor<Lines>, ExportError> {
+        Ok(Cursor {
+            lines: Lines::new(store, options)?,
+            line: 0,
+        })
     };
-    let mut ids = Cursor {
-        lines: store.lines()?,
-        line: 0,
-    };
-    let mut messages = Cursor {
-        lines: store.lines()?,
-        line: 0,
-    };
+    let mut ahead = cursor()?;
+    let mut ids = cursor()?;
+    let mut messages = cursor()?;
     let mut counts = ConversationCounts::default();
     let mut next_start = ahead.next_ts()?;
     while let Some(start) = next_start {
@@ -184,7 +183,7 @@ pub fn write(
     }
     out.flush()?;
     let found = ahead.line;
-    let expected = store.state().message_count;
+    let expected = options.expected_messages(store.state());
     if found != expected {
         return Err(ExportError::CountMismatch { found, expected });
     }
@@ -201,14 +200,7 @@ mod tests {
     const GAP: f64 = 1800.0;
 
     fn checkpoint() -> Checkpoint {
-        Checkpoint {
-            cursor: None,
-            limit: 50,
-            boundary: None,
-            inclusive: None,
-            spooled: 0,
-            requests: 0,
-        }
+        Checkpoint::start(50)
     }
 
     /// A store holding `raws` (stored lines, oldest first), committed
@@ -238,7 +230,11 @@ mod tests {
 
     fn export(store: &ChatStore, split: Split) -> (Vec<serde_json::Value>, ConversationCounts) {
         let mut out = Vec::new();
-        let counts = write(store, &split, &mut out).unwrap();
+        let options = ExportOptions {
+            split,
+            ..ExportOptions::default()
+        };
+        let counts = write(store, &options, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines = text
             .lines()
@@ -260,6 +256,13 @@ mod tests {
         Split {
             gap: DEFAULT_GAP,
             min_messages,
+        }
+    }
+
+    fn options(min_messages: u64) -> ExportOptions {
+        ExportOptions {
+            split: all(min_messages),
+            ..ExportOptions::default()
         }
     }
 
@@ -294,7 +297,7 @@ mod tests {
         assert_eq!(conversations[1]["start"], "2023-11-14T23:14:20.001Z");
         // The summary comes before the messages on each line.
         let mut out = Vec::new();
-        write(&store, &all(1), &mut out).unwrap();
+        write(&store, &options(1), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("{\"start\":\"2023-11-14T22:13:20.000Z\",\"end\":"),
@@ -354,7 +357,7 @@ mod tests {
         .to_vec();
         let store = store_of(dir.path(), &raws, 3, u64::MAX);
         let mut out = Vec::new();
-        write(&store, &all(1), &mut out).unwrap();
+        write(&store, &options(1), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 1);
         // Ids keep their JSON type, messages their bytes.
@@ -386,9 +389,9 @@ mod tests {
         let split = store_of(split.path(), &raws, 7, 1);
         assert!(split.state().segments.len() >= 12, "{:?}", split.state().segments);
         let mut expected = Vec::new();
-        let want = write(&whole, &all(1), &mut expected).unwrap();
+        let want = write(&whole, &options(1), &mut expected).unwrap();
         let mut got = Vec::new();
-        let counts = write(&split, &all(1), &mut got).unwrap();
+        let counts = write(&split, &options(1), &mut got).unwrap();
         assert_eq!(counts, want);
         assert_eq!(counts.conversations, 3);
         assert_eq!(

@@ -4,40 +4,60 @@
 //! segments there are, how much of the open log is committed and where the
 //! newest message is.
 //!
+//! Besides the log, an overlay file (see [`overlay`]) holds what happened
+//! to messages after the log took them: later versions, deletion marks and
+//! messages stored late below the newest one. [`History`] reads the two
+//! merged. `docs/FORMAT.md` describes every file.
+//!
 //! Recovery is short because each state says what to do:
 //! - open log gone, its segment name taken (a seal was cut short after its
 //!   rename): record the segment.
 //! - log longer than `log_len`: a commit was cut short; truncate.
+//! - a segment or overlay file the state does not name: written by a
+//!   commit that was cut short (or left behind by one that finished);
+//!   delete it.
 //! - a spool older than `next_walk`: already committed; delete it.
 //! - the spool of `next_walk`, done: commit it; not done: resume the walk.
 
+mod commit;
+mod history;
+pub mod marks;
+pub mod overlay;
+#[cfg(test)]
+mod overlay_tests;
 mod reader;
 mod segments;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
 use super::spool::{Spool, SpoolError};
 use crate::config::DEFAULT_SEGMENT_SIZE;
 use crate::message::{Message, MessageId, Ts};
+pub use commit::{Commit, CommitSummary};
+pub use history::{Entry, History, Key, Recent, Story, Version};
+pub use marks::Mark;
+pub use overlay::OverlayRef;
 pub use segments::{LogSpan, SEGMENT_DIR, Segment};
 
 const STATE_FILE: &str = "chat_state.json";
 const LOG_FILE: &str = "chat.jsonl.gz";
-/// The state format written. Format 2 added `segments` and `log_span`; a
-/// format 1 state is still read, as a store with no segments. Format 1
-/// programs refuse format 2: they would drop the segment list on their
-/// next write.
-const STATE_FORMAT: u32 = 2;
+/// Spool of an audit's walk, beside the sync walks' `walk-<n>.spool`.
+const AUDIT_SPOOL: &str = "audit.spool";
+/// The state format written. Format 2 added `segments` and `log_span`;
+/// format 3 the overlay, marks, and what is known of the beginning of
+/// history. Older states are still read (what they lack is empty).
+/// Programs that know only older formats refuse newer ones: they would drop
+/// what they do not know on their next write.
+const STATE_FORMAT: u32 = 3;
 /// The state formats read.
-const READ_FORMATS: [u32; 2] = [1, STATE_FORMAT];
+const READ_FORMATS: [u32; 3] = [1, 2, STATE_FORMAT];
 /// Times a reader re-reads the state when a commit lands while it opens
 /// the history.
 const SNAPSHOT_TRIES: u32 = 5;
@@ -57,6 +77,16 @@ impl Head {
     pub fn holds(&self, m: &Message) -> bool {
         m.ts < self.ts || (m.ts == self.ts && self.ids.contains(&m.id))
     }
+}
+
+/// What is known of where the service's history begins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Beginning {
+    /// When an empty answer, asked for twice, showed that the history
+    /// begins below the oldest message then stored.
+    pub confirmed_at: DateTime<Utc>,
+    /// That oldest message's `ts` (`None`: the history was empty).
+    pub oldest: Option<Ts>,
 }
 
 /// The chat state file.
@@ -83,6 +113,40 @@ pub struct ChatState {
     pub log_span: Option<LogSpan>,
     /// Generation of the next walk's spool; lower generations are committed.
     pub next_walk: u64,
+    /// Where the newest gzip members of the open log start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_marks: Vec<Mark>,
+    /// The overlay file and what it holds; `None`: no message has changed
+    /// since the log took it.
+    #[serde(default)]
+    pub overlay: Option<OverlayRef>,
+    /// Where the history was seen to begin; `None`: not confirmed (no walk
+    /// has reached the beginning since this was kept, or one found older
+    /// messages below it since).
+    #[serde(default)]
+    pub beginning: Option<Beginning>,
+    /// When a sync last asked for messages below the oldest stored one.
+    #[serde(default)]
+    pub tail_probed_at: Option<DateTime<Utc>>,
+    /// The service answered a `limit` of the page size plus one with an
+    /// error: walks ask for the page size only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub larger_limit_refused: bool,
+    /// Whether the service's `before_ts` is at-or-older, once seen.
+    #[serde(default)]
+    pub before_ts_inclusive: Option<bool>,
+}
+
+impl ChatState {
+    /// Messages placed in the history that the service no longer returns.
+    pub fn deleted_upstream(&self) -> u64 {
+        self.overlay.as_ref().map_or(0, |o| o.deleted)
+    }
+
+    /// Messages with later versions.
+    pub fn revised(&self) -> u64 {
+        self.overlay.as_ref().map_or(0, |o| o.revised)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +177,6 @@ pub enum ChatStoreError {
     Busy { path: PathBuf },
 }
 
-/// What a commit added.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitSummary {
-    pub added: u64,
-}
-
 /// One personality's chat history on disk.
 #[derive(Debug)]
 pub struct ChatStore {
@@ -128,6 +186,8 @@ pub struct ChatStore {
     /// (which renames the file) cannot take it from under a reader; `None`
     /// while the open log is empty.
     log: Option<Arc<File>>,
+    /// The overlay file `state` names, held open for the same reason.
+    overlay: Option<Arc<File>>,
     /// A commit that leaves the open log at least this long seals it.
     segment_size: u64,
 }
@@ -153,6 +213,7 @@ impl ChatStore {
         store.segment_size = segment_size.max(1);
         store.finish_seal()?;
         store.repair_log()?;
+        store.remove_unnamed_files()?;
         store.remove_stale_spools()?;
         Ok(store)
     }
@@ -169,11 +230,19 @@ impl ChatStore {
             let bytes = read_state_bytes(&state_path)?;
             let state = parse_state(&state_path, bytes.as_deref())?;
             let log = open_log(dir, &state)?;
+            // A commit may replace the overlay (and remove the old file)
+            // between the two reads of the state: then try again.
+            let overlay = match open_overlay(dir, &state) {
+                Ok(overlay) => overlay,
+                Err(_) if read_state_bytes(&state_path)? != bytes => continue,
+                Err(e) => return Err(e),
+            };
             if read_state_bytes(&state_path)? == bytes {
                 return Ok(ChatStore {
                     dir: dir.to_owned(),
                     state,
                     log,
+                    overlay,
                     segment_size: DEFAULT_SEGMENT_SIZE,
                 });
             }
@@ -217,70 +286,23 @@ impl ChatStore {
         self.spool_path(self.state.next_walk).exists()
     }
 
-    /// Appends the spooled pages to the open log in chronological order,
-    /// then records the new head and length in one atomic state write, then
-    /// deletes the spool, then seals the open log if it has reached the
-    /// segment size. A crash at any point leaves a state from which
-    /// [`ChatStore::open`] recovers to the same end result.
-    pub fn commit(&mut self, spool: Spool) -> Result<CommitSummary, ChatStoreError> {
-        // A log that reached the size in an earlier run whose seal never
-        // began is sealed before anything is added to it.
-        self.seal_if_due()?;
-        let summary = self.append(spool)?;
-        self.seal_if_due()?;
-        Ok(summary)
+    /// Opens the spool of an audit's walk: new, or left by an interrupted
+    /// audit.
+    pub fn open_audit_walk(&self) -> Result<Spool, ChatStoreError> {
+        Ok(Spool::open(&self.dir.join(AUDIT_SPOOL))?)
     }
 
-    fn append(&mut self, spool: Spool) -> Result<CommitSummary, ChatStoreError> {
-        let log_path = self.log_path();
-        let io_err = |source| ChatStoreError::Io {
-            path: log_path.clone(),
-            source,
-        };
-        let mut next = self.state.clone();
-        let mut added = 0u64;
-        let mut written = None;
-        if spool.page_count() > 0 {
-            let mut file = fsio::open_private_rw(&log_path).map_err(io_err)?;
-            file.set_len(self.state.log_len).map_err(io_err)?;
-            file.seek(SeekFrom::Start(self.state.log_len)).map_err(io_err)?;
-            let mut gz = GzEncoder::new(BufWriter::with_capacity(1 << 16, &mut file), Compression::new(6));
-            let mut newest: Option<Head> = self.state.head.clone();
-            // An open log of unknown span (format 1) stays unknown; it is
-            // read once when sealed.
-            let span_known = self.state.log_len == 0 || self.state.log_span.is_some();
-            let mut span = self.state.log_span.filter(|_| self.state.log_len > 0);
-            for page in spool.pages_oldest_first() {
-                let mut page = page?;
-                page.sort_by(|a, b| a.ts.total_cmp(&b.ts));
-                for m in &page {
-                    gz.write_all(m.raw.as_bytes()).map_err(io_err)?;
-                    gz.write_all(b"\n").map_err(io_err)?;
-                    advance_head(&mut newest, m);
-                    LogSpan::extend(&mut span, m.ts);
-                    if next.oldest.is_none_or(|o| m.ts < o) {
-                        next.oldest = Some(m.ts);
-                    }
-                }
-                added += page.len() as u64;
-            }
-            let mut writer = gz.finish().map_err(io_err)?;
-            writer.flush().map_err(io_err)?;
-            drop(writer);
-            file.sync_data().map_err(io_err)?;
-            next.log_len = file.stream_position().map_err(io_err)?;
-            next.log_span = span.filter(|_| span_known);
-            next.head = newest;
-            next.message_count += added;
-            written = Some(Arc::new(file));
+    /// True if an interrupted audit is waiting to be resumed.
+    pub fn has_pending_audit(&self) -> bool {
+        self.dir.join(AUDIT_SPOOL).exists()
+    }
+
+    /// The records of the current overlay, in order.
+    pub(crate) fn overlay_records(&self) -> overlay::Records {
+        match (&self.overlay, &self.state.overlay) {
+            (Some(file), Some(o)) => overlay::Records::new(Arc::clone(file), o.len),
+            _ => overlay::Records::none(),
         }
-        next.next_walk += 1;
-        self.save(next)?;
-        if written.is_some() {
-            self.log = written;
-        }
-        spool.remove()?;
-        Ok(CommitSummary { added })
     }
 
     /// Streams the committed history, oldest message first, as stored
@@ -294,6 +316,11 @@ impl ChatStore {
     /// Replaces the state file atomically (in the current format).
     fn save(&mut self, mut next: ChatState) -> Result<(), ChatStoreError> {
         next.format = STATE_FORMAT;
+        // Only the last segment's marks are ever read (see `recent`).
+        let last = next.segments.len().saturating_sub(1);
+        for segment in &mut next.segments[..last] {
+            segment.marks.clear();
+        }
         let path = self.dir.join(STATE_FILE);
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| ChatStoreError::Io {
             path: path.clone(),
@@ -310,6 +337,46 @@ impl ChatStore {
         let path = self.log_path();
         if cut_to(&path, self.state.log_len)? {
             tracing::info!(path = %path.display(), committed = self.state.log_len, "cut an unfinished commit off the chat log");
+        }
+        Ok(())
+    }
+
+    /// Removes segment and overlay files the state does not name (see the
+    /// module doc), and a new segment a commit did not get to name.
+    fn remove_unnamed_files(&self) -> Result<(), ChatStoreError> {
+        let named_overlay = self.state.overlay.as_ref().map(|o| o.file.as_str());
+        let io_err = |path: &Path, source| ChatStoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if overlay::number_of(name).is_some() && Some(name) != named_overlay {
+                tracing::info!(file = name, "removing an overlay file no commit named");
+                fsio::remove_durably(&entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+            }
+        }
+        let segments = self.segments_dir();
+        let entries = match fs::read_dir(&segments) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&segments, e)),
+        };
+        let sealing = segments::sealing_path(&self.dir, &self.state);
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let listed = self.state.segments.iter().any(|s| s.file == name);
+            let chat_file = name.starts_with("chat-") && name.ends_with(".jsonl.gz");
+            let unnamed = (chat_file && !listed && sealing.as_deref() != Some(path.as_path()))
+                || name == commit::PREPEND_TMP;
+            if unnamed {
+                tracing::info!(file = name, "removing a segment no commit named");
+                fsio::remove_durably(&path).map_err(|e| io_err(&path, e))?;
+            }
         }
         Ok(())
     }
@@ -412,6 +479,34 @@ fn open_log(dir: &Path, state: &ChatState) -> Result<Option<Arc<File>>, ChatStor
     Ok(Some(Arc::new(file)))
 }
 
+/// The overlay file `state` names, if any; it must hold at least its
+/// committed length.
+fn open_overlay(dir: &Path, state: &ChatState) -> Result<Option<Arc<File>>, ChatStoreError> {
+    let Some(overlay) = &state.overlay else {
+        return Ok(None);
+    };
+    let path = dir.join(&overlay.file);
+    let file = File::open(&path).map_err(|source| ChatStoreError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let actual = file
+        .metadata()
+        .map_err(|source| ChatStoreError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    if actual < overlay.len {
+        return Err(ChatStoreError::LogTooShort {
+            path,
+            actual,
+            expected: overlay.len,
+        });
+    }
+    Ok(Some(Arc::new(file)))
+}
+
 /// Truncates `path`, if it exists and is longer, to `len`, durably. True if
 /// it cut anything.
 fn cut_to(path: &Path, len: u64) -> Result<bool, ChatStoreError> {
@@ -433,27 +528,11 @@ fn cut_to(path: &Path, len: u64) -> Result<bool, ChatStoreError> {
     Ok(true)
 }
 
-fn advance_head(head: &mut Option<Head>, m: &Message) {
-    match head {
-        Some(h) if m.ts < h.ts => {}
-        Some(h) if m.ts == h.ts => {
-            if !h.ids.contains(&m.id) {
-                h.ids.push(m.id.clone());
-            }
-        }
-        _ => {
-            *head = Some(Head {
-                ts: m.ts,
-                ids: vec![m.id.clone()],
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::spool::Checkpoint;
+    use std::io::Write;
 
     fn msg(id: &str, ts: f64) -> Message {
         Message::from_stored_line(&format!(r#"{{"id":"{id}","ts":{ts}}}"#)).unwrap()

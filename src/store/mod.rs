@@ -21,9 +21,12 @@ use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head, LogSpan, SEGMENT_DIR, Segment};
+pub use chat::{
+    Beginning, ChatState, ChatStore, ChatStoreError, Commit, CommitSummary, Entry, Head, History, Key,
+    LogSpan, Recent, SEGMENT_DIR, Segment, Story, Version,
+};
 pub use documents::DocChange;
-pub use spool::{Boundary, Checkpoint, Spool, SpoolError};
+pub use spool::{Boundary, Checkpoint, Spool, SpoolError, WalkEnd, WalkKind};
 
 const LOCK_FILE: &str = ".chatkeep.lock";
 

@@ -29,6 +29,34 @@ pub struct Boundary {
     pub ids: Vec<MessageId>,
 }
 
+/// What a walk is for, which decides where it stops and how its pages are
+/// committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalkKind {
+    /// From the newest message down to stored history (and through the
+    /// refreshed range): what every sync does.
+    #[default]
+    Top,
+    /// Below the oldest stored message, for older history.
+    Tail,
+    /// The whole history, to compare with the store.
+    Audit,
+}
+
+/// Why a walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalkEnd {
+    /// An empty answer, asked for twice (or once, for a probe below a
+    /// confirmed beginning): the history begins here.
+    Beginning,
+    /// It reached stored history and covered the refreshed range.
+    Reached,
+    /// A probe below the oldest message found nothing the store lacks.
+    NothingFound,
+}
+
 /// Everything needed to continue a walk after a crash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -43,18 +71,45 @@ pub struct Checkpoint {
     pub spooled: u64,
     /// Chat requests made so far in this walk.
     pub requests: u64,
+    #[serde(default)]
+    pub kind: WalkKind,
+    /// The answer at `cursor` was empty once; the next one confirms it.
+    #[serde(default)]
+    pub empty_once: bool,
+    /// The oldest and newest `ts` of any message received in this walk.
+    #[serde(default)]
+    pub low: Option<Ts>,
+    #[serde(default)]
+    pub high: Option<Ts>,
+    /// A tail walk received a message the store lacks.
+    #[serde(default)]
+    pub found: bool,
+    /// Set on the walk's last record.
+    #[serde(default)]
+    pub ended: Option<WalkEnd>,
 }
 
 impl Checkpoint {
-    /// Where every new walk starts: the newest page, at the normal limit.
+    /// Where every sync's walk starts: the newest page, at `limit`.
     pub fn start(limit: u32) -> Checkpoint {
+        Checkpoint::new(WalkKind::Top, None, limit)
+    }
+
+    /// A walk of `kind` from `cursor` (`None`: the newest page) at `limit`.
+    pub fn new(kind: WalkKind, cursor: Option<Ts>, limit: u32) -> Checkpoint {
         Checkpoint {
-            cursor: None,
+            cursor,
             limit,
             boundary: None,
             inclusive: None,
             spooled: 0,
             requests: 0,
+            kind,
+            empty_once: false,
+            low: None,
+            high: None,
+            found: false,
+            ended: None,
         }
     }
 }
@@ -295,12 +350,9 @@ mod tests {
 
     fn checkpoint(spooled: u64) -> Checkpoint {
         Checkpoint {
-            cursor: Ts::new(10.0),
-            limit: 50,
-            boundary: None,
-            inclusive: None,
             spooled,
             requests: spooled,
+            ..Checkpoint::new(WalkKind::Top, Ts::new(10.0), 50)
         }
     }
 

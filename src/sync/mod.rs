@@ -5,6 +5,8 @@
 
 pub mod chat;
 pub mod memories;
+pub mod reconcile;
+pub mod walk;
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::documents::{Document, entry_count};
 use crate::api::{Account, ApiClient, ApiError, Profile};
-use crate::config::Section;
+use crate::config::{Refresh, Section};
 use crate::status::{ChatTotals, Outcome, PersonalityStatus, SectionStatus};
 use crate::store::{ChatStore, PersonalityDir, Store, StoreError};
-use chat::{ChatReport, ChatSyncError, ServicePages, WalkLimits, WalkProgress};
+use chat::{ChatOptions, ChatReport, ChatSyncError};
+use walk::{ServicePages, WalkLimits, WalkProgress};
 
 /// The logged-in account, asked for at most once per run (or per daemon
 /// configuration), and only when a sync needs to know what it owns.
@@ -100,15 +103,37 @@ impl Stop {
     }
 }
 
+/// What to back up of one personality, and how.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub sections: Vec<Section>,
+    /// How much of the newest chat history is compared with the store.
+    pub refresh: Refresh,
+    /// How often the history below the oldest message is probed.
+    pub tail_check: std::time::Duration,
+}
+
+impl Plan {
+    /// The plan the config gives `name`.
+    pub fn for_personality(config: &crate::config::Config, name: &crate::config::PersonalitySlug) -> Plan {
+        Plan {
+            sections: config.sections_for(name),
+            refresh: Refresh::FirstPage,
+            tail_check: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Syncs the sections of one personality and writes its status file. The
 /// caller reports it ([`summary`]): a terminal wants it on standard output,
 /// the daemon in its log.
 pub async fn sync_personality(
     ctx: &SyncContext<'_>,
     name: &str,
-    sections: &[Section],
+    plan: &Plan,
     on_page: impl FnMut(WalkProgress),
 ) -> PersonalityReport {
+    let sections = &plan.sections;
     let started = Utc::now();
     let requests_before = ctx
         .client
@@ -143,7 +168,7 @@ pub async fn sync_personality(
         }
     };
     if let Some(dir) = &dir {
-        run.sync(ctx, dir, name, on_page).await;
+        run.sync(ctx, dir, name, plan, on_page).await;
     }
     let status = run.status(name, started, ctx.client, requests_before);
     if let Some(dir) = &dir
@@ -215,6 +240,7 @@ impl Run {
         ctx: &SyncContext<'_>,
         dir: &PersonalityDir,
         name: &str,
+        plan: &Plan,
         on_page: impl FnMut(WalkProgress),
     ) {
         // The profile is always fetched: it turns the slug into the id.
@@ -286,7 +312,12 @@ impl Run {
                 client: ctx.client,
                 id: &profile.id,
             };
-            match chat::sync_chat(&mut chat, &pages, ctx.limits, ctx.cancel, on_page).await {
+            let options = ChatOptions {
+                limits: ctx.limits,
+                refresh: plan.refresh,
+                tail_check: plan.tail_check,
+            };
+            match chat::sync_chat(&mut chat, &pages, options, ctx.cancel, on_page).await {
                 Ok(report) => {
                     self.sections.insert(
                         Section::Chat,
@@ -294,6 +325,8 @@ impl Run {
                             new: report.new_messages,
                             total: report.total_messages,
                             requests: report.requests,
+                            revised: report.revised,
+                            deleted: report.deleted,
                         },
                     );
                     self.chat = Some(report);
@@ -310,11 +343,16 @@ impl Run {
             }
         }
         let state = chat.state();
+        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         self.chat_totals = Some(ChatTotals {
             total: state.message_count,
             new: self.chat.as_ref().map_or(0, |c| c.new_messages),
             oldest: state.oldest.map(|t| t.to_rfc3339()),
             newest: state.head.as_ref().map(|h| h.ts.to_rfc3339()),
+            revised: state.revised(),
+            deleted_upstream: state.deleted_upstream(),
+            beginning_confirmed_at: state.beginning.as_ref().map(|b| time(b.confirmed_at)),
+            tail_probed_at: state.tail_probed_at.map(time),
         });
     }
 
@@ -455,8 +493,21 @@ pub fn summary(report: &PersonalityReport) -> String {
             SectionStatus::Merged {
                 new, total, vanished, ..
             } => format!("{label} {new} new / {total} total / {vanished} vanished"),
-            SectionStatus::Chat { new, total, requests } => {
-                format!("chat {new} new / {total} total ({requests} requests)")
+            SectionStatus::Chat {
+                new,
+                total,
+                requests,
+                revised,
+                deleted,
+            } => {
+                let mut text = format!("chat {new} new / {total} total");
+                if *revised > 0 {
+                    text.push_str(&format!(" / {revised} revised"));
+                }
+                if *deleted > 0 {
+                    text.push_str(&format!(" / {deleted} gone upstream"));
+                }
+                format!("{text} ({requests} requests)")
             }
             SectionStatus::None => format!("{label}: none"),
             SectionStatus::NotAvailable => format!("{label}: not available to this account"),

@@ -14,18 +14,28 @@ use super::ChatStore;
 
 const BUFFER: usize = 1 << 16;
 
-/// A file of the history still to be read.
+/// A file of the history still to be read, from byte `start` (the start of
+/// a gzip member) to its committed length.
 enum Source {
     /// A sealed segment, opened only when its turn comes: it never changes
     /// and is never removed.
-    Segment { path: PathBuf, len: u64 },
+    Segment { path: PathBuf, start: u64, len: u64 },
     /// The open log, opened when the store was, so that a seal renaming it
     /// in the meantime does not matter.
     Open {
         path: PathBuf,
         file: Arc<File>,
+        start: u64,
         len: u64,
     },
+}
+
+/// Where a partial read of the history starts: the `source`-th file (the
+/// segments in order, then the open log), at byte `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Start {
+    pub source: usize,
+    pub offset: u64,
 }
 
 /// The stored lines of a whole history, oldest first.
@@ -37,12 +47,18 @@ pub(super) struct Lines {
 impl Lines {
     /// The whole history.
     pub(super) fn new(store: &ChatStore) -> Lines {
+        Lines::from(store, Start { source: 0, offset: 0 })
+    }
+
+    /// The history from `start` on.
+    pub(super) fn from(store: &ChatStore, start: Start) -> Lines {
         let mut pending: VecDeque<Source> = store
             .state
             .segments
             .iter()
             .map(|segment| Source::Segment {
                 path: store.segment_path(segment),
+                start: 0,
                 len: segment.len,
             })
             .collect();
@@ -50,8 +66,13 @@ impl Lines {
             pending.push_back(Source::Open {
                 path: store.log_path(),
                 file: Arc::clone(file),
+                start: 0,
                 len: store.state.log_len,
             });
+        }
+        pending.drain(..start.source.min(pending.len()));
+        if let Some(Source::Segment { start: s, .. } | Source::Open { start: s, .. }) = pending.front_mut() {
+            *s = start.offset;
         }
         Lines {
             pending,
@@ -81,16 +102,21 @@ impl Iterator for Lines {
                     None => self.current = None,
                 }
             }
-            let (path, file, len) = match self.pending.pop_front()? {
-                Source::Segment { path, len } => match File::open(&path) {
-                    Ok(file) => (path, Arc::new(file), len),
+            let (path, file, start, len) = match self.pending.pop_front()? {
+                Source::Segment { path, start, len } => match File::open(&path) {
+                    Ok(file) => (path, Arc::new(file), start, len),
                     Err(e) => return Some(Err(named(&path, e))),
                 },
-                Source::Open { path, file, len } => (path, file, len),
+                Source::Open {
+                    path,
+                    file,
+                    start,
+                    len,
+                } => (path, file, start, len),
             };
             let range = FileRange {
                 file,
-                pos: 0,
+                pos: start.min(len),
                 end: len,
             };
             let gz = MultiGzDecoder::new(BufReader::with_capacity(BUFFER, range));
@@ -102,10 +128,21 @@ impl Iterator for Lines {
 
 /// The first `end` bytes of a file, read by position, so that any number
 /// of readers can share one handle.
-struct FileRange {
+pub(super) struct FileRange {
     file: Arc<File>,
     pos: u64,
     end: u64,
+}
+
+impl FileRange {
+    /// The first `len` bytes of `file`.
+    pub(super) fn new(file: Arc<File>, len: u64) -> FileRange {
+        FileRange {
+            file,
+            pos: 0,
+            end: len,
+        }
+    }
 }
 
 impl Read for FileRange {

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::marks::Mark;
 use super::reader::Lines;
 use super::{ChatState, ChatStore, ChatStoreError, cut_to};
 use crate::message::{Message, Ts};
@@ -51,6 +52,10 @@ pub struct Segment {
     pub messages: u64,
     /// Its length in bytes, which never changes.
     pub len: u64,
+    /// Where its newest gzip members start; kept for the last segment only
+    /// (the one a sync's refreshed range may reach into).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
 }
 
 /// The first and last `ts` and the message count of a log.
@@ -62,6 +67,22 @@ pub struct LogSpan {
 }
 
 impl LogSpan {
+    /// Counts the messages of `other` into `span`.
+    pub fn merge(span: &mut Option<LogSpan>, other: LogSpan) {
+        match span {
+            Some(s) => {
+                if other.first < s.first {
+                    s.first = other.first;
+                }
+                if other.last > s.last {
+                    s.last = other.last;
+                }
+                s.messages += other.messages;
+            }
+            None => *span = Some(other),
+        }
+    }
+
     /// Counts one more message at `ts` into `span`.
     pub fn extend(span: &mut Option<LogSpan>, ts: Ts) {
         match span {
@@ -183,6 +204,7 @@ impl ChatStore {
             last: span.last,
             messages: span.messages,
             len: next.log_len,
+            marks: std::mem::take(&mut next.log_marks),
         });
         next.log_len = 0;
         self.save(next)?;
@@ -330,10 +352,15 @@ mod tests {
                 last: msg(9).ts,
                 messages: 10,
                 len,
+                marks: vec![Mark {
+                    offset: 0,
+                    first: msg(0).ts,
+                    before: 0
+                }],
             }]
         );
         assert_eq!((state.log_len, state.log_span), (0, None));
-        assert_eq!(state.format, 2);
+        assert_eq!(state.format, 3);
         assert_eq!(files_in(&store.segments_dir()), [name]);
         assert!(!store.log_path().exists());
         assert_eq!(fs::metadata(store.segments_dir().join(name)).unwrap().len(), len);
@@ -519,7 +546,7 @@ mod tests {
         assert_eq!(ids(&store), expected(0..20));
         // A commit onto a log of unknown span leaves it unknown...
         commit(&mut store, 20..25);
-        assert_eq!((store.state().format, store.state().log_span), (2, None));
+        assert_eq!((store.state().format, store.state().log_span), (3, None));
         // ...and the seal reads the log to name it.
         let mut store = ChatStore::open_with(dir.path(), len).unwrap();
         commit(&mut store, 25..27);
@@ -546,11 +573,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(
             dir.path().join(super::super::STATE_FILE),
-            br#"{"format":3,"message_count":0,"log_len":0,"next_walk":0}"#,
+            br#"{"format":4,"message_count":0,"log_len":0,"next_walk":0}"#,
         )
         .unwrap();
         let err = ChatStore::open_read_only(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("format 3"), "{err}");
+        assert!(err.to_string().contains("format 4"), "{err}");
     }
 
     #[test]
@@ -596,6 +623,7 @@ mod tests {
                 last: ts,
                 messages: 3,
                 len: 1,
+                marks: Vec::new(),
             });
         }
         let early = LogSpan {
