@@ -17,8 +17,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Memory stays small whatever the history length: a message is one `f64`
-//! in an index and its JSON is generated when served (see `history.rs`).
+//! Memory stays small whatever the history length: a message is an `f64`
+//! ts and a `u32` generator index in an index, and its JSON is generated
+//! when served (see `history.rs`).
 //!
 //! Layout: `config` (what a test chooses), `service` (the handle),
 //! `server` (the request pipeline), `routes`, `endpoints` and `chat` (the

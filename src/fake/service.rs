@@ -33,7 +33,8 @@ pub struct FakeService {
 impl FakeService {
     /// Binds `config.bind`, generates every personality's history, and
     /// starts serving. Fails with `InvalidInput` for an unusable config
-    /// (duplicate slug or id, `max_limit` 0, a jargon with a `/`).
+    /// (duplicate slug or id, `max_limit` 0, a jargon with a `/`, more than
+    /// `u32::MAX` messages).
     pub async fn start(config: FakeConfig, personalities: Vec<PersonalitySpec>) -> io::Result<FakeService> {
         let bind = config.bind;
         let state = ServiceState::new(config, personalities)

@@ -158,6 +158,12 @@ impl ServiceState {
     }
 
     fn add_personality(&mut self, spec: PersonalitySpec) -> Result<(), String> {
+        if u32::try_from(spec.messages).is_err() {
+            return Err(format!(
+                "{:?} asks for {} messages; the fake holds at most u32::MAX",
+                spec.slug, spec.messages
+            ));
+        }
         let index = self.personalities.len();
         if self.by_slug.insert(spec.slug.clone(), index).is_some() {
             return Err(format!("two personalities have the slug {:?}", spec.slug));
