@@ -12,9 +12,12 @@
 //! (API.md): messages are deleted and older ones appear below the oldest, so
 //! a position says nothing lasting about a message. Each message therefore
 //! takes the next value of a per-personality counter that only grows, and
-//! its id, texts and pushed bytes hang off that value. The initial history
-//! gets 0, 1, 2, ... in order, so it is exactly what the position-based
-//! fake used to serve.
+//! its id, texts, pushed bytes and regenerations hang off that value. The
+//! initial history gets 0, 1, 2, ... in order, so it is exactly what the
+//! position-based fake used to serve. The edits themselves live in `drift`.
+
+mod drift;
+mod identity;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -40,6 +43,9 @@ pub(super) struct History {
     /// Messages pushed as raw JSON, by generator index, served byte for
     /// byte.
     raw: HashMap<u32, Box<str>>,
+    /// How often a generated message's reply was regenerated, by generator
+    /// index; absent means never.
+    revisions: HashMap<u32, u32>,
     /// The newest ts this history ever held, deleted messages included, so
     /// that appends after a delete or reset are newer than anything a
     /// client may have seen. `None` while it never held a message.
@@ -90,6 +96,7 @@ impl History {
             generators: (0..next_generator).collect(),
             next_generator,
             raw: HashMap::new(),
+            revisions: HashMap::new(),
             generator,
             start_ts_ms,
             step_ms,
@@ -175,9 +182,11 @@ impl History {
         let index = self.generators[position];
         match self.raw.get(&index) {
             Some(raw) => out.push_str(raw),
-            None => self
-                .generator
-                .write_message(index as usize, ts_ms(self.ts[position]), out),
+            None => {
+                let revision = self.revisions.get(&index).copied().unwrap_or(0);
+                self.generator
+                    .write_message(index as usize, ts_ms(self.ts[position]), revision, out);
+            }
         }
     }
 
@@ -191,9 +200,11 @@ impl History {
     #[cfg(test)]
     pub(super) fn heap_bytes(&self) -> usize {
         let overlay: usize = self.raw.values().map(|raw| raw.len() + 32).sum();
+        let revisions = self.revisions.capacity() * 2 * std::mem::size_of::<u32>();
         self.ts.capacity() * std::mem::size_of::<f64>()
             + self.generators.capacity() * std::mem::size_of::<u32>()
             + overlay
+            + revisions
     }
 }
 
@@ -202,6 +213,19 @@ impl History {
 fn first_ms_after(ts: f64) -> u64 {
     let mut ms = (ts * 1000.0).floor().max(0.0) as u64;
     while ts_value(ms) <= ts {
+        ms += 1;
+    }
+    ms
+}
+
+/// The smallest whole millisecond whose ts is at or above `ts` (0 for a
+/// negative `ts`).
+fn first_ms_at_or_after(ts: f64) -> u64 {
+    let mut ms = (ts * 1000.0).floor().max(0.0) as u64;
+    while ms > 0 && ts_value(ms - 1) >= ts {
+        ms -= 1;
+    }
+    while ts_value(ms) < ts {
         ms += 1;
     }
     ms

@@ -8,6 +8,13 @@
 //! expire, and faults (429, 5xx, resets, truncated bodies, slowness, bot
 //! walls, HTML). It records every request so a test can count them.
 //!
+//! History is not append-only either (API.md): a test can regenerate a
+//! reply (`regenerate`, `regenerate_nth_newest`), delete messages
+//! (`delete`, `delete_nth_newest`), reset a chat (`reset_chat`) and make
+//! older history appear below the oldest message (`insert_older`); every
+//! later page reflects the edit, and `ground_truth` / `message_ids` give
+//! the history as it now is.
+//!
 //! ```no_run
 //! # use chatkeep::fake::*;
 //! # async fn example() -> std::io::Result<()> {
@@ -23,8 +30,9 @@
 //!
 //! Layout: `config` (what a test chooses), `service` (the handle),
 //! `server` (the request pipeline), `routes`, `endpoints` and `chat` (the
-//! answers), `history` and `generate` (the data), `faults` and `conn` (the
-//! failures).
+//! answers), `history` and `generate` (the data; `history::drift` and
+//! `service::drift` for the edits that are not appends), `faults` and
+//! `conn` (the failures).
 
 mod chat;
 mod config;

@@ -1,4 +1,7 @@
 //! [`FakeService`]: a running fake and the handle a test steers it with.
+//! The edits that make history not append-only are in `drift`.
+
+mod drift;
 
 use std::io;
 use std::net::SocketAddr;
@@ -135,8 +138,9 @@ impl FakeService {
         });
     }
 
-    /// The JSON text of every message, oldest first, exactly the bytes the
-    /// server sends for each.
+    /// The JSON text of every message now in the history, oldest first,
+    /// exactly the bytes the server sends for each (regenerated replies as
+    /// now served; deleted messages gone).
     pub fn ground_truth(&self, slug: &str) -> Vec<String> {
         let state = lock(&self.shared);
         let history = &state.by_slug(slug).history;
