@@ -3,10 +3,11 @@
 //!
 //! It serves generated personalities over real HTTP on loopback and lets a
 //! test steer everything the real service leaves unknown or does wrong:
-//! `before_ts` semantics, the order inside a page, the largest page, ties
-//! on one `ts`, history that grows during a walk, cookies that rotate or
-//! expire, and faults (429, 5xx, resets, truncated bodies, slowness, bot
-//! walls, HTML). It records every request so a test can count them.
+//! `before_ts` semantics, the order inside a page, the largest page (capped
+//! silently, or refused with a 400 by `reject_limit_above`), ties on one
+//! `ts`, history that grows during a walk, cookies that rotate or expire,
+//! and faults (429, 5xx, resets, truncated bodies, slowness, bot walls,
+//! HTML). It records every request so a test can count them.
 //!
 //! History is not append-only either (API.md): a test can regenerate a
 //! reply (`regenerate`, `regenerate_nth_newest`), delete messages

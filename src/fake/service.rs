@@ -173,6 +173,12 @@ impl FakeService {
         lock(&self.shared).max_limit = max_limit;
     }
 
+    /// Makes chat requests whose `limit` is above `most` fail with a 400
+    /// (see `FakeConfig::reject_limit_above`); `None` accepts any limit.
+    pub fn set_reject_limit_above(&self, most: Option<usize>) {
+        lock(&self.shared).reject_limit_above = most;
+    }
+
     /// Replaces the required cookie at once, without telling the client:
     /// `Some` with another token is an expired session, `None` turns the
     /// check off.
