@@ -7,7 +7,8 @@
 //! silently, or refused with a 400 by `reject_limit_above`), ties on one
 //! `ts`, history that grows during a walk, cookies that rotate or expire,
 //! and faults (429, 5xx, resets, truncated bodies, slowness, bot walls,
-//! HTML). It records every request so a test can count them.
+//! HTML, empty chat pages in the middle of a history). It records every
+//! request so a test can count them.
 //!
 //! History is not append-only either (API.md): a test can regenerate a
 //! reply (`regenerate`, `regenerate_nth_newest`), delete messages
