@@ -22,9 +22,9 @@ struct PageRequest {
 
 /// Answers `/api/{jargon}/{id}/chat/history`.
 pub(super) fn history_page(state: &ServiceState, p: &Personality, params: &Params, number: u64) -> Answer {
-    let request = match parse(params, p, state.max_limit) {
+    let request = match parse(params, p, state) {
         Ok(request) => request,
-        Err(message) => return Answer::error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return Answer::error(StatusCode::BAD_REQUEST, &message),
     };
     let window = p
         .history
@@ -48,21 +48,28 @@ pub(super) fn history_page(state: &ServiceState, p: &Personality, params: &Param
     Answer::json(StatusCode::OK, body)
 }
 
-/// Validates the query: `limit` is required and positive, `shape_id` must
-/// be this personality's id (a client that sends another is buggy), and
-/// `before_ts`, when present, must be a finite number.
-fn parse(params: &Params, p: &Personality, max_limit: usize) -> Result<PageRequest, &'static str> {
+/// Validates the query: `limit` is required and positive (and not above
+/// `reject_limit_above`, when set), `shape_id` must be this personality's
+/// id (a client that sends another is buggy), and `before_ts`, when
+/// present, must be a finite number.
+fn parse(params: &Params, p: &Personality, state: &ServiceState) -> Result<PageRequest, String> {
     let limit = match params.get("limit").map(|text| text.parse::<usize>()) {
-        Some(Ok(limit)) if limit >= 1 => limit.min(max_limit),
-        _ => return Err("limit must be a positive integer"),
+        Some(Ok(limit)) if limit >= 1 => limit,
+        _ => return Err("limit must be a positive integer".to_owned()),
     };
+    if let Some(most) = state.reject_limit_above
+        && limit > most
+    {
+        return Err(format!("limit must be at most {most}"));
+    }
+    let limit = limit.min(state.max_limit);
     if params.get("shape_id") != Some(&p.id) {
-        return Err("shape_id must be the personality's id");
+        return Err("shape_id must be the personality's id".to_owned());
     }
     let before_ts = match params.get("before_ts").map(|text| text.parse::<f64>()) {
         None => None,
         Some(Ok(ts)) if ts.is_finite() => Some(ts),
-        Some(_) => return Err("before_ts must be a number"),
+        Some(_) => return Err("before_ts must be a number".to_owned()),
     };
     Ok(PageRequest { limit, before_ts })
 }

@@ -41,6 +41,11 @@ pub struct FakeConfig {
     pub order: PageOrder,
     /// Largest `limit` honoured; larger asks are silently capped to it.
     pub max_limit: usize,
+    /// When set, a chat request whose `limit` is above it gets a 400
+    /// (`{"error":"limit must be at most N"}`) instead of a page, as a
+    /// service that refuses large pages would. Checked before `max_limit`
+    /// caps anything. `None` (the default) refuses nothing.
+    pub reject_limit_above: Option<usize>,
     /// `(cookie name, token)`: when set, every request must carry a `Cookie`
     /// header holding `name=token`, or it gets a 401.
     pub cookie: Option<(String, String)>,
@@ -61,6 +66,7 @@ impl Default for FakeConfig {
             before_ts: BeforeTs::Strict,
             order: PageOrder::NewestFirst,
             max_limit: 500,
+            reject_limit_above: None,
             cookie: None,
             user_id: DEFAULT_USER_ID.to_owned(),
             user_name: "Fake User".to_owned(),

@@ -2,8 +2,8 @@
 //! fault is chosen ([`FaultInjector`]) and the canned answers of the faults
 //! that replace a response outright.
 //!
-//! `Slow`, `Truncated` and `Reset` need the normal answer first; the server
-//! applies them around it (see `server.rs`).
+//! `Slow`, `Truncated`, `Reset` and `EmptyPage` need the normal answer
+//! first; the server applies them around it (see `server.rs`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +42,14 @@ pub enum Fault {
     BotWall,
     /// 200 with `content-type: text/html` and an HTML page.
     Html,
+    /// A chat-history answer that is a `200` with body `[]`, as a lagging
+    /// replica or cache sends in the middle of a history: exactly what the
+    /// start of history looks like. Only a chat request's successful answer
+    /// is emptied; an error it would get (401, 400, 404) goes out as is.
+    /// Any other request is left alone and not recorded as faulted, but
+    /// like every fault it still uses up its place in the script (combine
+    /// with `FaultPlan::only_chat` to aim it at chat requests).
+    EmptyPage,
 }
 
 impl Fault {
@@ -55,7 +63,13 @@ impl Fault {
             Fault::Slow(_) => "slow".to_owned(),
             Fault::BotWall => "bot_wall".to_owned(),
             Fault::Html => "html".to_owned(),
+            Fault::EmptyPage => "empty_page".to_owned(),
         }
+    }
+
+    /// Whether this fault does anything to a request of this kind.
+    pub(super) fn applies_to(&self, is_chat: bool) -> bool {
+        is_chat || !matches!(self, Fault::EmptyPage)
     }
 }
 
@@ -128,7 +142,7 @@ impl FaultInjector {
 
 /// The answer of a fault that replaces the response outright, or `None`
 /// for the faults that need the normal answer (`Slow`, `Truncated`,
-/// `Reset`).
+/// `Reset`, `EmptyPage`).
 pub(super) fn canned_response(fault: &Fault) -> Option<Response> {
     let response = match fault {
         Fault::RateLimited { retry_after } => {
@@ -164,7 +178,7 @@ pub(super) fn canned_response(fault: &Fault) -> Option<Response> {
             MAINTENANCE_PAGE,
         )
             .into_response(),
-        Fault::Reset | Fault::Truncated | Fault::Slow(_) => return None,
+        Fault::Reset | Fault::Truncated | Fault::Slow(_) | Fault::EmptyPage => return None,
     };
     Some(response)
 }

@@ -1,9 +1,9 @@
 //! Deterministic content: ids, texts and the exact JSON text of generated
 //! messages.
 //!
-//! Nothing here is stored: a message is rebuilt from (seed, slug, index, ts)
-//! whenever it is served, which is what keeps a million-message history
-//! cheap. The hashes are written out (FNV-1a, SplitMix64) rather than taken
+//! Nothing here is stored: a message is rebuilt from (seed, slug, generator
+//! index, ts, revision) whenever it is served, which is what keeps a
+//! million-message history cheap. The hashes are written out (FNV-1a, SplitMix64) rather than taken
 //! from `std` or `rand`, so the same seed gives the same bytes on every
 //! toolchain and every run.
 
@@ -86,6 +86,10 @@ pub(super) fn ts_ms(value: f64) -> u64 {
     (value * 1000.0).round() as u64
 }
 
+/// Mixed with a revision number to draw a regenerated reply's words apart
+/// from the user text (purpose 1) and the original reply (purpose 2).
+const REPLY_REVISION: u64 = 0x7e9e_6e7a_7e00_0000;
+
 const WORDS: &[&str] = &[
     "hello", "moon", "archive", "coffee", "river", "signal", "quiet", "lantern", "garden", "orbit", "paper",
     "violet", "thunder", "pocket", "window", "marble", "echo", "harbor", "ember", "velvet", "compass",
@@ -118,7 +122,9 @@ const EXTRA_FIELDS: &str = concat!(
 );
 
 /// Builds the messages of one personality. Holds only a few words of state;
-/// every message is a pure function of its index and timestamp.
+/// every message is a pure function of its generator index (see
+/// `history.rs`), its timestamp and its revision (how often its reply was
+/// regenerated).
 #[derive(Debug, Clone)]
 pub(super) struct MessageGenerator {
     /// Mixed from the service seed and the slug.
@@ -145,26 +151,52 @@ impl MessageGenerator {
         uuid_like(mix(self.key ^ index as u64), index as u64)
     }
 
-    /// Appends the JSON text of message `index` (timestamp `ts_ms`) to `out`.
-    pub(super) fn write_message(&self, index: usize, ts_ms: u64, out: &mut String) {
+    /// Appends the JSON text of message `index` (timestamp `ts_ms`) to `out`,
+    /// as it reads after `revision` regenerations: the reply is version
+    /// `revision`, and the earlier versions, oldest first, fill
+    /// `regenerated_replies`. Revision 0 is the message as first generated,
+    /// with `regenerated_replies` empty. Only the reply changes.
+    pub(super) fn write_message(&self, index: usize, ts_ms: u64, revision: u32, out: &mut String) {
         out.push_str("{\"id\":\"");
         out.push_str(&self.message_id(index));
         out.push_str("\",\"message\":\"");
         self.write_text(index, 1, out);
         out.push_str("\",\"reply\":\"");
-        self.write_text(index, 2, out);
+        self.write_reply(index, revision, out);
         // Writing to a String cannot fail.
         let _ = write!(
             out,
             "\",\"ts\":{},\"voice_reply_url\":null,\"attachment_url\":null,\
-             \"attachment_type\":null,\"regenerated_replies\":[],\"fallback_model_used\":false",
+             \"attachment_type\":null,\"regenerated_replies\":[",
             format_ts(ts_ms)
         );
+        for earlier in 0..revision {
+            if earlier > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            self.write_reply(index, earlier, out);
+            out.push('"');
+        }
+        out.push_str("],\"fallback_model_used\":false");
         if self.extra_fields {
             out.push_str(EXTRA_FIELDS);
             let _ = write!(out, ",\"seq\":{index}");
         }
         out.push('}');
+    }
+
+    /// Version `revision` of the reply. Version 0 is the original text;
+    /// later ones draw other words and end with `(take N)` (N = revision +
+    /// 1), so every version differs from every other even when the draws
+    /// happen to coincide.
+    fn write_reply(&self, index: usize, revision: u32, out: &mut String) {
+        if revision == 0 {
+            self.write_text(index, 2, out);
+            return;
+        }
+        self.write_text(index, mix(REPLY_REVISION ^ u64::from(revision)), out);
+        let _ = write!(out, " (take {})", u64::from(revision) + 1);
     }
 
     /// A few words, then (when hostile) one hostile fragment; `purpose`
@@ -218,9 +250,31 @@ mod tests {
         let generator = MessageGenerator::new(7, "lilith", true, true);
         for index in 0..500 {
             let mut text = String::new();
-            generator.write_message(index, 1_700_000_000_000 + index as u64, &mut text);
+            generator.write_message(index, 1_700_000_000_000 + index as u64, 0, &mut text);
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(value["id"], generator.message_id(index).as_str());
+            assert_eq!(value["regenerated_replies"], serde_json::json!([]));
+        }
+    }
+
+    #[test]
+    fn a_revision_moves_the_earlier_replies_into_regenerated_replies() {
+        let generator = MessageGenerator::new(7, "lilith", true, true);
+        let version = |revision| {
+            let mut text = String::new();
+            generator.write_message(42, 1_700_000_000_000, revision, &mut text);
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        };
+        let (first, second, third) = (version(0), version(1), version(2));
+        assert_ne!(first["reply"], second["reply"]);
+        assert_ne!(second["reply"], third["reply"]);
+        assert_eq!(second["regenerated_replies"], serde_json::json!([first["reply"]]));
+        assert_eq!(
+            third["regenerated_replies"],
+            serde_json::json!([first["reply"], second["reply"]])
+        );
+        for field in ["id", "message", "ts", "seq", "x_meta"] {
+            assert_eq!(first[field], third[field], "{field}");
         }
     }
 }

@@ -3,10 +3,19 @@
 //!
 //! It serves generated personalities over real HTTP on loopback and lets a
 //! test steer everything the real service leaves unknown or does wrong:
-//! `before_ts` semantics, the order inside a page, the largest page, ties
-//! on one `ts`, history that grows during a walk, cookies that rotate or
-//! expire, and faults (429, 5xx, resets, truncated bodies, slowness, bot
-//! walls, HTML). It records every request so a test can count them.
+//! `before_ts` semantics, the order inside a page, the largest page (capped
+//! silently, or refused with a 400 by `reject_limit_above`), ties on one
+//! `ts`, history that grows during a walk, cookies that rotate or expire,
+//! and faults (429, 5xx, resets, truncated bodies, slowness, bot walls,
+//! HTML, empty chat pages in the middle of a history). It records every
+//! request so a test can count them.
+//!
+//! History is not append-only either (API.md): a test can regenerate a
+//! reply (`regenerate`, `regenerate_nth_newest`), delete messages
+//! (`delete`, `delete_nth_newest`), reset a chat (`reset_chat`) and make
+//! older history appear below the oldest message (`insert_older`); every
+//! later page reflects the edit, and `ground_truth` / `message_ids` give
+//! the history as it now is.
 //!
 //! ```no_run
 //! # use chatkeep::fake::*;
@@ -17,13 +26,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Memory stays small whatever the history length: a message is one `f64`
-//! in an index and its JSON is generated when served (see `history.rs`).
+//! Memory stays small whatever the history length: a message is an `f64`
+//! ts and a `u32` generator index in an index, and its JSON is generated
+//! when served (see `history.rs`).
 //!
 //! Layout: `config` (what a test chooses), `service` (the handle),
 //! `server` (the request pipeline), `routes`, `endpoints` and `chat` (the
-//! answers), `history` and `generate` (the data), `faults` and `conn` (the
-//! failures).
+//! answers), `history` and `generate` (the data; `history::drift` and
+//! `service::drift` for the edits that are not appends), `faults` and
+//! `conn` (the failures).
 
 mod chat;
 mod config;

@@ -67,7 +67,11 @@ fn arrive(shared: &SharedState, request: &Parts) -> Arrival {
     let route = Route::parse(path, &state.jargon);
     let personality = route.personality().and_then(|key| state.find(key));
     let is_chat = route.is_chat();
-    let fault = state.faults.next(is_chat);
+    // A fault that does nothing to this kind of request is not one.
+    let fault = state
+        .faults
+        .next(is_chat)
+        .filter(|fault| fault.applies_to(is_chat));
     let record = RequestRecord {
         at: Instant::now(),
         path: path.to_owned(),
@@ -141,6 +145,13 @@ async fn wrap_normal_answer(fault: &Fault, shared: &SharedState, request: &Parts
             body.truncate(body.len() / 2);
             let content_type = answer.content_type;
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Fault::EmptyPage => {
+            let mut answer = respond(shared, request, number);
+            if answer.status == StatusCode::OK {
+                answer.body = "[]".to_owned();
+            }
+            answer.into_response()
         }
         Fault::Reset => {
             let mut answer = respond(shared, request, number);

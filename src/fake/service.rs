@@ -1,4 +1,7 @@
 //! [`FakeService`]: a running fake and the handle a test steers it with.
+//! The edits that make history not append-only are in `drift`.
+
+mod drift;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,7 +36,8 @@ pub struct FakeService {
 impl FakeService {
     /// Binds `config.bind`, generates every personality's history, and
     /// starts serving. Fails with `InvalidInput` for an unusable config
-    /// (duplicate slug or id, `max_limit` 0, a jargon with a `/`).
+    /// (duplicate slug or id, `max_limit` 0, a jargon with a `/`, more than
+    /// `u32::MAX` messages).
     pub async fn start(config: FakeConfig, personalities: Vec<PersonalitySpec>) -> io::Result<FakeService> {
         let bind = config.bind;
         let state = ServiceState::new(config, personalities)
@@ -134,8 +138,9 @@ impl FakeService {
         });
     }
 
-    /// The JSON text of every message, oldest first, exactly the bytes the
-    /// server sends for each.
+    /// The JSON text of every message now in the history, oldest first,
+    /// exactly the bytes the server sends for each (regenerated replies as
+    /// now served; deleted messages gone).
     pub fn ground_truth(&self, slug: &str) -> Vec<String> {
         let state = lock(&self.shared);
         let history = &state.by_slug(slug).history;
@@ -166,6 +171,12 @@ impl FakeService {
     pub fn set_max_limit(&self, max_limit: usize) {
         assert!(max_limit > 0, "max_limit must be at least 1");
         lock(&self.shared).max_limit = max_limit;
+    }
+
+    /// Makes chat requests whose `limit` is above `most` fail with a 400
+    /// (see `FakeConfig::reject_limit_above`); `None` accepts any limit.
+    pub fn set_reject_limit_above(&self, most: Option<usize>) {
+        lock(&self.shared).reject_limit_above = most;
     }
 
     /// Replaces the required cookie at once, without telling the client:

@@ -104,6 +104,8 @@ pub(super) struct ServiceState {
     pub before_ts: BeforeTs,
     pub order: PageOrder,
     pub max_limit: usize,
+    /// See `FakeConfig::reject_limit_above`.
+    pub reject_limit_above: Option<usize>,
     /// `(name, token)` every request must present, if set.
     pub cookie: Option<(String, String)>,
     /// A token that replaces the cookie's once it has been announced in a
@@ -139,6 +141,7 @@ impl ServiceState {
             before_ts: config.before_ts,
             order: config.order,
             max_limit: config.max_limit,
+            reject_limit_above: config.reject_limit_above,
             cookie: config.cookie,
             pending_token: None,
             user_id: config.user_id,
@@ -158,6 +161,12 @@ impl ServiceState {
     }
 
     fn add_personality(&mut self, spec: PersonalitySpec) -> Result<(), String> {
+        if u32::try_from(spec.messages).is_err() {
+            return Err(format!(
+                "{:?} asks for {} messages; the fake holds at most u32::MAX",
+                spec.slug, spec.messages
+            ));
+        }
         let index = self.personalities.len();
         if self.by_slug.insert(spec.slug.clone(), index).is_some() {
             return Err(format!("two personalities have the slug {:?}", spec.slug));

@@ -128,6 +128,34 @@ async fn limit_is_capped_and_bad_queries_are_rejected() {
 }
 
 #[tokio::test]
+async fn limits_above_the_refusal_bound_get_a_400() {
+    let config = FakeConfig {
+        max_limit: 40,
+        reject_limit_above: Some(50),
+        ..FakeConfig::default()
+    };
+    let fake = start(config, vec![spec("a", 60)]).await;
+    assert_eq!(
+        page(&fake, "a", 50, None).await.len(),
+        40,
+        "at the bound: capped, not refused"
+    );
+    let refused = get(&fake, &chat_url(&fake, "a", 51, None)).await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.text().await.expect("a body"),
+        r#"{"error":"limit must be at most 50"}"#
+    );
+
+    fake.set_max_limit(500);
+    fake.set_reject_limit_above(Some(20));
+    assert_eq!(get(&fake, &chat_url(&fake, "a", 21, None)).await.status(), 400);
+    assert_eq!(page(&fake, "a", 20, None).await.len(), 20);
+    fake.set_reject_limit_above(None);
+    assert_eq!(page(&fake, "a", 60, None).await.len(), 60);
+}
+
+#[tokio::test]
 async fn appended_and_growing_history_is_served_newest_first() {
     let fake = start(FakeConfig::default(), vec![spec("a", 10)]).await;
     fake.append_messages("a", 3);

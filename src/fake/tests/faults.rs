@@ -159,3 +159,38 @@ async fn only_chat_spares_other_requests_and_random_faults_follow_the_script() {
     assert!(fake.requests().is_empty());
     assert_eq!(fake.chat_requests("a"), 0);
 }
+
+#[tokio::test]
+async fn empty_page_answers_chat_with_an_empty_array_and_spares_the_rest() {
+    let fake = fake_with_script(vec![Fault::EmptyPage, Fault::EmptyPage, Fault::EmptyPage]).await;
+    let profile = get(&fake, "/api/shapes/username/a").await;
+    assert_eq!(profile.status(), 200);
+    let profile: serde_json::Value =
+        serde_json::from_str(&profile.text().await.expect("a body")).expect("a JSON profile");
+    assert_eq!(profile["username"], "a", "a profile request is left alone");
+
+    let empty = get(&fake, &chat_url(&fake, "a", 50, None)).await;
+    assert_eq!(empty.status(), 200);
+    assert_eq!(header(&empty, "content-type"), Some("application/json"));
+    assert_eq!(empty.text().await.expect("a body"), "[]");
+
+    // An error answer is not turned into an empty page.
+    let bad = get(&fake, &chat_url(&fake, "a", 0, None)).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(page(&fake, "a", 50, None).await.len(), 50, "script used up");
+
+    let faults: Vec<_> = fake.requests().into_iter().map(|r| r.fault).collect();
+    let empty_page = Some("empty_page".to_owned());
+    assert_eq!(faults, [None, empty_page.clone(), empty_page, None]);
+
+    // Drawn at random, too.
+    fake.set_faults(FaultPlan {
+        probability: 1.0,
+        random: vec![Fault::EmptyPage],
+        ..FaultPlan::default()
+    });
+    // In the middle of the history: indistinguishable from its start.
+    assert!(page(&fake, "a", 10, Some("1700003000.0")).await.is_empty());
+    assert_eq!(get(&fake, "/api/users/me").await.status(), 200);
+    assert_eq!(fake.requests().last().and_then(|r| r.fault.clone()), None);
+}

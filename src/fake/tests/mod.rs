@@ -1,6 +1,7 @@
 //! The fake over real loopback HTTP, spoken to with reqwest.
 
 mod chat;
+mod drift;
 mod endpoints;
 mod faults;
 mod scale;
