@@ -69,6 +69,34 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Compare each personality's whole history on the service with its backup.
+    ///
+    /// Walks the service's entire chat history again (under the same rate
+    /// limit as a sync, resumable if interrupted) and compares it with the
+    /// backup message by message: missing here, changed upstream (a
+    /// regenerated reply), gone upstream (deleted, or a chat reset), back
+    /// upstream (marked gone, returned since), and holes (missing messages
+    /// next to each other, which an interrupted or misled walk can leave).
+    /// A sync compares only the newest messages; an audit, all of them.
+    /// Prints a table, or with --json a report. --repair adopts what
+    /// differs through the same crash-safe commit as a sync: missing
+    /// messages stored in their place, changes kept as new revisions (the
+    /// earlier version stays), gone ones marked, never removed.
+    ///
+    /// Exit 0 when the backup holds what the service holds, 1 when anything
+    /// differed (even if --repair adopted it) or an audit failed, 3 when the
+    /// service refused the session cookie. Needs the data directory: not
+    /// while the daemon runs (give it an audit_schedule instead).
+    Audit {
+        /// Personality names (slugs); all configured ones without names.
+        names: Vec<PersonalitySlug>,
+        /// Adopt what differs into the backup.
+        #[arg(long)]
+        repair: bool,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a personality's chat history, oldest first.
     ///
     /// Each message is written in its current version, exactly as the
@@ -280,6 +308,10 @@ fn main() -> ExitCode {
                 };
                 let config = commands::load_config(&cli.config)?;
                 commands::export::run(&config, &name, format, &options, output.as_deref())
+            }
+            Command::Audit { names, repair, json } => {
+                let config = commands::load_config(&cli.config)?;
+                commands::audit::run(&config, &names, repair, json).await
             }
             Command::Archive { names } => {
                 let config = commands::load_config(&cli.config)?;

@@ -1,6 +1,7 @@
 //! The commands behind the CLI. `main.rs` parses arguments and calls these.
 
 pub mod archive;
+pub mod audit;
 pub mod cookie;
 pub mod demo;
 pub mod export;

@@ -84,6 +84,10 @@ pub struct Checkpoint {
     /// A tail walk received a message the store lacks.
     #[serde(default)]
     pub found: bool,
+    /// The longest page received: a shorter answer to that `limit` holds
+    /// everything left below the cursor.
+    #[serde(default)]
+    pub longest_page: u32,
     /// Set on the walk's last record.
     #[serde(default)]
     pub ended: Option<WalkEnd>,
@@ -109,6 +113,7 @@ impl Checkpoint {
             low: None,
             high: None,
             found: false,
+            longest_page: 0,
             ended: None,
         }
     }

@@ -3,6 +3,7 @@
 //! wall stops the personality (nothing else can succeed, and asking again
 //! is impolite). The chat walk keeps its checkpoint whatever happens.
 
+pub mod audit;
 pub mod chat;
 pub mod memories;
 pub mod reconcile;
@@ -396,6 +397,84 @@ impl Run {
             last_success: (outcome == Outcome::Ok).then_some(finished),
         }
     }
+}
+
+/// What an audit of one personality ended with.
+#[derive(Debug)]
+pub struct AuditOutcome {
+    pub name: String,
+    pub result: Result<audit::AuditReport, String>,
+    /// Set when the service refused the session, walled the client off or
+    /// kept rate limiting: nothing else can succeed now.
+    pub halt: Option<Outcome>,
+    pub cancelled: bool,
+}
+
+/// Audits one personality: its whole history on the service against its
+/// backup (see [`audit`]), repairing the backup when asked. The backup must
+/// exist.
+pub async fn audit_personality(
+    ctx: &SyncContext<'_>,
+    name: &str,
+    repair: bool,
+    on_page: impl FnMut(WalkProgress),
+) -> AuditOutcome {
+    let result = audit_inner(ctx, name, repair, on_page).await;
+    let (halt, cancelled) = match &result {
+        Err(AuditStop::Sync(ChatSyncError::Cancelled)) => (None, true),
+        Err(AuditStop::Sync(ChatSyncError::Api(e))) | Err(AuditStop::Stop(Stop::Api(e))) => {
+            let stop = Stop::Api(e.clone());
+            (stop.halts().then(|| stop.outcome()), false)
+        }
+        _ => (None, false),
+    };
+    AuditOutcome {
+        name: name.to_owned(),
+        result: result.map_err(|e| e.to_string()),
+        halt,
+        cancelled,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AuditStop {
+    #[error(transparent)]
+    Stop(#[from] Stop),
+    #[error(transparent)]
+    Sync(#[from] ChatSyncError),
+}
+
+async fn audit_inner(
+    ctx: &SyncContext<'_>,
+    name: &str,
+    repair: bool,
+    on_page: impl FnMut(WalkProgress),
+) -> Result<audit::AuditReport, AuditStop> {
+    let dir = ctx.store.personality(name).map_err(Stop::from)?;
+    if !dir.path().is_dir() {
+        return Err(Stop::Other(format!(
+            "no backup of `{name}` in {}; run `chatkeep sync {name}` first",
+            ctx.store.root().display()
+        ))
+        .into());
+    }
+    let profile = match ctx.client.profile(name).await {
+        Ok(p) => p,
+        Err(ApiError::NotFound { .. }) => {
+            return Err(Stop::Other(format!(
+                "`{name}` was not found upstream (deleted or renamed?); its backup in {} is kept",
+                dir.path().display()
+            ))
+            .into());
+        }
+        Err(e) => return Err(Stop::Api(e).into()),
+    };
+    let mut chat = check_identity(&dir, name, &profile, ctx.segment_size)?;
+    let pages = ServicePages {
+        client: ctx.client,
+        id: &profile.id,
+    };
+    Ok(audit::audit_chat(&mut chat, &pages, ctx.limits, repair, ctx.cancel, on_page).await?)
 }
 
 /// Opens the chat store and refuses to mix two personalities' histories

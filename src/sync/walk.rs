@@ -278,6 +278,10 @@ pub(super) fn advance(
     cp.low = Some(cp.low.map_or(min_ts, |l| if min_ts < l { min_ts } else { l }));
     cp.high = Some(cp.high.map_or(max_ts, |h| if max_ts > h { max_ts } else { h }));
     let single_ts = page.iter().all(|m| m.ts == min_ts);
+    // A service that has answered this limit in full before and answers it
+    // short now has given everything below the cursor.
+    let rest_of_history = page.len() < asked as usize && cp.longest_page >= asked;
+    cp.longest_page = cp.longest_page.max(u32::try_from(page.len()).unwrap_or(u32::MAX));
     // An ordinary page is full at the page size: one more is a bonus the
     // service may not give. A grown limit is full only when met.
     let full = if asked <= limits.ordinary() {
@@ -346,6 +350,10 @@ pub(super) fn advance(
     };
     if done {
         cp.ended = Some(WalkEnd::Reached);
+    } else if !new.is_empty() && rest_of_history {
+        // The next answer is the (empty) beginning: no need to see the
+        // boundary message again.
+        step_past(cp, min_ts, limits);
     } else if !new.is_empty() {
         cp.cursor = Some(min_ts.next_up());
         cp.limit = if single_ts && full {
@@ -633,6 +641,21 @@ mod tests {
         let mut cp = Checkpoint::new(WalkKind::Tail, Some(oldest), 3);
         advance(&mut cp, &probe(false), vec![msg("k", 10.0)], &LIMITS).unwrap();
         assert!(!cp.found);
+    }
+
+    #[test]
+    fn a_short_answer_to_a_limit_answered_in_full_before_steps_past_the_last_message() {
+        let mut cp = start();
+        let page = vec![msg("f", 6.0), msg("e", 5.0), msg("d", 4.0)];
+        advance(&mut cp, &TOP, page, &LIMITS).unwrap();
+        assert_eq!(cp.cursor, Some(ts(4.0).next_up()));
+        let step = advance(&mut cp, &TOP, vec![msg("d", 4.0), msg("c", 3.0)], &LIMITS).unwrap();
+        assert_eq!(ids(&step), ["c"]);
+        assert_eq!(cp.cursor, Some(ts(3.0)), "below the last message, not above it");
+        // Never told the service gives this many: above it, as usual.
+        let mut cp = start();
+        advance(&mut cp, &TOP, vec![msg("b", 2.0), msg("a", 1.0)], &LIMITS).unwrap();
+        assert_eq!(cp.cursor, Some(ts(1.0).next_up()));
     }
 
     #[test]
