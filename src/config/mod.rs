@@ -63,7 +63,13 @@ pub const MAX_SLUG_LEN: usize = 100;
 
 /// Names at the top of the data directory that chatkeep uses itself, and
 /// so no personality directory may take.
-pub const RESERVED_NAMES: &[&str] = &["status.json", "metrics.prom", "session_cookie.json", "archives"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "status.json",
+    "metrics.prom",
+    "session_cookie.json",
+    "archives",
+    "rate_limit.state",
+];
 /// Memory pages walked per sync of one personality when the config says
 /// nothing.
 pub const DEFAULT_MAX_MEMORY_PAGES: u32 = 1000;

@@ -808,6 +808,9 @@ fn slugs_are_validated() {
         ("..", SlugError::LeadingDot),
         ("a b", SlugError::BadChar(' ')),
         ("café", SlugError::BadChar('é')),
+        ("status.json", SlugError::Reserved("status.json".into())),
+        // The token bucket's state file.
+        ("rate_limit.state", SlugError::Reserved("rate_limit.state".into())),
     ];
     for (text, error) in rejected {
         assert_eq!(text.parse::<PersonalitySlug>(), Err(error), "{text:?}");

@@ -3,6 +3,7 @@
 //! ```text
 //! <data_dir>/
 //!   .chatkeep.lock            one process per data directory
+//!   rate_limit.state          the token bucket, left for the next process (see rate_state)
 //!   <name>/
 //!     <name>.json             the profile, as last fetched
 //!     chat_state.json         the sealed segments, committed length of the open log, head
@@ -15,6 +16,7 @@
 pub mod chat;
 pub mod documents;
 pub mod fsio;
+pub mod rate_state;
 pub mod spool;
 
 use std::fs::{File, TryLockError};
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use chat::{ChatState, ChatStore, ChatStoreError, CommitSummary, Head, LogSpan, SEGMENT_DIR, Segment};
 pub use documents::DocChange;
+pub use rate_state::{RATE_STATE_FILE, RateStateFile};
 pub use spool::{Boundary, Checkpoint, Spool, SpoolError};
 
 const LOCK_FILE: &str = ".chatkeep.lock";
@@ -116,6 +119,15 @@ impl Store {
         &self.root
     }
 
+    /// The token bucket's state file, for the one rate limiter of the
+    /// process that holds the data directory (a `&Store` says it does).
+    pub fn rate_state(&self) -> Result<RateStateFile, StoreError> {
+        RateStateFile::open(&self.root).map_err(|source| StoreError::Io {
+            path: self.root.join(RATE_STATE_FILE),
+            source,
+        })
+    }
+
     /// The directory of one personality. Names that could escape the data
     /// directory are refused even though the config already validates them.
     pub fn personality(&self, name: &str) -> Result<PersonalityDir, StoreError> {
@@ -196,6 +208,7 @@ mod tests {
             &"x".repeat(101),
             "status.json",
             "metrics.prom",
+            RATE_STATE_FILE,
         ] {
             assert!(personality_dir(dir.path(), bad).is_err(), "{bad:?} accepted");
         }
