@@ -472,7 +472,10 @@ async fn an_audit_repairs_the_hole_a_lying_walk_left_and_clears_marks_it_set_wro
     // stored looks deleted.
     fake.queue_chat_bodies([None, None, Some(b"[]".to_vec()), Some(b"[]".to_vec())]);
     let report = sync_ok(&config).await;
-    assert_eq!(report.new_messages, 101, "51 on the first page, 50 more on the second");
+    assert_eq!(
+        report.new_messages, 101,
+        "51 on the first page, 50 more on the second"
+    );
     assert_eq!(report.deleted, 50);
 
     let (code, report) = audit(dir.path(), &["--repair"]);

@@ -43,7 +43,7 @@ pub async fn audit_all(
     progress: bool,
 ) -> Result<Vec<AuditOutcome>, Fatal> {
     let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
-    let client = build_client(config)?;
+    let client = build_client(config, &store)?;
     let chosen: Vec<PersonalitySlug> = if names.is_empty() {
         config.personalities.iter().map(|p| p.name.clone()).collect()
     } else {

@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::api::{ApiClient, ClientOptions, RateLimiter};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RateLimitConfig};
 use crate::credentials;
+use crate::store::Store;
 
 /// Exit codes, as documented in `--help`.
 pub mod exit {
@@ -72,11 +73,41 @@ pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
 }
 
 /// The client for the configured account: its cookie (as the service last
-/// rotated it, if it did) and the one rate limiter. Rotations during the
-/// run are saved in the data directory.
-pub fn build_client(config: &Config) -> Result<Arc<ApiClient>, Fatal> {
+/// rotated it, if it did) and the one rate limiter, which goes on from the
+/// bucket the last process left in the data directory and leaves its own
+/// there (see `rate_limiter`). Rotations during the run are saved in the
+/// data directory. `store` says that this process holds the data directory.
+pub fn build_client(config: &Config, store: &Store) -> Result<Arc<ApiClient>, Fatal> {
     let session = load_session(config)?;
-    client_for(config, &session).map(Arc::new)
+    client_with(config, &session, rate_limiter(config, Some(store))).map(Arc::new)
+}
+
+/// The one token bucket of a process, with the configured rate and burst.
+///
+/// With the data directory held (`store`), the bucket starts with the
+/// tokens the last process left in `<data_dir>/rate_limit.state` and
+/// records its own there after every request: a process restarted in a
+/// loop, or a cron'd `chatkeep sync`, does not get a full burst at every
+/// start. A state file that cannot be opened leaves a full bucket, as
+/// before there was one; it never fails the run. Without `store` (`cookie
+/// set`, `cookie check`: one request each, beside a daemon maybe), the
+/// bucket starts full and is recorded nowhere.
+fn rate_limiter(config: &Config, store: Option<&Store>) -> Arc<RateLimiter> {
+    let RateLimitConfig {
+        requests_per_second,
+        burst,
+    } = config.rate_limit;
+    let state = store.map(Store::rate_state).transpose().unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "cannot open the rate limit state; the bucket starts full");
+        None
+    });
+    Arc::new(match state {
+        Some(state) => {
+            let saved = state.load();
+            RateLimiter::resuming(requests_per_second, burst, saved, move |tat| state.save(tat))
+        }
+        None => RateLimiter::new(requests_per_second, burst),
+    })
 }
 
 /// The session cookie a sync would send: the configured one or its saved
@@ -97,13 +128,19 @@ pub fn load_session(config: &Config) -> Result<credentials::Session, Fatal> {
 }
 
 /// A client that sends `session`'s cookie and saves each rotation of it in
-/// the data directory, as replacing the configured cookie.
+/// the data directory, as replacing the configured cookie. Its bucket starts
+/// full and is recorded nowhere: for commands that do not hold the data
+/// directory.
 pub fn client_for(config: &Config, session: &credentials::Session) -> Result<ApiClient, Fatal> {
+    client_with(config, session, rate_limiter(config, None))
+}
+
+fn client_with(
+    config: &Config,
+    session: &credentials::Session,
+    limiter: Arc<RateLimiter>,
+) -> Result<ApiClient, Fatal> {
     let service = &config.service;
-    let limiter = Arc::new(RateLimiter::new(
-        config.rate_limit.requests_per_second,
-        config.rate_limit.burst,
-    ));
     let options = ClientOptions {
         base_url: service.base_url.clone(),
         jargon: service.jargon.clone(),

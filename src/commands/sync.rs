@@ -96,7 +96,7 @@ pub async fn run_pass(
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, Fatal> {
     let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
-    let client = build_client(config)?;
+    let client = build_client(config, &store)?;
     let mut outcome = PassOutcome::default();
     let chosen = match select(config, names, selection, &client).await {
         Ok(chosen) => chosen,

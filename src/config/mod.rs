@@ -63,12 +63,23 @@ pub const MAX_SLUG_LEN: usize = 100;
 
 /// Names at the top of the data directory that chatkeep uses itself, and
 /// so no personality directory may take.
-pub const RESERVED_NAMES: &[&str] = &["status.json", "metrics.prom", "session_cookie.json", "archives"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "status.json",
+    "metrics.prom",
+    "session_cookie.json",
+    "archives",
+    "rate_limit.state",
+];
 /// Memory pages walked per sync of one personality when the config says
 /// nothing.
 pub const DEFAULT_MAX_MEMORY_PAGES: u32 = 1000;
 /// Largest `max_memory_pages` accepted.
 pub const MAX_MAX_MEMORY_PAGES: u32 = 100_000;
+/// How often a sync probes below the oldest stored message when the config
+/// says nothing: once a day.
+pub const DEFAULT_TAIL_CHECK: Duration = Duration::from_secs(24 * 60 * 60);
+/// Largest message count `refresh` accepts.
+pub const MAX_REFRESH_MESSAGES: u32 = 1_000_000;
 /// Sync schedule when the config says nothing: every 6 hours on the hour,
 /// in the syntax of tokio-cron-scheduler (seconds first).
 pub const DEFAULT_SCHEDULE: &str = "0 0 */6 * * *";
@@ -353,6 +364,14 @@ pub struct SyncConfig {
     /// personality, `1..=100000`; a walk that reaches it stops with a
     /// warning.
     pub max_memory_pages: u32,
+    /// How often a sync also asks for history below the oldest stored
+    /// message, where an earlier answer said history begins (the service
+    /// may restore older history, and an empty answer can be wrong). Zero:
+    /// at every sync. [`DEFAULT_TAIL_CHECK`] when not set.
+    pub tail_check: Duration,
+    /// How much of the newest history each sync reads again and compares
+    /// with the store, for personalities whose block sets none of its own.
+    pub refresh: Refresh,
 }
 
 impl Default for SyncConfig {
@@ -360,20 +379,103 @@ impl Default for SyncConfig {
         SyncConfig {
             sections: Section::all().to_vec(),
             max_memory_pages: DEFAULT_MAX_MEMORY_PAGES,
+            tail_check: DEFAULT_TAIL_CHECK,
+            refresh: Refresh::FirstPage,
         }
     }
 }
 
-/// How much of the newest history each sync compares with the store.
+/// How much of the newest history a sync reads again and compares with
+/// what the store holds, to catch what changed upstream after it was
+/// stored: replies regenerated, messages deleted, messages that arrived
+/// late. Written in the file as `"first-page"`, a count of messages
+/// (`200` or `"200"`) or a span of history (`"1d"`); [`Refresh::to_string`]
+/// writes it back in a form that reads back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Refresh {
-    /// The first page only, which every sync fetches anyway.
+    /// Only the first page, which every sync fetches anyway: no request
+    /// beyond what finding new messages needs.
     #[default]
     FirstPage,
-    /// The newest messages, this many.
+    /// The newest this many messages, `1..=`[`MAX_REFRESH_MESSAGES`].
     Messages(u32),
-    /// The newest messages within this span of history.
+    /// Every message within this span of the newest one; longer than zero.
     Span(Duration),
+}
+
+impl Refresh {
+    /// How the default is written in the file.
+    pub const FIRST_PAGE: &'static str = "first-page";
+}
+
+impl fmt::Display for Refresh {
+    /// `first-page`, the count (`200`) or the span (`1d`), as the file
+    /// takes them in a string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refresh::FirstPage => f.write_str(Self::FIRST_PAGE),
+            Refresh::Messages(count) => write!(f, "{count}"),
+            Refresh::Span(span) => f.write_str(&format_duration(*span)),
+        }
+    }
+}
+
+impl FromStr for Refresh {
+    type Err = String;
+
+    /// Reads `"first-page"`, a count (`"200"`) or a span (`"1d"`).
+    fn from_str(s: &str) -> Result<Refresh, String> {
+        refresh_from_str(s).map_err(|reason| {
+            let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+            format!("invalid refresh {s:?}{reason}; expected {REFRESH_FORMAT}")
+        })
+    }
+}
+
+const REFRESH_FORMAT: &str =
+    "a number of messages such as 200, a span of history such as \"1d\", or \"first-page\"";
+
+/// The refresh in `s`, or why it is not one (a clause, without the value),
+/// when there is more to say than [`REFRESH_FORMAT`].
+fn refresh_from_str(s: &str) -> Result<Refresh, Option<String>> {
+    if s == Refresh::FIRST_PAGE {
+        return Ok(Refresh::FirstPage);
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return refresh_count(s.parse::<u64>().ok()).map_err(Some);
+    }
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
+        let folded: String = s
+            .chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect();
+        let hint = format!("did you mean \"{}\"?", Refresh::FIRST_PAGE);
+        return Err((folded == "firstpage").then_some(hint));
+    }
+    match duration_from_str(s).map_err(Some)? {
+        span if span.is_zero() => Err(Some("a span of history must be longer than 0s".to_owned())),
+        span => Ok(Refresh::Span(span)),
+    }
+}
+
+/// `Messages(count)` if `count` is in range, else why not.
+fn refresh_count(count: Option<u64>) -> Result<Refresh, String> {
+    count
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=MAX_REFRESH_MESSAGES).contains(n))
+        .map(Refresh::Messages)
+        .ok_or_else(|| format!("a number of messages is from 1 to {MAX_REFRESH_MESSAGES}"))
+}
+
+impl Serialize for Refresh {
+    /// A count as a TOML integer, the others as strings.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Refresh::Messages(count) => serializer.serialize_u32(*count),
+            other => serializer.collect_str(other),
+        }
+    }
 }
 
 /// The `[discover]` table: personalities backed up besides the
@@ -426,6 +528,10 @@ pub struct DaemonConfig {
     /// a cron expression checked as [`Schedule::Cron`] is; `None`: the
     /// daemon makes no snapshots.
     pub archive_schedule: Option<String>,
+    /// When the daemon runs `chatkeep audit` (re-walks each personality's
+    /// whole history and compares it with the backup), as a cron expression
+    /// checked as [`Schedule::Cron`] is; `None`: never, the default.
+    pub audit_schedule: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -437,6 +543,7 @@ impl Default for DaemonConfig {
             run_on_start: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             archive_schedule: None,
+            audit_schedule: None,
         }
     }
 }
@@ -550,6 +657,12 @@ pub struct PersonalityConfig {
     /// `[daemon]` schedule, checked as [`Schedule::Cron`] is; `None` when
     /// not set.
     pub schedule: Option<String>,
+    /// How often a sync of this personality probes below its oldest stored
+    /// message, instead of `[sync] tail_check`; `None` when not set.
+    pub tail_check: Option<Duration>,
+    /// How much of this personality's newest history each sync reads
+    /// again, instead of `[sync] refresh`; `None` when not set.
+    pub refresh: Option<Refresh>,
 }
 
 /// A personality's slug (`lilith`): 1 to 100 characters of
@@ -745,6 +858,24 @@ impl Config {
             Some(cron) => Schedule::Cron(cron),
             None => self.daemon.schedule.clone(),
         }
+    }
+
+    /// How often a sync of `name` probes below its oldest stored message:
+    /// its `[[personality]]` block's `tail_check` if it sets one, else
+    /// `[sync] tail_check` (also for personalities not in the file).
+    pub fn tail_check_for(&self, name: &PersonalitySlug) -> Duration {
+        self.personality(name)
+            .and_then(|p| p.tail_check)
+            .unwrap_or(self.sync.tail_check)
+    }
+
+    /// How much of `name`'s newest history each sync reads again: its
+    /// `[[personality]]` block's `refresh` if it sets one, else
+    /// `[sync] refresh` (also for personalities not in the file).
+    pub fn refresh_for(&self, name: &PersonalitySlug) -> Refresh {
+        self.personality(name)
+            .and_then(|p| p.refresh)
+            .unwrap_or(self.sync.refresh)
     }
 
     /// The effective configuration, defaults filled in, as TOML that

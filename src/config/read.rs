@@ -9,7 +9,7 @@ mod log;
 mod sync;
 
 use daemon::read_cron;
-use sync::read_sections;
+use sync::{read_refresh, read_sections};
 
 // ---------------------------------------------------------------------------
 // Reading the document tree
@@ -47,7 +47,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 ];
 pub(super) const STORAGE_KEYS: &[&str] = &["data_dir", "segment_size"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
-pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages"];
+pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages", "tail_check", "refresh"];
 pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
 pub(super) const DAEMON_KEYS: &[&str] = &[
     "schedule",
@@ -57,6 +57,7 @@ pub(super) const DAEMON_KEYS: &[&str] = &[
     "run_on_start",
     "shutdown_timeout",
     "archive_schedule",
+    "audit_schedule",
 ];
 pub(super) const LOG_KEYS: &[&str] = &["dir", "max_files", "format", "level"];
 pub(super) const ARCHIVE_KEYS: &[&str] = &[
@@ -72,7 +73,7 @@ pub(super) const ARCHIVE_KEYS: &[&str] = &[
     "age_recipients",
     "age_recipients_file",
 ];
-pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule"];
+pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule", "tail_check", "refresh"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -562,6 +563,8 @@ impl<'t> Reader<'t> {
             // when the name is missing or wrong.
             let sections = self.optional(section.get("sections"), None, |f| read_sections(f).map(Some));
             let schedule = self.optional(section.get("schedule"), None, |f| read_cron(f).map(Some));
+            let tail_check = self.optional(section.get("tail_check"), None, |f| f.any_duration().map(Some));
+            let refresh = self.optional(section.get("refresh"), None, |f| read_refresh(f).map(Some));
             let Some(name_field) = self.required(
                 &section,
                 "name",
@@ -593,7 +596,9 @@ impl<'t> Reader<'t> {
                 continue;
             }
             seen.insert(folded, (name_field.at(), name.as_str().to_owned()));
-            let (Some(sections), Some(schedule)) = (sections, schedule) else {
+            let (Some(sections), Some(schedule), Some(tail_check), Some(refresh)) =
+                (sections, schedule, tail_check, refresh)
+            else {
                 valid = false;
                 continue;
             };
@@ -601,6 +606,8 @@ impl<'t> Reader<'t> {
                 name,
                 sections,
                 schedule,
+                tail_check,
+                refresh,
             });
         }
         valid.then_some(personalities)

@@ -57,6 +57,8 @@ struct RenderedRateLimit {
 struct RenderedSync {
     sections: Vec<&'static str>,
     max_memory_pages: u32,
+    tail_check: String,
+    refresh: Refresh,
 }
 
 #[derive(Serialize)]
@@ -77,6 +79,8 @@ struct RenderedDaemon<'a> {
     shutdown_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     archive_schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_schedule: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -134,6 +138,10 @@ struct RenderedPersonality<'a> {
     sections: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tail_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh: Option<Refresh>,
 }
 
 fn section_names(sections: &[Section]) -> Vec<&'static str> {
@@ -181,6 +189,8 @@ impl<'a> From<&'a Config> for Rendered<'a> {
             sync: RenderedSync {
                 sections: section_names(&config.sync.sections),
                 max_memory_pages: config.sync.max_memory_pages,
+                tail_check: format_duration(config.sync.tail_check),
+                refresh: config.sync.refresh,
             },
             discover: RenderedDiscover {
                 owned: config.discover.owned,
@@ -205,6 +215,8 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                     name: &p.name,
                     sections: p.sections.as_deref().map(section_names),
                     schedule: p.schedule.as_deref(),
+                    tail_check: p.tail_check.map(format_duration),
+                    refresh: p.refresh,
                 })
                 .collect(),
         }
@@ -225,6 +237,7 @@ impl<'a> From<&'a DaemonConfig> for RenderedDaemon<'a> {
             run_on_start: daemon.run_on_start,
             shutdown_timeout: format_duration(daemon.shutdown_timeout),
             archive_schedule: daemon.archive_schedule.as_deref(),
+            audit_schedule: daemon.audit_schedule.as_deref(),
         }
     }
 }

@@ -82,6 +82,8 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.sync, SyncConfig::default());
     assert_eq!(config.sync.sections, Section::all());
     assert_eq!(config.sync.max_memory_pages, 1000);
+    assert_eq!(config.sync.tail_check, Duration::from_secs(86_400));
+    assert_eq!(config.sync.refresh, Refresh::FirstPage);
     assert!(!config.discover.owned);
     assert!(!config.discover.recent);
     assert_eq!(config.daemon, DaemonConfig::default());
@@ -90,6 +92,8 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.daemon.workers, 2);
     assert!(!config.daemon.run_on_start);
     assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(config.daemon.archive_schedule, None);
+    assert_eq!(config.daemon.audit_schedule, None);
     assert_eq!(config.log, LogConfig::default());
     assert_eq!(config.log.dir, None);
     assert_eq!(config.log.max_files, 14);
@@ -127,6 +131,8 @@ burst = 3
 [sync]
 sections = [\"chat\", \"profile\"]
 max_memory_pages = 100000
+tail_check = \"0s\"
+refresh = \"12h\"
 
 [discover]
 owned = true
@@ -139,6 +145,7 @@ workers = 64
 run_on_start = true
 shutdown_timeout = \"10m\"
 archive_schedule = \"0 30 3 * * *\"
+audit_schedule = \"0 0 4 * * SUN\"
 
 [log]
 dir = \"/var/log/chatkeep\"
@@ -163,6 +170,8 @@ age_recipients_file = \"recipients.txt\"
 name = \"lilith\"
 sections = [\"user_personalization\"]
 schedule = \"0 15 3 * * MON-FRI\"
+tail_check = \"6h\"
+refresh = 200
 
 [[personality]]
 name = \"Some.Other_one-2\"
@@ -193,6 +202,8 @@ name = \"Some.Other_one-2\"
     assert_eq!(config.rate_limit.burst, 3);
     assert_eq!(config.sync.sections, [Section::Profile, Section::Chat]);
     assert_eq!(config.sync.max_memory_pages, 100_000);
+    assert_eq!(config.sync.tail_check, Duration::ZERO);
+    assert_eq!(config.sync.refresh, Refresh::Span(Duration::from_secs(12 * 3600)));
     assert_eq!(
         config.discover,
         DiscoverConfig {
@@ -213,6 +224,13 @@ name = \"Some.Other_one-2\"
     );
     assert_eq!(config.personalities[1].schedule, None);
     assert_eq!(
+        config.personalities[0].tail_check,
+        Some(Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(config.personalities[0].refresh, Some(Refresh::Messages(200)));
+    assert_eq!(config.personalities[1].tail_check, None);
+    assert_eq!(config.personalities[1].refresh, None);
+    assert_eq!(
         config.daemon,
         DaemonConfig {
             schedule: Schedule::Interval(Duration::from_secs(45 * 60)),
@@ -221,6 +239,7 @@ name = \"Some.Other_one-2\"
             run_on_start: true,
             shutdown_timeout: Duration::from_secs(600),
             archive_schedule: Some("0 30 3 * * *".into()),
+            audit_schedule: Some("0 0 4 * * SUN".into()),
         }
     );
     assert_eq!(
@@ -306,6 +325,7 @@ const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &[
     "interval",
     "dir",
     "archive_schedule",
+    "audit_schedule",
     "age_recipients",
     "age_recipients_file",
 ];
@@ -788,6 +808,9 @@ fn slugs_are_validated() {
         ("..", SlugError::LeadingDot),
         ("a b", SlugError::BadChar(' ')),
         ("café", SlugError::BadChar('é')),
+        ("status.json", SlugError::Reserved("status.json".into())),
+        // The token bucket's state file.
+        ("rate_limit.state", SlugError::Reserved("rate_limit.state".into())),
     ];
     for (text, error) in rejected {
         assert_eq!(text.parse::<PersonalitySlug>(), Err(error), "{text:?}");

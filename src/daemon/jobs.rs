@@ -44,8 +44,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Arc<Config>) -> Result<Runtime, Fatal> {
-        let client = build_client(&config)?;
+    /// The runtime of `config`, for the daemon that holds `store`.
+    pub fn new(config: Arc<Config>, store: &Store) -> Result<Runtime, Fatal> {
+        let client = build_client(&config, store)?;
         let workers = Arc::new(Semaphore::new(config.daemon.workers as usize));
         Ok(Runtime {
             config,
@@ -153,7 +154,7 @@ impl Shared {
             );
             return;
         }
-        let runtime = match Runtime::new(Arc::new(config)) {
+        let runtime = match Runtime::new(Arc::new(config), &self.store) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e.message, "config reload failed; keeping the running config");
@@ -319,7 +320,7 @@ impl Shared {
             return;
         }
         let origin = session.origin;
-        match Runtime::new(runtime.config.clone()) {
+        match Runtime::new(runtime.config.clone(), &self.store) {
             Ok(fresh) => {
                 tracing::info!(%origin, "a new session cookie; resuming requests");
                 *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);

@@ -33,7 +33,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Fatal::usage(format!("cannot install signal handlers: {e}")))?;
     let config_path: PathBuf = config.source.clone();
-    let runtime = Runtime::new(Arc::new(config))?;
+    let runtime = Runtime::new(Arc::new(config), &store)?;
     let shared = Shared::start(store, runtime)
         .await
         .map_err(|e| Fatal::usage(format!("cannot start the scheduler: {e}")))?;

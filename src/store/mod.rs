@@ -3,6 +3,7 @@
 //! ```text
 //! <data_dir>/
 //!   .chatkeep.lock            one process per data directory
+//!   rate_limit.state          the token bucket, left for the next process (see rate_state)
 //!   <name>/
 //!     <name>.json             the profile, as last fetched
 //!     chat_state.json         the sealed segments, committed length of the open log, head
@@ -15,6 +16,7 @@
 pub mod chat;
 pub mod documents;
 pub mod fsio;
+pub mod rate_state;
 pub mod spool;
 
 use std::fs::{File, TryLockError};
@@ -26,6 +28,7 @@ pub use chat::{
     LogSpan, Recent, SEGMENT_DIR, Segment, Story, Version,
 };
 pub use documents::DocChange;
+pub use rate_state::{RATE_STATE_FILE, RateStateFile};
 pub use spool::{Boundary, Checkpoint, Spool, SpoolError, WalkEnd, WalkKind};
 
 const LOCK_FILE: &str = ".chatkeep.lock";
@@ -119,6 +122,15 @@ impl Store {
         &self.root
     }
 
+    /// The token bucket's state file, for the one rate limiter of the
+    /// process that holds the data directory (a `&Store` says it does).
+    pub fn rate_state(&self) -> Result<RateStateFile, StoreError> {
+        RateStateFile::open(&self.root).map_err(|source| StoreError::Io {
+            path: self.root.join(RATE_STATE_FILE),
+            source,
+        })
+    }
+
     /// The directory of one personality. Names that could escape the data
     /// directory are refused even though the config already validates them.
     pub fn personality(&self, name: &str) -> Result<PersonalityDir, StoreError> {
@@ -199,6 +211,7 @@ mod tests {
             &"x".repeat(101),
             "status.json",
             "metrics.prom",
+            RATE_STATE_FILE,
         ] {
             assert!(personality_dir(dir.path(), bad).is_err(), "{bad:?} accepted");
         }

@@ -119,8 +119,8 @@ impl Plan {
     pub fn for_personality(config: &crate::config::Config, name: &crate::config::PersonalitySlug) -> Plan {
         Plan {
             sections: config.sections_for(name),
-            refresh: Refresh::FirstPage,
-            tail_check: std::time::Duration::from_secs(24 * 3600),
+            refresh: config.refresh_for(name),
+            tail_check: config.tail_check_for(name),
         }
     }
 }

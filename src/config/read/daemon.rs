@@ -20,6 +20,7 @@ impl Reader<'_> {
         );
         let archive_schedule =
             self.optional(section.get("archive_schedule"), None, |f| read_cron(f).map(Some));
+        let audit_schedule = self.optional(section.get("audit_schedule"), None, |f| read_cron(f).map(Some));
         Some(DaemonConfig {
             schedule: schedule?,
             jitter: jitter?,
@@ -27,6 +28,7 @@ impl Reader<'_> {
             run_on_start: run_on_start?,
             shutdown_timeout: shutdown_timeout?,
             archive_schedule: archive_schedule?,
+            audit_schedule: audit_schedule?,
         })
     }
 

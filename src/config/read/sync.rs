@@ -11,9 +11,15 @@ impl Reader<'_> {
             self.optional(section.get("max_memory_pages"), DEFAULT_MAX_MEMORY_PAGES, |f| {
                 f.integer(1, MAX_MAX_MEMORY_PAGES)
             });
+        let tail_check = self.optional(section.get("tail_check"), DEFAULT_TAIL_CHECK, |f| {
+            f.any_duration()
+        });
+        let refresh = self.optional(section.get("refresh"), Refresh::FirstPage, read_refresh);
         Some(SyncConfig {
             sections: sections?,
             max_memory_pages: max_memory_pages?,
+            tail_check: tail_check?,
+            refresh: refresh?,
         })
     }
 
@@ -83,6 +89,29 @@ pub(super) fn read_sections(field: &Field<'_, '_>) -> Result<Vec<Section>, Probl
     }
     sections.sort();
     Ok(sections)
+}
+
+/// A [`Refresh`]: a whole number of messages, or a string holding one, a
+/// span of history or `"first-page"`.
+pub(super) fn read_refresh(field: &Field<'_, '_>) -> Result<Refresh, Problem> {
+    let refresh = match field.value.get_ref() {
+        DeValue::Integer(integer) => {
+            let count = i128::from_str_radix(integer.as_str(), integer.radix())
+                .ok()
+                .and_then(|n| u64::try_from(n).ok());
+            refresh_count(count).map_err(Some)
+        }
+        DeValue::String(text) => refresh_from_str(text),
+        _ => Err(None),
+    };
+    refresh.map_err(|reason| {
+        let got = shown(field.value.get_ref());
+        let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+        field.reject(format!(
+            "{} must be {REFRESH_FORMAT}; got {got}{reason}",
+            field.name
+        ))
+    })
 }
 
 /// "profile, memories, ..., chat".

@@ -245,7 +245,7 @@ fn jitter_workers_run_on_start_and_shutdown_timeout_are_checked() {
         9,
         1,
         "unknown key `worker` in [daemon]; expected one of schedule, interval, jitter, \
-         workers, run_on_start, shutdown_timeout",
+         workers, run_on_start, shutdown_timeout, archive_schedule, audit_schedule",
     );
 }
 
@@ -310,5 +310,68 @@ fn daemon_renders_and_reads_back() {
     assert!(rendered.contains("interval = \"90m\"\n"), "{rendered}");
     assert!(!rendered.contains("schedule = \"0 0 */6"), "{rendered}");
     assert!(rendered.contains("schedule = \"0 0 0 * * MON\""), "{rendered}");
+    assert_eq!(parse(&rendered).expect("reads back"), config);
+}
+
+#[test]
+fn audit_schedule_is_a_cron_expression_with_no_default() {
+    assert_eq!(parse(MINIMAL).expect("valid").daemon.audit_schedule, None);
+    for expression in ["0 0 4 * * SUN", "@weekly", "0 30 3 1 * *"] {
+        let config = parse(&with_daemon(&format!("audit_schedule = {expression:?}"))).expect(expression);
+        assert_eq!(config.daemon.audit_schedule.as_deref(), Some(expression));
+        // It changes nothing else.
+        assert_eq!(config.daemon.schedule, Schedule::Cron(DEFAULT_SCHEDULE.into()));
+        assert_eq!(config.daemon.archive_schedule, None);
+    }
+}
+
+#[test]
+fn audit_schedule_is_checked_like_the_other_schedules() {
+    let (line, column, message) = rejection(&with_daemon("audit_schedule = \"0 4 * * SUN\""));
+    assert_eq!((line, column), (9, 18), "{message}");
+    assert!(
+        message.starts_with("daemon.audit_schedule must be a cron expression of six fields"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "got \"0 4 * * SUN\": it has 5 fields, but the first field, seconds, cannot be left \
+             out; to run at second 0, write \"0 0 4 * * SUN\""
+        ),
+        "{message}"
+    );
+    assert_rejected(
+        &with_daemon("jitter = \"1s\"\naudit_schedule = \"0 0 0 30 2 *\""),
+        10,
+        18,
+        "it matches no time from now on, so it would never run",
+    );
+    assert_rejected(
+        &with_daemon("audit_schedule = true"),
+        9,
+        18,
+        "daemon.audit_schedule must be a cron expression of six fields",
+    );
+    assert_rejected(
+        &with_daemon("audit = \"@weekly\""),
+        9,
+        1,
+        "unknown key `audit` in [daemon]",
+    );
+}
+
+#[test]
+fn audit_schedule_renders_and_reads_back() {
+    let rendered = parse(MINIMAL).expect("valid").to_redacted_toml();
+    assert!(!rendered.contains("audit_schedule"), "{rendered}");
+    let config = parse(&with_daemon(
+        "archive_schedule = \"@daily\"\naudit_schedule = \"0 0 4 * * SUN\"",
+    ))
+    .expect("valid");
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("archive_schedule = \"@daily\"\naudit_schedule = \"0 0 4 * * SUN\"\n"),
+        "{rendered}"
+    );
     assert_eq!(parse(&rendered).expect("reads back"), config);
 }

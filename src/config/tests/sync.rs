@@ -1,4 +1,5 @@
-//! `[sync]`, the sections of `[[personality]]`, and `[discover]`.
+//! `[sync]`, the sections, tail checks and refreshes of `[[personality]]`,
+//! and `[discover]`.
 
 use super::*;
 
@@ -125,7 +126,21 @@ fn sync_table_rejects_unknown_keys_and_other_types() {
         &with_sync("section = [\"chat\"]"),
         9,
         1,
-        "unknown key `section` in [sync]; expected one of sections, max_memory_pages",
+        "unknown key `section` in [sync]; expected one of sections, max_memory_pages, \
+         tail_check, refresh",
+    );
+    assert_rejected(
+        &with_sync("tailcheck = \"1d\""),
+        9,
+        1,
+        "unknown key `tailcheck` in [sync]",
+    );
+    assert_rejected(
+        &with_personality("refresh_every = 200"),
+        10,
+        1,
+        "unknown key `refresh_every` in [[personality]]; expected one of name, sections, \
+         schedule, tail_check, refresh",
     );
     assert_rejected(
         &format!("sync = 1\n{MINIMAL}"),
@@ -255,4 +270,218 @@ fn discover_is_checked() {
         1,
         "unknown key `self` in [discover]; expected one of owned, recent",
     );
+}
+
+/// The start of every rejection of a `refresh`, after the key's name.
+const REFRESH_EXPECTED: &str =
+    "must be a number of messages such as 200, a span of history such as \"1d\", or \"first-page\"; got";
+
+#[test]
+fn tail_check_and_refresh_default_to_a_day_and_the_first_page() {
+    let config = parse(MINIMAL).expect("valid");
+    assert_eq!(config.sync.tail_check, Duration::from_secs(24 * 3600));
+    assert_eq!(config.sync.tail_check, DEFAULT_TAIL_CHECK);
+    assert_eq!(config.sync.refresh, Refresh::FirstPage);
+    assert_eq!(Refresh::default(), Refresh::FirstPage);
+    assert_eq!(config.tail_check_for(&slug("anyone")), DEFAULT_TAIL_CHECK);
+    assert_eq!(config.refresh_for(&slug("anyone")), Refresh::FirstPage);
+}
+
+#[test]
+fn tail_check_takes_any_duration_zero_included() {
+    for (text, expected) in [
+        ("0s", Duration::ZERO),
+        ("6h", Duration::from_secs(6 * 3600)),
+        ("1500ms", Duration::from_millis(1500)),
+        ("30d", Duration::from_secs(30 * 86_400)),
+    ] {
+        let config = parse(&with_sync(&format!("tail_check = {text:?}"))).expect(text);
+        assert_eq!(config.sync.tail_check, expected, "{text}");
+    }
+}
+
+#[test]
+fn tail_check_is_checked() {
+    assert_rejected(
+        &with_sync("tail_check = 6"),
+        9,
+        14,
+        "sync.tail_check must be a duration, a whole number followed by ms, s, m, h or d, \
+         such as \"500ms\", \"30s\" or \"2m\", got 6",
+    );
+    assert_rejected(
+        &with_sync("tail_check = \"6\""),
+        9,
+        14,
+        "; got \"6\": it has no unit",
+    );
+    assert_rejected(
+        &with_sync("tail_check = \"1w\""),
+        9,
+        14,
+        "; got \"1w\": \"w\" is not a unit",
+    );
+    assert_rejected(
+        &with_personality("tail_check = \"-1h\""),
+        10,
+        14,
+        "personality.tail_check must be a duration",
+    );
+}
+
+#[test]
+fn refresh_takes_a_count_a_span_or_first_page() {
+    for (value, expected) in [
+        ("200", Refresh::Messages(200)),
+        ("1", Refresh::Messages(1)),
+        ("1000000", Refresh::Messages(MAX_REFRESH_MESSAGES)),
+        ("0x10", Refresh::Messages(16)),
+        ("\"200\"", Refresh::Messages(200)),
+        ("\"007\"", Refresh::Messages(7)),
+        ("\"1d\"", Refresh::Span(Duration::from_secs(86_400))),
+        ("\"12h\"", Refresh::Span(Duration::from_secs(12 * 3600))),
+        ("\"90s\"", Refresh::Span(Duration::from_secs(90))),
+        ("\"first-page\"", Refresh::FirstPage),
+    ] {
+        let config = parse(&with_sync(&format!("refresh = {value}"))).expect(value);
+        assert_eq!(config.sync.refresh, expected, "{value}");
+    }
+}
+
+#[test]
+fn refresh_is_checked() {
+    for (value, after_got) in [
+        ("0", " 0: a number of messages is from 1 to 1000000"),
+        ("-5", " -5: a number of messages is from 1 to 1000000"),
+        ("1000001", " 1000001: a number of messages is from 1 to 1000000"),
+        ("\"0\"", " \"0\": a number of messages is from 1 to 1000000"),
+        (
+            "\"99999999999999999999999\"",
+            " \"99999999999999999999999\": a number of messages is from 1 to 1000000",
+        ),
+        ("\"0s\"", " \"0s\": a span of history must be longer than 0s"),
+        ("\"0d\"", " \"0d\": a span of history must be longer than 0s"),
+        ("\"1w\"", " \"1w\": \"w\" is not a unit"),
+        (
+            "\"1.5d\"",
+            " \"1.5d\": fractions are not supported; use a smaller unit, as in \"1500ms\"",
+        ),
+        ("\"first_page\"", " \"first_page\": did you mean \"first-page\"?"),
+        ("\"First Page\"", " \"First Page\": did you mean \"first-page\"?"),
+        ("\"all\"", " \"all\""),
+        ("\"\"", " \"\""),
+        ("1.5", " 1.5"),
+        ("true", " true"),
+        ("[200]", " an array"),
+    ] {
+        let (line, column, message) = rejection(&with_sync(&format!("refresh = {value}")));
+        assert_eq!((line, column), (9, 11), "{message}");
+        assert_eq!(message, format!("sync.refresh {REFRESH_EXPECTED}{after_got}"));
+    }
+    // Per personality, under the same rules, found even when the name is wrong.
+    let (line, column, message) = rejection(&with_personality("refresh = \"0s\""));
+    assert_eq!((line, column), (10, 11), "{message}");
+    assert_eq!(
+        message,
+        format!("personality.refresh {REFRESH_EXPECTED} \"0s\": a span of history must be longer than 0s")
+    );
+    let text = format!("{MINIMAL}[[personality]]\nrefresh = 0\nname = \"../a\"\n");
+    assert_rejected(&text, 9, 11, "personality.refresh must be a number of messages");
+}
+
+#[test]
+fn refresh_prints_as_it_is_written_and_parses_back() {
+    for (refresh, text) in [
+        (Refresh::FirstPage, "first-page"),
+        (Refresh::Messages(200), "200"),
+        (Refresh::Span(Duration::from_secs(86_400)), "1d"),
+        (Refresh::Span(Duration::from_millis(1500)), "1500ms"),
+    ] {
+        assert_eq!(refresh.to_string(), text);
+        assert_eq!(text.parse::<Refresh>(), Ok(refresh));
+    }
+    assert_eq!(
+        "0".parse::<Refresh>(),
+        Err(
+            "invalid refresh \"0\": a number of messages is from 1 to 1000000; expected a number \
+             of messages such as 200, a span of history such as \"1d\", or \"first-page\""
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        "never".parse::<Refresh>(),
+        Err(
+            "invalid refresh \"never\"; expected a number of messages such as 200, a span of \
+             history such as \"1d\", or \"first-page\""
+                .to_owned()
+        )
+    );
+}
+
+#[test]
+fn personality_tail_check_and_refresh_override_sync() {
+    let text = format!(
+        "{MINIMAL}[sync]\ntail_check = \"12h\"\nrefresh = 50\n\
+         [[personality]]\nname = \"lilith\"\ntail_check = \"0s\"\nrefresh = \"first-page\"\n\
+         [[personality]]\nname = \"half\"\nrefresh = \"2d\"\n\
+         [[personality]]\nname = \"plain\"\n"
+    );
+    let config = parse(&text).expect("valid");
+    let twelve_hours = Duration::from_secs(12 * 3600);
+    assert_eq!(config.personalities[0].tail_check, Some(Duration::ZERO));
+    assert_eq!(config.personalities[0].refresh, Some(Refresh::FirstPage));
+    assert_eq!(config.personalities[1].tail_check, None);
+    assert_eq!(config.personalities[2].refresh, None);
+    assert_eq!(config.tail_check_for(&slug("lilith")), Duration::ZERO);
+    // Names are compared ignoring case, as duplicates are.
+    assert_eq!(config.tail_check_for(&slug("LILITH")), Duration::ZERO);
+    assert_eq!(config.refresh_for(&slug("Lilith")), Refresh::FirstPage);
+    assert_eq!(config.tail_check_for(&slug("half")), twelve_hours);
+    assert_eq!(
+        config.refresh_for(&slug("half")),
+        Refresh::Span(Duration::from_secs(2 * 86_400))
+    );
+    assert_eq!(config.tail_check_for(&slug("plain")), twelve_hours);
+    assert_eq!(config.refresh_for(&slug("plain")), Refresh::Messages(50));
+    // A personality found by discovery, not in the file.
+    assert_eq!(config.tail_check_for(&slug("discovered")), twelve_hours);
+    assert_eq!(config.refresh_for(&slug("discovered")), Refresh::Messages(50));
+}
+
+#[test]
+fn tail_check_and_refresh_render_and_read_back() {
+    let config = parse(MINIMAL).expect("valid");
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("max_memory_pages = 1000\ntail_check = \"1d\"\nrefresh = \"first-page\"\n"),
+        "{rendered}"
+    );
+    assert_eq!(parse(&rendered).expect("reads back"), config);
+    for (value, shown) in [
+        ("200", "refresh = 200\n"),
+        ("\"200\"", "refresh = 200\n"),
+        ("\"36h\"", "refresh = \"36h\"\n"),
+        ("\"90m\"", "refresh = \"90m\"\n"),
+        ("\"first-page\"", "refresh = \"first-page\"\n"),
+    ] {
+        let text = format!(
+            "{MINIMAL}[sync]\ntail_check = \"0s\"\nrefresh = {value}\n\
+             [[personality]]\nname = \"lilith\"\ntail_check = \"6h\"\nrefresh = {value}\n\
+             [[personality]]\nname = \"plain\"\n"
+        );
+        let config = parse(&text).expect(value);
+        let rendered = config.to_redacted_toml();
+        assert!(
+            rendered.contains(&format!("tail_check = \"0s\"\n{shown}")),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains(&format!("name = \"lilith\"\ntail_check = \"6h\"\n{shown}")),
+            "{rendered}"
+        );
+        // The personality without overrides renders none.
+        assert_eq!(rendered.matches("tail_check = ").count(), 2, "{rendered}");
+        assert_eq!(rendered.matches("refresh = ").count(), 2, "{rendered}");
+        assert_eq!(parse(&rendered).expect("reads back"), config);
+    }
 }
