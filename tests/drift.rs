@@ -149,8 +149,8 @@ async fn an_empty_answer_anywhere_in_a_first_walk_loses_nothing_and_costs_one_re
 async fn empty_answers_twice_in_a_row_are_caught_by_the_next_probe_below_the_oldest() {
     // A replica that answers [] twice at the same place fools the walk's
     // confirmation: the first sync stops there. The probe below the oldest
-    // message finds the rest on the next sync.
-    let (fake, _dir, config) = drifting(1_000, FakeConfig::default(), "tail_check = \"0s\"").await;
+    // message, once tail_check has passed, finds the rest.
+    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "tail_check = \"1d\"").await;
     let mut bodies = vec![None; 10];
     bodies[5] = Some(b"[]".to_vec());
     bodies[6] = Some(b"[]".to_vec());
@@ -159,10 +159,21 @@ async fn empty_answers_twice_in_a_row_are_caught_by_the_next_probe_below_the_old
     let partial = export_lines(&config, NAME).len();
     assert!(partial < 1_000, "the lie was not told ({partial} stored)");
     assert!(state(&config).beginning.is_some(), "believed after two answers");
+    let config = tail_check_every_sync(dir.path());
     let report = sync_ok(&config).await;
     assert!(report.probed_tail);
     assert_eq!(report.older as usize, 1_000 - partial);
     assert_complete(&export_lines(&config, NAME), &fake, NAME);
+}
+
+/// Sets `tail_check = "0s"` in the config in `dir`, and loads it.
+fn tail_check_every_sync(dir: &std::path::Path) -> Config {
+    let path = dir.join("config.toml");
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("tail_check = \"1d\"", "tail_check = \"0s\"");
+    std::fs::write(&path, edited).unwrap();
+    load(&path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,11 +193,7 @@ async fn older_history_inserted_upstream_is_found_after_tail_check_and_exported_
     assert_eq!(export_lines(&config, NAME).len(), 303);
     assert_eq!(state(&config).tail_probed_at, Some(probed));
     // Due at every sync.
-    let edited = std::fs::read_to_string(&config_path)
-        .unwrap()
-        .replace("tail_check = \"1d\"", "tail_check = \"0s\"");
-    std::fs::write(&config_path, edited).unwrap();
-    let config = load(&config_path);
+    let config = tail_check_every_sync(dir.path());
     fake.clear_requests();
     let report = sync_ok(&config).await;
     assert!(report.probed_tail);
