@@ -405,3 +405,48 @@ async fn the_archive_schedule_snapshots_each_personality_and_verify_accepts_them
         "status shows the last archive: {row}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_schedule_repairs_what_syncs_cannot_see() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("deep", 300)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["deep"],
+        1000.0,
+        "[daemon]\nrun_on_start = true\nschedule = \"0 0 0 1 1 *\"\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("personality=\"deep\" outcome=\"ok\"", Duration::from_secs(10));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    // Deeper than any sync looks.
+    let changed = fake.regenerate_nth_newest("deep", 250);
+    let edited = std::fs::read_to_string(&config).unwrap().replace(
+        "run_on_start = true",
+        "run_on_start = false\naudit_schedule = \"* * * * * *\"",
+    );
+    std::fs::write(&config, edited).unwrap();
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for(
+        "audit: the backup and the service differ",
+        Duration::from_secs(15),
+    );
+    daemon.wait_for(
+        "audit: the backup holds everything the service holds",
+        Duration::from_secs(15),
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    let out = chatkeep(&config)
+        .args(["export", "deep", "--format", "jsonl", "--revisions"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let versions = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&changed))
+        .count();
+    assert_eq!(versions, 2, "the first version and the regenerated one");
+}

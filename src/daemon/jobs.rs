@@ -25,7 +25,9 @@ use crate::metrics::{self, Counters};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
 use crate::store::{Store, personality_dir};
 use crate::sync::walk::WalkLimits;
-use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
+use crate::sync::{
+    AccountCache, PersonalityReport, Plan, SyncContext, audit_personality, summary, sync_personality,
+};
 
 /// Retries of a transient failure before waiting for the next tick.
 const MAX_RETRIES: u32 = 3;
@@ -76,6 +78,8 @@ enum Fires {
     Sync(Option<String>),
     /// Snapshots of every configured personality (`archive_schedule`).
     Archive,
+    /// Audits of every configured personality (`audit_schedule`).
+    Audit,
 }
 
 /// Why a sync starts.
@@ -86,6 +90,8 @@ enum Trigger {
     Start,
     /// A snapshot, not a sync.
     Archive,
+    /// An audit with repair, not a sync.
+    Audit,
 }
 
 /// Everything the scheduler's jobs and the workers share.
@@ -209,6 +215,9 @@ impl Shared {
         if let Some(cron) = &config.daemon.archive_schedule {
             wanted.push((Schedule::Cron(cron.clone()), Fires::Archive));
         }
+        if let Some(cron) = &config.daemon.audit_schedule {
+            wanted.push((Schedule::Cron(cron.clone()), Fires::Audit));
+        }
         for (schedule, fires) in wanted {
             let id = self.scheduler.add(self.job(&schedule, fires.clone())?).await?;
             self.jobs
@@ -228,7 +237,8 @@ impl Shared {
                 if let Some(shared) = shared.upgrade() {
                     match fires {
                         Fires::Sync(only) => shared.tick(only).await,
-                        Fires::Archive => shared.archive_tick().await,
+                        Fires::Archive => shared.every_personality(Trigger::Archive).await,
+                        Fires::Audit => shared.every_personality(Trigger::Audit).await,
                     }
                 }
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
@@ -239,12 +249,13 @@ impl Shared {
         }
     }
 
-    /// The archive schedule fired: a snapshot of each configured
-    /// personality, as that personality's job, so it never overlaps its sync.
-    async fn archive_tick(self: &Arc<Self>) {
+    /// The archive or audit schedule fired: a snapshot or an audit of each
+    /// configured personality, as that personality's job, so it never
+    /// overlaps its sync.
+    async fn every_personality(self: &Arc<Self>, trigger: Trigger) {
         let config = self.runtime().config.clone();
         for name in self.configured_names(&config, true) {
-            self.enqueue(name, Trigger::Archive);
+            self.enqueue(name, trigger);
         }
         self.write_status().await;
     }
@@ -386,6 +397,13 @@ impl Shared {
             segment_size: config.storage.segment_size,
             cancel: &self.shutdown,
         };
+        if trigger == Trigger::Audit {
+            // Unattended, an audit is worth only with its repair.
+            let outcome = audit_personality(&ctx, &name, true, |_| {}).await;
+            crate::commands::audit::log_outcome(&outcome);
+            self.finish_cancelled(&name);
+            return self.write_status().await;
+        }
         let report = sync_personality(&ctx, &name, &plan, |_| {}).await;
         self.finish(&name, &report).await;
     }
@@ -489,7 +507,7 @@ impl Shared {
             .iter()
             .filter_map(|(k, v)| match v {
                 Fires::Sync(only) => Some((*k, only.clone())),
-                Fires::Archive => None,
+                Fires::Archive | Fires::Audit => None,
             })
             .collect();
         let mut scheduler = self.scheduler.clone();
