@@ -210,6 +210,13 @@ async fn older_history_inserted_upstream_is_found_after_tail_check_and_exported_
         let out = chatkeep(&config_path).arg(command).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{command}: {}", text(&out));
     }
+    let out = chatkeep(&config_path).arg("status").output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("drift: beginning of history confirmed ")
+            && shown.contains("last probed below the oldest message"),
+        "{shown}"
+    );
     // Nothing more below: one request per probe, none when not due.
     fake.clear_requests();
     sync_ok(&config).await;

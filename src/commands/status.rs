@@ -102,8 +102,17 @@ pub struct Entry {
     pub next_run: Option<DateTime<Utc>>,
     /// A pending retry of a failed sync (only known while the daemon runs).
     pub retry_at: Option<DateTime<Utc>>,
-    /// Archives are not made yet; always none.
+    /// The newest snapshot, if any.
     pub last_archive: Option<DateTime<Utc>>,
+    /// When a walk last confirmed where the chat history begins (none: not
+    /// confirmed), and when the history below the oldest message was last
+    /// probed, as of the last sync.
+    pub beginning_confirmed_at: Option<DateTime<Utc>>,
+    pub tail_probed_at: Option<DateTime<Utc>>,
+    /// Stored messages that changed upstream (every version kept), and
+    /// stored messages the service no longer returns (kept, marked).
+    pub revised: Option<u64>,
+    pub deleted_upstream: Option<u64>,
     #[serde(skip)]
     unreadable: bool,
 }
@@ -216,8 +225,36 @@ impl Entry {
             next_run: schedule.next_run,
             retry_at: schedule.retry_at,
             last_archive,
+            beginning_confirmed_at: chat.and_then(|c| parse_time(c.beginning_confirmed_at.as_deref())),
+            tail_probed_at: chat.and_then(|c| parse_time(c.tail_probed_at.as_deref())),
+            revised: chat.map(|c| c.revised),
+            deleted_upstream: chat.map(|c| c.deleted_upstream),
             unreadable,
         }
+    }
+
+    /// What the backup knows of the history beyond its count, or nothing
+    /// before the first sync.
+    fn history_text(&self, now: DateTime<Utc>) -> Option<String> {
+        self.messages?;
+        let mut text = match self.beginning_confirmed_at {
+            Some(at) => format!("beginning of history confirmed {}", when(at, now)),
+            None => "beginning of history not confirmed yet".to_owned(),
+        };
+        if let Some(at) = self.tail_probed_at {
+            text.push_str(&format!(
+                ", last probed below the oldest message {}",
+                when(at, now)
+            ));
+        }
+        let revised = self.revised.unwrap_or(0);
+        let deleted = self.deleted_upstream.unwrap_or(0);
+        if revised > 0 || deleted > 0 {
+            text.push_str(&format!(
+                "; {revised} changed upstream (every version kept), {deleted} gone upstream (kept, marked)"
+            ));
+        }
+        Some(text)
     }
 
     fn outcome_text(&self) -> &'static str {
@@ -245,6 +282,11 @@ impl Entry {
 }
 
 const DASH: &str = "—";
+
+/// An RFC 3339 time from a status file.
+fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    text?.parse().ok()
+}
 
 impl Report {
     /// The table, then a line per problem, then the daemon's state.
@@ -290,6 +332,9 @@ impl Report {
     fn notes(&self) -> String {
         let mut out = String::new();
         for e in &self.personalities {
+            if let Some(history) = e.history_text(self.now) {
+                out.push_str(&format!("{}: {history}\n", e.name));
+            }
             if let Some(error) = &e.error {
                 out.push_str(&format!("{}: {}: {error}\n", e.name, e.outcome_text()));
             }
@@ -437,6 +482,10 @@ mod tests {
             next_run: Some(at("2024-05-01T16:00:00Z")),
             retry_at: None,
             last_archive: None,
+            beginning_confirmed_at: None,
+            tail_probed_at: None,
+            revised: None,
+            deleted_upstream: None,
             unreadable: false,
         }
     }
@@ -472,10 +521,36 @@ lilith              2024-05-01 12:00 (3h ago)  ok             1234    5  2024-05
 a-much-longer-name  2024-05-01 12:00 (3h ago)  failed         1234    5  retry 2024-05-01 15:05 (in 5m)  —
 eve                 never                      never run         —    —  running now                     —
 
+lilith: beginning of history not confirmed yet
+a-much-longer-name: beginning of history not confirmed yet
 a-much-longer-name: failed: the service answered 500
 daemon: running, pid 42, chatkeep 0.1.0, started 2024-05-01 09:00 (6h ago), config /etc/chatkeep/config.toml
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn each_backup_says_whether_its_beginning_is_confirmed_and_what_changed_upstream() {
+        let mut lilith = entry("lilith", Some(Outcome::Ok));
+        lilith.beginning_confirmed_at = Some(at("2024-05-01T12:00:00Z"));
+        lilith.tail_probed_at = Some(at("2024-05-01T14:00:00Z"));
+        lilith.revised = Some(3);
+        lilith.deleted_upstream = Some(12);
+        let eve = entry("eve", Some(Outcome::Ok));
+        let text = report(vec![lilith, eve, entry("new", None)], true).render(false);
+        assert!(
+            text.contains(
+                "lilith: beginning of history confirmed 2024-05-01 12:00 (3h ago), last probed below the \
+                 oldest message 2024-05-01 14:00 (1h ago); 3 changed upstream (every version kept), 12 gone \
+                 upstream (kept, marked)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("eve: beginning of history not confirmed yet\n"),
+            "{text}"
+        );
+        assert!(!text.contains("new: beginning"), "{text}");
     }
 
     #[test]
