@@ -1,7 +1,9 @@
 //! Full sync of a 1,000,000-message personality from the fake service with
 //! the rate limit effectively off, then an incremental sync of 10 new
-//! messages on top. Reports messages/s, peak RSS of the chatkeep process and
-//! requests counted at the fake.
+//! messages on top, one that finds regenerated and deleted messages on the
+//! first page, exports, and an audit of the whole history. Reports
+//! messages/s, peak RSS of the chatkeep process and requests counted at the
+//! fake.
 //!
 //! `cargo bench --bench sync_million [-- MESSAGES]`
 
@@ -80,6 +82,36 @@ fn main() {
         fake.chat_requests("million"),
     );
     print!("  {}", inc.stdout);
+
+    // Upstream changes under the newest page: two replies regenerated, one
+    // message deleted, three new ones.
+    fake.regenerate_nth_newest("million", 1);
+    fake.regenerate_nth_newest("million", 30);
+    fake.delete_nth_newest("million", 20);
+    fake.append_messages("million", 3);
+    fake.clear_requests();
+    let drift = run_chatkeep(&config, &["sync"]);
+    println!(
+        "incremental (+3, 2 regenerated, 1 deleted): {:>7.3} s  peak RSS {:>6.1} MiB  requests {} ({} chat)",
+        drift.wall.as_secs_f64(),
+        drift.peak_rss_kib as f64 / 1024.0,
+        fake.requests().len(),
+        fake.chat_requests("million"),
+    );
+    print!("  {}", drift.stdout);
+
+    // The whole history walked again and compared: nothing differs.
+    fake.clear_requests();
+    let audit = run_chatkeep(&config, &["audit"]);
+    println!(
+        "audit:            {:>8.1} s  {:>9.0} msg/s  peak RSS {:>6.1} MiB  requests {} ({} chat)",
+        audit.wall.as_secs_f64(),
+        messages as f64 / audit.wall.as_secs_f64(),
+        audit.peak_rss_kib as f64 / 1024.0,
+        fake.requests().len(),
+        fake.chat_requests("million"),
+    );
+    print!("{}", audit.stdout);
 
     let export_started = Instant::now();
     let export_path = dir.path().join("export.json");
