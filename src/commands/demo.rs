@@ -1,6 +1,7 @@
 //! `chatkeep demo`: the whole product in one minute, offline. Starts the
 //! built-in fake service on loopback, backs up three personalities, adds
-//! messages upstream, backs up again incrementally, and exports.
+//! messages upstream, backs up again incrementally, lets the service
+//! regenerate a reply and delete a message, exports, and snapshots.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,18 +74,56 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     }
     println!();
 
-    println!("3. Exports");
+    let regenerated = fake.regenerate_nth_newest("aria", 0);
+    fake.delete_nth_newest("aria", 4);
+    println!("3. Upstream changes history: aria's newest reply is regenerated and another message deleted");
+    let third = run_pass(
+        &config,
+        &["aria".parse().map_err(Fatal::usage)?],
+        Selection::default(),
+        &cancel,
+    )
+    .await?;
+    if !third.all_ok() {
+        return Ok(third.exit_code());
+    }
+    for r in &third.reports {
+        let Some(chat) = &r.chat else { continue };
+        println!(
+            "   {}: {} revised (the earlier version kept), {} gone upstream (kept, marked), {} chat request(s)",
+            r.name(),
+            chat.revised,
+            chat.deleted,
+            chat.requests
+        );
+    }
+    println!();
+
+    println!("4. Exports");
     let exports = dir.join("exports");
     fsio::create_private_dir(&exports).map_err(|e| Fatal::usage(e.to_string()))?;
-    for (format, file) in [
-        (Format::Json, "aria_chat_history.json"),
-        (Format::Markdown, "aria_chat_history.md"),
-        (Format::Jsonl, "aria_chat_history.jsonl"),
-        (Format::Conversations, "aria_conversations.jsonl"),
+    let upstream_only = ExportOptions {
+        upstream_only: true,
+        ..ExportOptions::default()
+    };
+    let revisions = ExportOptions {
+        revisions: true,
+        ..ExportOptions::default()
+    };
+    for (format, file, options) in [
+        (Format::Json, "aria_chat_history.json", ExportOptions::default()),
+        (Format::Markdown, "aria_chat_history.md", ExportOptions::default()),
+        (Format::Jsonl, "aria_chat_history.jsonl", upstream_only),
+        (Format::Jsonl, "aria_with_revisions.jsonl", revisions),
+        (
+            Format::Conversations,
+            "aria_conversations.jsonl",
+            ExportOptions::default(),
+        ),
     ] {
         let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
         let path = exports.join(file);
-        super::export::run(&config, &name, format, &ExportOptions::default(), Some(&path))?;
+        super::export::run(&config, &name, format, &options, Some(&path))?;
     }
     let mut truth: Vec<String> = fake
         .ground_truth("aria")
@@ -99,12 +138,18 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     exported.sort_unstable();
     let same = exported == truth;
     println!(
-        "   aria: export {} the fake service's {} messages byte for byte",
+        "   aria: export --upstream-only {} the fake service's {} messages byte for byte",
         if same { "matches" } else { "DOES NOT match" },
         truth.len()
     );
+    let versions = std::fs::read_to_string(exports.join("aria_with_revisions.jsonl"))
+        .map_err(|e| Fatal::usage(e.to_string()))?
+        .lines()
+        .filter(|l| l.contains(&regenerated))
+        .count();
+    println!("   aria: the regenerated message has {versions} versions in aria_with_revisions.jsonl");
     println!();
-    println!("4. Snapshots (one .tar.gz per personality, listed in a manifest), then verify");
+    println!("5. Snapshots (one .tar.gz per personality, listed in a manifest), then verify");
     super::archive::archive(&config, &[])?;
     let verified = super::archive::verify(&config, &[], false, None)?;
     println!();
