@@ -96,7 +96,12 @@ fn demo_runs_offline_and_its_export_matches_the_fake() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("export matches"), "{stdout}");
+    assert!(stdout.contains("export --upstream-only matches"), "{stdout}");
+    assert!(
+        stdout.contains("1 revised (the earlier version kept), 1 gone upstream")
+            && stdout.contains("the regenerated message has 2 versions"),
+        "{stdout}"
+    );
     assert!(dir.path().join("data/aria/aria.json").is_file());
     assert!(dir.path().join("exports/aria_chat_history.md").is_file());
     assert!(
