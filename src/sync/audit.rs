@@ -23,9 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::chat::{ChatReport, ChatSyncError};
 use super::walk::{PageSource, Target, WalkLimits, WalkProgress, Walker};
 use crate::message::{Message, MessageId, Ts};
-use crate::store::{
-    Beginning, ChatStore, ChatStoreError, Checkpoint, Commit, CommitSummary, Entry, Spool, WalkKind,
-};
+use crate::store::{Beginning, ChatStore, ChatStoreError, Checkpoint, CommitSummary, Entry, Spool, WalkKind};
 
 /// Holes listed in full before the rest are only counted.
 const SHOWN_HOLES: usize = 10;
@@ -137,7 +135,6 @@ fn compare(store: &mut ChatStore, spool: &Spool, repair: bool) -> Result<AuditRe
     // What the store held when the comparison began; a repair's commit
     // does not change what this reads.
     let before = ChatStore::open_read_only(store.dir())?;
-    let state = before.state().clone();
     let top = cp.as_ref().and_then(|c| c.high);
     let mut commit = if repair { Some(store.begin()?) } else { None };
     let mut report = AuditReport::default();
@@ -203,7 +200,7 @@ fn compare(store: &mut ChatStore, spool: &Spool, repair: bool) -> Result<AuditRe
                     hole.messages += 1;
                 }
                 if let Some(commit) = &mut commit {
-                    place(commit, m, &state)?;
+                    commit.place(m)?;
                 }
                 continue;
             };
@@ -255,22 +252,6 @@ fn compare(store: &mut ChatStore, spool: &Spool, repair: bool) -> Result<AuditRe
         report.repaired = Some(commit.finish(None)?.into());
     }
     Ok(report)
-}
-
-/// Stores a missing message in its place.
-fn place(
-    commit: &mut Commit<'_>,
-    m: &Message,
-    state: &crate::store::ChatState,
-) -> Result<(), ChatStoreError> {
-    let head = state.head.as_ref().map(|h| h.ts);
-    if head.is_none_or(|h| m.ts >= h) {
-        commit.append(m)
-    } else if state.oldest.is_some_and(|o| m.ts < o) {
-        commit.prepend(m)
-    } else {
-        commit.late(m)
-    }
 }
 
 /// Takes the items at `ts` off the front of `items`.

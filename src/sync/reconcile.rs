@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::Refresh;
-use crate::message::{Message, MessageId, Ts};
+use crate::message::{MessageId, Ts};
 use crate::store::{
     Beginning, ChatStore, ChatStoreError, Checkpoint, Commit, CommitSummary, Entry, Spool, WalkEnd, WalkKind,
 };
@@ -130,8 +130,6 @@ fn commit_top(
 ) -> Result<CommitSummary, ChatStoreError> {
     let compared = Compared::read(store, cp, refreshed)?;
     let seen_at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let head_ts = store.state().head.as_ref().map(|h| h.ts);
-    let oldest = store.state().oldest;
     let mut seen = vec![false; compared.entries.len()];
     let mut commit = store.begin()?;
     for page in spool.pages_oldest_first() {
@@ -149,7 +147,7 @@ fn commit_top(
                     commit.revise(key.position, m, &seen_at)?;
                 }
             } else {
-                place(&mut commit, m, head_ts, oldest)?;
+                commit.place(m)?;
             }
         }
     }
@@ -166,22 +164,6 @@ fn commit_top(
         }
     }
     finish(commit, spool, cp, learnt, now)
-}
-
-/// Stores a message the store lacks in its place: newest, oldest or between.
-fn place(
-    commit: &mut Commit<'_>,
-    m: &Message,
-    head: Option<Ts>,
-    oldest: Option<Ts>,
-) -> Result<(), ChatStoreError> {
-    if head.is_none_or(|h| m.ts >= h) {
-        commit.append(m)
-    } else if oldest.is_some_and(|o| m.ts < o) {
-        commit.prepend(m)
-    } else {
-        commit.late(m)
-    }
 }
 
 /// A walk below the oldest message: what the store lacks goes first.

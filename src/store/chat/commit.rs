@@ -163,6 +163,21 @@ impl Commit<'_> {
         Ok(())
     }
 
+    /// Stores a message the store lacks in its place, judged by the store as
+    /// it was when the commit began: newer than (or as new as) every stored
+    /// message, appended; older than every one, prepended; between, stored
+    /// late. Calls come in order of `ts`.
+    pub fn place(&mut self, m: &Message) -> Result<(), ChatStoreError> {
+        let state = &self.store.state;
+        if state.head.as_ref().is_none_or(|h| m.ts >= h.ts) {
+            self.append(m)
+        } else if state.oldest.is_some_and(|o| m.ts < o) {
+            self.prepend(m)
+        } else {
+            self.late(m)
+        }
+    }
+
     /// Stores a message in its place below the newest stored one, through
     /// the overlay.
     pub fn late(&mut self, m: &Message) -> Result<(), ChatStoreError> {
