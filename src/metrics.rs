@@ -15,7 +15,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::status::{Outcome, PersonalityStatus};
+use crate::status::{ChatTotals, Outcome, PersonalityStatus};
 use crate::store::fsio;
 
 /// The metrics file's name in the data directory.
@@ -88,48 +88,39 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
     for (name, s) in &latest {
         out.sample(&[("personality", name)], u8::from(s.outcome == Outcome::Ok));
     }
-    out.family(
-        "chatkeep_messages",
-        "gauge",
-        "Chat messages stored, as of the last sync that reached the chat history.",
-    );
-    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
-        out.sample(&[("personality", name)], chat.total);
-    }
-    out.family(
-        "chatkeep_messages_new_last_run",
-        "gauge",
-        "Chat messages the last sync added.",
-    );
-    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
-        out.sample(&[("personality", name)], chat.new);
-    }
-    out.family(
-        "chatkeep_messages_revised",
-        "gauge",
-        "Stored chat messages that changed upstream after they were stored (every version is kept).",
-    );
-    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
-        out.sample(&[("personality", name)], chat.revised);
-    }
-    out.family(
-        "chatkeep_messages_deleted_upstream",
-        "gauge",
-        "Stored chat messages the service no longer returns (kept, marked).",
-    );
-    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
-        out.sample(&[("personality", name)], chat.deleted_upstream);
-    }
-    out.family(
-        "chatkeep_history_beginning_confirmed",
-        "gauge",
-        "1 if a walk confirmed where the chat history begins, 0 if not (yet).",
-    );
-    for (name, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
-        out.sample(
-            &[("personality", name)],
-            u8::from(chat.beginning_confirmed_at.is_some()),
-        );
+    // Gauges of the chat history, as of the last sync that reached it.
+    let chat_gauges: [ChatGauge; 5] = [
+        (
+            "chatkeep_messages",
+            "Chat messages stored, as of the last sync that reached the chat history.",
+            |c| c.total,
+        ),
+        (
+            "chatkeep_messages_new_last_run",
+            "Chat messages the last sync added.",
+            |c| c.new,
+        ),
+        (
+            "chatkeep_messages_revised",
+            "Stored chat messages that changed upstream after they were stored (every version is kept).",
+            |c| c.revised,
+        ),
+        (
+            "chatkeep_messages_deleted_upstream",
+            "Stored chat messages the service no longer returns (kept, marked).",
+            |c| c.deleted_upstream,
+        ),
+        (
+            "chatkeep_history_beginning_confirmed",
+            "1 if a walk confirmed where the chat history begins, 0 if not (yet).",
+            |c| u64::from(c.beginning_confirmed_at.is_some()),
+        ),
+    ];
+    for (name, help, value) in chat_gauges {
+        out.family(name, "gauge", help);
+        for (personality, chat) in latest.iter().filter_map(|(n, s)| Some((n, s.chat.as_ref()?))) {
+            out.sample(&[("personality", personality)], value(chat));
+        }
     }
 
     let names: BTreeSet<&str> = latest
@@ -169,6 +160,10 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
     }
     out.text
 }
+
+/// A metric family read from each personality's chat totals: name, help,
+/// value.
+type ChatGauge = (&'static str, &'static str, fn(&ChatTotals) -> u64);
 
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
@@ -216,7 +211,6 @@ fn escape_label_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::ChatTotals;
 
     fn status(
         name: &str,

@@ -306,15 +306,7 @@ async fn a_tick_that_finds_a_personality_still_running_is_skipped_and_workers_sh
     // Arrival times carry scheduling jitter (tests run in parallel), so judge
     // the busiest second with one request of slack, and the whole run's rate.
     let times: Vec<_> = fake.requests().iter().map(|r| r.at).collect();
-    let busiest = (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|&&t| t < times[i] + Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap();
+    let busiest = busiest_second(&times);
     assert!(
         busiest <= 5 + 1 + 1,
         "{busiest} requests in one second at 5/s, burst 1, with 2 workers"

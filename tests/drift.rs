@@ -52,6 +52,17 @@ fn export_with(config: &Config, options: ExportOptions) -> Vec<String> {
         .collect()
 }
 
+/// The fake's current history, as stored lines.
+fn truth(fake: &FakeService) -> Vec<String> {
+    fake.ground_truth(NAME).iter().map(|m| minify(m)).collect()
+}
+
+/// `chatkeep verify` with the config in `dir` passes.
+fn verify_ok(dir: &std::path::Path) {
+    let out = chatkeep(&dir.join("config.toml")).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 fn upstream_only() -> ExportOptions {
     ExportOptions {
         upstream_only: true,
@@ -201,7 +212,7 @@ async fn older_history_inserted_upstream_is_found_after_tail_check_and_exported_
     let exported = export_lines(&config, NAME);
     assert_complete(&exported, &fake, NAME);
     // In order, the inserted ones first, in every export and in a snapshot.
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     assert_eq!(exported, truth);
     let state = state(&config);
     assert!(state.tail_probed_at > Some(probed));
@@ -239,7 +250,7 @@ async fn regenerated_replies_on_the_first_page_are_kept_as_revisions_and_exporte
     assert_eq!((report.new_messages, report.revised), (2, 2));
     assert_eq!(fake.chat_requests(NAME), 1, "the refresh costs nothing extra");
     let current = export_lines(&config, NAME);
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     for (got, want) in current.iter().zip(&truth) {
         if id_of(want) != outside {
             assert_eq!(got, want);
@@ -282,7 +293,7 @@ async fn a_wider_refresh_catches_regenerations_deeper_in_the_history() {
     assert_eq!(report.revised, 1);
     assert!(fake.chat_requests(NAME) <= 4, "150 messages take 3 pages");
     let current = export_lines(&config, NAME);
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     let line = |lines: &[String], id: &str| lines.iter().find(|l| id_of(l) == id).cloned();
     assert_eq!(line(&current, &deep), line(&truth, &deep));
     assert_ne!(
@@ -333,13 +344,9 @@ async fn after_a_chat_reset_new_messages_are_backed_up_and_the_old_ones_kept() {
     assert_eq!(all.len(), 307);
     assert_eq!(export_with(&config, upstream_only()).len(), 257);
     // The new ones are what the service shows now.
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     assert_eq!(all[300..], truth[..]);
-    let out = chatkeep(&dir.path().join("config.toml"))
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify_ok(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +360,7 @@ async fn a_message_that_turns_up_late_below_the_newest_is_stored_in_its_place() 
     let report = sync_ok(&config).await;
     assert_eq!((report.new_messages, report.late), (1, 1));
     let exported = export_lines(&config, NAME);
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     assert_eq!(exported, truth, "in its place");
     assert_eq!(state(&config).message_count, 120);
 }
@@ -500,13 +507,9 @@ async fn an_audit_repairs_the_hole_a_lying_walk_left_and_clears_marks_it_set_wro
     assert!(marked(&config).is_empty());
     let exported = export_lines(&config, NAME);
     assert_complete(&exported, &fake, NAME);
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     assert_eq!(exported, truth, "in order");
-    let out = chatkeep(&dir.path().join("config.toml"))
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    verify_ok(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

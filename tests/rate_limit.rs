@@ -36,19 +36,6 @@ async fn five_per_second_burst_one_keeps_every_request_pair_200ms_apart() {
     );
 }
 
-/// The busiest one-second window of `times` (sorted): how many requests.
-fn busiest_second(times: &[Instant]) -> usize {
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|&&t| t < times[i] + Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// When a GCRA bucket of `burst` tokens, one back every `period`, that
 /// let `times` through, would let the next request go.
 fn next_allowed(times: &[Instant], period: Duration, burst: u32) -> Instant {

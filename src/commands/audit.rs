@@ -13,7 +13,6 @@ use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::store::Store;
 use crate::sync::audit::AuditReport;
-use crate::sync::walk::WalkLimits;
 use crate::sync::{AccountCache, AuditOutcome, SyncContext, audit_personality};
 
 /// Audits the named personalities (every configured one without names).
@@ -56,15 +55,7 @@ pub async fn audit_all(
         )));
     }
     let account = AccountCache::default();
-    let ctx = SyncContext {
-        client: &client,
-        store: &store,
-        account: &account,
-        limits: WalkLimits::from_config(config),
-        max_memory_pages: config.sync.max_memory_pages,
-        segment_size: config.storage.segment_size,
-        cancel,
-    };
+    let ctx = SyncContext::new(config, &client, &store, &account, cancel);
     let mut outcomes = Vec::new();
     for name in chosen {
         let mut bar = progress.then(|| SyncProgress::new(name.as_str()));

@@ -11,7 +11,6 @@ use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::store::Store;
-use crate::sync::walk::WalkLimits;
 use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
 
 /// Which personalities a pass covers besides the configured ones.
@@ -113,15 +112,7 @@ pub async fn run_pass(
         )));
     }
     let account = AccountCache::default();
-    let ctx = SyncContext {
-        client: &client,
-        store: &store,
-        account: &account,
-        limits: WalkLimits::from_config(config),
-        max_memory_pages: config.sync.max_memory_pages,
-        segment_size: config.storage.segment_size,
-        cancel,
-    };
+    let ctx = SyncContext::new(config, &client, &store, &account, cancel);
     for name in chosen {
         let mut progress = SyncProgress::new(name.as_str());
         let plan = Plan::for_personality(config, &name);

@@ -24,7 +24,6 @@ use crate::credentials;
 use crate::metrics::{self, Counters};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
 use crate::store::{Store, personality_dir};
-use crate::sync::walk::WalkLimits;
 use crate::sync::{
     AccountCache, PersonalityReport, Plan, SyncContext, audit_personality, summary, sync_personality,
 };
@@ -388,15 +387,13 @@ impl Shared {
             Ok(slug) => Plan::for_personality(config, slug),
             Err(_) => return self.finish_cancelled(&name),
         };
-        let ctx = SyncContext {
-            client: &runtime.client,
-            store: &self.store,
-            account: &runtime.account,
-            limits: WalkLimits::from_config(config),
-            max_memory_pages: config.sync.max_memory_pages,
-            segment_size: config.storage.segment_size,
-            cancel: &self.shutdown,
-        };
+        let ctx = SyncContext::new(
+            config,
+            &runtime.client,
+            &self.store,
+            &runtime.account,
+            &self.shutdown,
+        );
         if trigger == Trigger::Audit {
             // Unattended, an audit is worth only with its repair.
             let outcome = audit_personality(&ctx, &name, true, |_| {}).await;

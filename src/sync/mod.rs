@@ -48,6 +48,27 @@ pub struct SyncContext<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+impl<'a> SyncContext<'a> {
+    /// What `config` sets for a run of `client` over `store`.
+    pub fn new(
+        config: &crate::config::Config,
+        client: &'a ApiClient,
+        store: &'a Store,
+        account: &'a AccountCache,
+        cancel: &'a CancellationToken,
+    ) -> SyncContext<'a> {
+        SyncContext {
+            client,
+            store,
+            account,
+            limits: WalkLimits::from_config(config),
+            max_memory_pages: config.sync.max_memory_pages,
+            segment_size: config.storage.segment_size,
+            cancel,
+        }
+    }
+}
+
 /// What one personality's sync did: its status file, plus chat details.
 #[derive(Debug, Clone)]
 pub struct PersonalityReport {

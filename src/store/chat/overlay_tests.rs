@@ -2,11 +2,8 @@
 //! prepend: merged in order, durable, and cleaned up after a crash.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 
-use flate2::read::MultiGzDecoder;
-
+use super::segments::tests::{files_in, gunzip};
 use super::*;
 
 fn msg(id: &str, ts: f64) -> Message {
@@ -122,7 +119,7 @@ fn revisions_marks_and_late_messages_merge_into_the_history_in_place() {
     assert!(entries[0].deleted_upstream_at().is_none());
     assert_eq!(reopened.state().deleted_upstream(), 0);
     // One overlay file: the one the state names.
-    let overlays: Vec<String> = files(dir.path())
+    let overlays: Vec<String> = files_in(dir.path())
         .into_iter()
         .filter(|n| n.starts_with("overlay-"))
         .collect();
@@ -148,7 +145,7 @@ fn older_messages_become_a_first_segment_that_sorts_first_on_disk() {
     let ids: Vec<String> = summary(&store).into_iter().map(|r| r.0).collect();
     assert_eq!(ids, ["a", "b", "c", "d"]);
     // `zcat segments/* chat.jsonl.gz`, in name order, reads the same.
-    let mut by_name = files(&store.segments_dir());
+    let mut by_name = files_in(&store.segments_dir());
     by_name.sort();
     let mut lines: Vec<String> = by_name
         .iter()
@@ -223,12 +220,12 @@ fn files_a_cut_short_commit_left_unnamed_are_removed_and_nothing_else() {
     let before = summary(&store);
     let store = ChatStore::open(dir.path()).unwrap();
     assert_eq!(summary(&store), before);
-    let top: Vec<String> = files(dir.path())
+    let top: Vec<String> = files_in(dir.path())
         .into_iter()
         .filter(|n| n.starts_with("overlay-"))
         .collect();
     assert_eq!(top, [kept_overlay]);
-    assert_eq!(files(&store.segments_dir()), [kept_segment]);
+    assert_eq!(files_in(&store.segments_dir()), [kept_segment]);
     // A reader never cleans up.
     fs::write(dir.path().join("overlay-9.jsonl.gz"), b"stray").unwrap();
     ChatStore::open_read_only(dir.path()).unwrap();
@@ -283,21 +280,4 @@ fn a_format_2_state_is_read_and_upgraded_on_its_next_write() {
     append_all(&mut store, &[msg("b", 2.0)]);
     assert_eq!(store.state().format, 3);
     assert_eq!(summary(&store).len(), 2);
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn gunzip(path: &Path) -> Vec<String> {
-    let file = fs::File::open(path).unwrap();
-    BufReader::new(MultiGzDecoder::new(file))
-        .lines()
-        .map(Result::unwrap)
-        .collect()
 }

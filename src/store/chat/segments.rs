@@ -230,7 +230,7 @@ impl ChatStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::time::SystemTime;
 
@@ -286,7 +286,7 @@ mod tests {
     }
 
     /// The lines of one gzip file, read with nothing of chatkeep's.
-    fn gunzip(path: &Path) -> Vec<String> {
+    pub(in crate::store::chat) fn gunzip(path: &Path) -> Vec<String> {
         let file = fs::File::open(path).unwrap();
         BufReader::new(MultiGzDecoder::new(file))
             .lines()
@@ -308,7 +308,7 @@ mod tests {
         all
     }
 
-    fn files_in(dir: &Path) -> Vec<String> {
+    pub(in crate::store::chat) fn files_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(dir) {
             Ok(entries) => entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
