@@ -324,6 +324,29 @@ async fn deletions_upstream_are_marked_inside_the_refreshed_range_and_nothing_is
     // What the service shows, but for the one too deep to see.
     let shown = export_with(&config, upstream_only());
     assert_eq!(shown.len(), 198);
+    // The JSON export's count and range say what it holds, either way.
+    for (options, count) in [(ExportOptions::default(), 200), (upstream_only(), 198)] {
+        let store = ChatStore::open_read_only(&config.storage.data_dir.join(NAME)).unwrap();
+        let meta = ExportMeta {
+            shape_id: "",
+            shape_name: NAME,
+        };
+        let mut out = Vec::new();
+        export::write_with(&store, &meta, Format::Json, &options, &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let messages = doc["messages"].as_array().unwrap();
+        assert_eq!(
+            (doc["message_count"].as_u64(), messages.len()),
+            (Some(count), count as usize)
+        );
+        let when = |m: &serde_json::Value| {
+            chatkeep::message::Ts::new(m["ts"].as_f64().unwrap())
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(doc["date_range"]["earliest"], when(&messages[0]));
+        assert_eq!(doc["date_range"]["latest"], when(messages.last().unwrap()));
+    }
     let state = state(&config);
     assert_eq!((state.message_count, state.deleted_upstream()), (200, 2));
     // A second sync marks nothing twice.
