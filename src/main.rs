@@ -59,9 +59,15 @@ enum Command {
     /// Backs up the configured sections of each personality (profile,
     /// memories, knowledge, training, user personalization) and every chat
     /// message not yet stored, then prints one line per personality saying
-    /// what changed. An interrupted run resumes where it stopped. Ctrl-C
-    /// stops at the next page boundary; a second Ctrl-C quits at once (also
-    /// safe).
+    /// what changed. The newest messages ([sync] refresh: the first page by
+    /// default) are compared with the backup: a regenerated reply is kept as
+    /// a new revision beside the earlier one, a message the service no
+    /// longer returns is marked, never removed. Now and then ([sync]
+    /// tail_check, a day by default) a sync also looks below the oldest
+    /// stored message for older history. An empty answer is asked again
+    /// before it is believed. An interrupted run resumes where it stopped.
+    /// Ctrl-C stops at the next page boundary; a second Ctrl-C quits at once
+    /// (also safe).
     Sync {
         /// Personality names (slugs).
         names: Vec<PersonalitySlug>,
