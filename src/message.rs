@@ -125,30 +125,42 @@ impl Message {
 
     fn from_raw(raw: &RawValue, index: usize) -> Result<Message, MessageError> {
         let text = raw.get();
-        if !text.trim_start().starts_with('{') {
-            return Err(MessageError::NotAnObject { index });
-        }
-        let keys: Keys = serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
-        let id_raw = keys.id.ok_or(MessageError::Missing { index, field: "id" })?;
-        let id = match serde_json::from_str::<serde_json::Value>(id_raw.get()) {
-            Ok(serde_json::Value::String(s)) if !s.is_empty() => MessageId(s),
-            Ok(serde_json::Value::Number(n)) => MessageId(n.to_string()),
-            _ => return Err(MessageError::BadId { index }),
-        };
-        let ts_raw = keys.ts.ok_or(MessageError::Missing { index, field: "ts" })?;
-        // `str::parse` rounds correctly; the text is the JSON number itself.
-        let ts = ts_text_to_f64(ts_raw.get())
-            .and_then(Ts::new)
-            .ok_or_else(|| MessageError::BadTs {
-                index,
-                got: truncate(ts_raw.get(), 40),
-            })?;
+        let (id, ts) = keys(text, index)?;
         Ok(Message {
             id,
             ts,
             raw: minify(text),
         })
     }
+
+    /// The id and `ts` of a stored line, without copying it: what a reader
+    /// merging the history needs of every line.
+    pub fn stored_keys(line: &str) -> Result<(MessageId, Ts), MessageError> {
+        keys(line, 0)
+    }
+}
+
+/// The `id` and `ts` of the JSON object `text` (message `index` of a page).
+fn keys(text: &str, index: usize) -> Result<(MessageId, Ts), MessageError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(MessageError::NotAnObject { index });
+    }
+    let keys: Keys = serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
+    let id_raw = keys.id.ok_or(MessageError::Missing { index, field: "id" })?;
+    let id = match serde_json::from_str::<serde_json::Value>(id_raw.get()) {
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => MessageId(s),
+        Ok(serde_json::Value::Number(n)) => MessageId(n.to_string()),
+        _ => return Err(MessageError::BadId { index }),
+    };
+    let ts_raw = keys.ts.ok_or(MessageError::Missing { index, field: "ts" })?;
+    // `str::parse` rounds correctly; the text is the JSON number itself.
+    let ts = ts_text_to_f64(ts_raw.get())
+        .and_then(Ts::new)
+        .ok_or_else(|| MessageError::BadTs {
+            index,
+            got: truncate(ts_raw.get(), 40),
+        })?;
+    Ok((id, ts))
 }
 
 /// Parses a chat-history answer: a JSON array of message objects.

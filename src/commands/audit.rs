@@ -170,8 +170,13 @@ pub fn render_table(outcomes: &[AuditOutcome], repair: bool) -> String {
                     ));
                 }
                 if r.marked_gone > 0 {
+                    let messages = if r.marked_gone == 1 {
+                        "message was"
+                    } else {
+                        "messages were"
+                    };
                     notes.push(format!(
-                        "{}: {} stored messages were already marked gone upstream",
+                        "{}: {} stored {messages} already marked gone upstream",
                         o.name, r.marked_gone
                     ));
                 }

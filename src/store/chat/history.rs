@@ -221,19 +221,16 @@ impl History {
     }
 
     fn merge(&mut self, line: String) -> io::Result<Entry> {
-        let m = Message::from_stored_line(&line).map_err(|e| {
+        let (id, ts) = Message::stored_keys(&line).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("chat log message {} is unreadable: {e}", self.line),
             )
         })?;
-        if self.group_ts != Some(m.ts) {
-            self.advance_to(Some(m.ts));
+        if self.group_ts != Some(ts) {
+            self.advance_to(Some(ts));
         }
-        let key = Key {
-            position: m.ts,
-            id: m.id,
-        };
+        let key = Key { position: ts, id };
         let Some(at) = self.group.iter().position(|r| r.id == key.id) else {
             return Ok(Entry {
                 message: line,
