@@ -350,6 +350,10 @@ fn check_accepted_page(body: &[u8], page: &[Message]) -> Result<(), TestCaseErro
         let again = Message::from_stored_line(&m.raw)
             .map_err(|e| TestCaseError::fail(format!("stored line unreadable: {e}")))?;
         prop_assert_eq!(&again, m);
+        // The scan a reader places a line by finds the same `ts`, or none.
+        if let Some(ts) = Message::stored_ts(&m.raw) {
+            prop_assert_eq!(ts, m.ts, "{}", m.raw);
+        }
         // Values unchanged (serde_json compares numbers as it parses them,
         // so this is a check of minify, not of float rounding).
         if let (Ok(a), Ok(b)) = (

@@ -26,7 +26,7 @@ pub struct Entry {
     /// The current version: one compact JSON object, as the service sent it.
     pub message: String,
     /// Its place and id; `None` when the reader had no need to parse them
-    /// (no overlay, and keys not asked for).
+    /// (keys not asked for, and nothing in the overlay about it).
     pub key: Option<Key>,
     /// What happened to it after it was first stored; `None` for most.
     pub story: Option<Box<Story>>,
@@ -96,6 +96,9 @@ pub struct History {
     records: Peekable<Records>,
     /// Whether every line is parsed (an overlay to merge, or keys wanted).
     parse: bool,
+    /// Whether every entry gets its key (else only those the overlay
+    /// touches).
+    keys: bool,
     /// Overlay records below this are skipped, and records at it without a
     /// message in the log are not anomalies: a partial read starts here.
     from: Option<Ts>,
@@ -119,6 +122,7 @@ impl History {
         History {
             base: Lines::from(store, start),
             parse: keys || store.overlay.is_some(),
+            keys,
             records: records.peekable(),
             from,
             group_ts: None,
@@ -221,15 +225,33 @@ impl History {
     }
 
     fn merge(&mut self, line: String) -> io::Result<Entry> {
-        let (id, ts) = Message::stored_keys(&line).map_err(|e| {
+        let unreadable = |e: crate::message::MessageError, n: u64| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("chat log message {} is unreadable: {e}", self.line),
+                format!("chat log message {n} is unreadable: {e}"),
             )
-        })?;
+        };
+        // Most lines need only their `ts` to be placed: the id matters at a
+        // `ts` the overlay has records for, or to a reader that wants keys.
+        let ts = match Message::stored_ts(&line) {
+            Some(ts) => ts,
+            None => {
+                Message::stored_keys(&line)
+                    .map_err(|e| unreadable(e, self.line))?
+                    .1
+            }
+        };
         if self.group_ts != Some(ts) {
             self.advance_to(Some(ts));
         }
+        if self.group.is_empty() && !self.keys {
+            return Ok(Entry {
+                message: line,
+                key: None,
+                story: None,
+            });
+        }
+        let (id, _) = Message::stored_keys(&line).map_err(|e| unreadable(e, self.line))?;
         let key = Key { position: ts, id };
         let Some(at) = self.group.iter().position(|r| r.id == key.id) else {
             return Ok(Entry {
