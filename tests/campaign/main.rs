@@ -1,25 +1,41 @@
 //! The short, fixed-seed form of the crash-and-fault campaign: a few hundred
-//! SIGKILLs of the real binary amid faults, rotations and new messages, and
-//! not one message lost or doubled. The long form:
-//! `cargo bench --bench campaign -- --seeds N`.
+//! SIGKILLs of the real binary amid faults (empty answers included),
+//! rotations, new messages and a history edited upstream (regenerations,
+//! deletions, older history, resets), and not one message lost or doubled.
+//! The long form: `cargo bench --bench campaign -- --seeds N`.
 
 #[path = "harness.rs"]
 mod harness;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_sigkills_amid_faults_lose_and_double_nothing() {
-    let mut total_kills = 0;
-    let mut total_faults = 0;
+async fn hundreds_of_sigkills_amid_faults_and_edits_upstream_lose_and_double_nothing() {
+    let started = std::time::Instant::now();
+    let mut total = harness::SeedReport::default();
     for seed in 1..=6u64 {
         let report = harness::run_seed(seed, 60).await;
         println!("{report}");
-        total_kills += report.kills;
-        total_faults += report.faults;
+        total.add(&report);
     }
-    println!("campaign: 6 seeds, {total_kills} kills, {total_faults} faults, 0 lost");
+    println!(
+        "campaign: 6 seeds, {}, in {:.0} s",
+        total.counts(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(
-        total_kills >= 200,
-        "only {total_kills} runs were killed mid-way; the campaign must kill"
+        total.kills >= 200,
+        "only {} runs were killed mid-way; the campaign must kill",
+        total.kills
+    );
+    // The edits and the empty answers must happen, and reach the backup.
+    assert!(
+        total.revised > 0 && total.marked_deleted > 0 && total.older_found > 0,
+        "the campaign's edits upstream left no trace in the backup: {}",
+        total.counts()
+    );
+    assert!(
+        total.empty_answers > 0 && total.double_lies > 0,
+        "no empty answer, or no confirmed one, was served: {}",
+        total.counts()
     );
 }
 
