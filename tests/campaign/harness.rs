@@ -17,6 +17,11 @@
 //! longer has marked deleted, none removed; the store consistent; requests
 //! within the rate limit.
 //!
+//! `CAMPAIGN_DEBUG=1` keeps each seed's data directory and prints where
+//! the time goes; `CAMPAIGN_KILL_AUDITS=1` also kills `audit --repair`
+//! runs midway (off by default until a resumed audit stops trusting its
+//! old pages: see `run_seed`).
+//!
 //! Shared by the short fixed-seed test (`tests/campaign/main.rs`) and the
 //! long form (`cargo bench --bench campaign -- --seeds N`).
 
@@ -69,6 +74,8 @@ pub struct SeedReport {
     pub doubled: usize,
     /// `archive` and `prune` runs killed midway.
     pub archive_kills: u32,
+    /// `audit --repair` runs killed midway (`CAMPAIGN_KILL_AUDITS=1`).
+    pub audit_kills: u32,
     /// Edits made upstream: replies regenerated, messages deleted, messages
     /// inserted below the oldest, chat resets.
     pub regenerations: u32,
@@ -93,6 +100,7 @@ impl SeedReport {
         self.runs += other.runs;
         self.kills += other.kills;
         self.archive_kills += other.archive_kills;
+        self.audit_kills += other.audit_kills;
         self.faults += other.faults;
         self.empty_answers += other.empty_answers;
         self.double_lies += other.double_lies;
@@ -118,13 +126,14 @@ impl SeedReport {
     /// totals.
     pub fn counts(&self) -> String {
         format!(
-            "{} runs, {} kills ({} of archive/prune), {} faults ({} empty answers, {} double lies), \
+            "{} runs, {} kills ({} of archive/prune, {} of audits), {} faults ({} empty answers, {} double lies), \
              {} rotations ({} re-pasted); upstream {} regenerations, {} deletions, {} older inserted, {} resets; \
              {} messages, {} stored ({} revised with {} earlier versions, {} marked deleted, {} older found), \
              audit repaired {}, {} requests, {} lost, {} doubled",
             self.runs,
             self.kills,
             self.archive_kills,
+            self.audit_kills,
             self.faults,
             self.empty_answers,
             self.double_lies,
@@ -551,6 +560,7 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
     };
     // CAMPAIGN_DEBUG=1 keeps the data directory for a look afterwards.
     let debug = std::env::var_os("CAMPAIGN_DEBUG").is_some();
+    let kill_audits = std::env::var_os("CAMPAIGN_KILL_AUDITS").is_some();
     let dir = tempfile::Builder::new()
         .prefix("campaign")
         .disable_cleanup(debug)
@@ -599,6 +609,29 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
                 // 1: a personality not yet synced has nothing to snapshot.
                 Some(0) | Some(1) => {}
                 Some(other) => panic!("seed {seed}: chatkeep {command} exited {other}"),
+            }
+        }
+        // With CAMPAIGN_KILL_AUDITS=1, now and then an audit with repair,
+        // killed midway: its walk stays in audit.spool for a later audit to
+        // resume while syncs go on. Off by default: a resumed audit trusts
+        // pages older than what the syncs stored since (tests/drift.rs,
+        // `a_resumed_audit_*`), and the audits at the end then differ.
+        if kill_audits && rng.random_bool(0.08) {
+            let kill = Duration::from_millis(rng.random_range(20..600));
+            let config = config.clone();
+            let code = tokio::task::spawn_blocking(move || run(&config, &["audit", "--repair"], Some(kill)))
+                .await
+                .expect("join");
+            report.runs += 1;
+            match code {
+                None => {
+                    report.kills += 1;
+                    report.audit_kills += 1;
+                }
+                // 1: it differed, or it broke off (an error of the service);
+                // 3: the cookie changed under it (the next sync re-pastes).
+                Some(0) | Some(1) | Some(3) => {}
+                Some(other) => panic!("seed {seed}: chatkeep audit --repair exited {other}"),
             }
         }
         // Most runs are killed early (starting, the small sections, the
@@ -703,6 +736,7 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
         "seed {seed}: audit --repair exited {code:?}: {row}"
     );
     report.audit_differed = differing(&row);
+    let repaired = row;
     stored.check(seed, "after audit --repair", &store_dir);
     let (code, row) = {
         let config = config.clone();
@@ -714,7 +748,7 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
     assert_eq!(
         code,
         Some(0),
-        "seed {seed}: the audit after the repair still differs: {row}"
+        "seed {seed}: the audit after the repair still differs: {row}\nthe repair: {repaired}"
     );
 
     if debug {
