@@ -20,18 +20,15 @@ fn main() {
     let first = arg("--first", 1000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = std::time::Instant::now();
-    let (mut runs, mut killed, mut faults, mut messages, mut requests) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut total = harness::SeedReport::default();
     for seed in first..first + seeds {
         let report = runtime.block_on(harness::run_seed(seed, kills));
         println!("{report}");
-        runs += u64::from(report.runs);
-        killed += u64::from(report.kills);
-        faults += report.faults as u64;
-        messages += report.messages as u64;
-        requests += report.requests as u64;
+        total.add(&report);
     }
     println!(
-        "campaign: {seeds} seeds, {runs} runs, {killed} kills, {faults} faults, {messages} messages, {requests} requests, 0 lost, 0 doubled, in {:.0} s",
+        "campaign: {seeds} seeds, {}, in {:.0} s",
+        total.counts(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -584,3 +584,78 @@ async fn an_interrupted_audit_resumes_from_its_checkpoint() {
             .has_pending_audit()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_audit_does_not_adopt_what_its_old_pages_say_over_what_a_sync_stored_since() {
+    // Found by the campaign with audits killed midway
+    // (CAMPAIGN_KILL_AUDITS=1): an audit cut short keeps the pages it
+    // walked in audit.spool, and syncs go on beside it. What those pages
+    // say is as old as the interrupted run; the store may know better.
+    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
+    sync_ok(&config).await;
+    // The audit walks the newest 5 pages, then the service breaks.
+    let mut bodies = vec![None; 5];
+    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
+    fake.queue_chat_bodies(bodies);
+    let (code, _) = audit(dir.path(), &["--repair"]);
+    assert_eq!(code, Some(1));
+    fake.queue_chat_bodies([]);
+    // Meanwhile, upstream: the 4th newest reply is regenerated and the 8th
+    // newest message deleted; the next sync sees both (first page).
+    let regenerated = fake.regenerate_nth_newest(NAME, 3);
+    let deleted = fake.delete_nth_newest(NAME, 7);
+    let report = sync_ok(&config).await;
+    assert_eq!((report.revised, report.deleted), (1, 1));
+    assert_complete(&export_with(&config, upstream_only()), &fake, NAME);
+    // The audit resumes and finishes: it must not take its old pages for
+    // what the service holds now.
+    let (code, report) = audit(dir.path(), &["--repair"]);
+    assert_eq!(report["personalities"][0]["resumed"], true, "{report}");
+    let current = export_with(&config, upstream_only());
+    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let line = |lines: &[String], id: &str| lines.iter().find(|l| id_of(l) == id).cloned();
+    assert_eq!(
+        line(&current, &regenerated),
+        line(&truth, &regenerated),
+        "the regenerated reply went back to its old version ({code:?}: {report})"
+    );
+    assert_eq!(
+        marked(&config),
+        [deleted],
+        "the deleted message lost its mark ({report})"
+    );
+    // And a fresh audit finds the backup the same as the service.
+    let (code, report) = audit(dir.path(), &[]);
+    assert_eq!((code, counts(&report)), (Some(0), [0; 5]), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_resumed_after_a_chat_reset_finds_the_history_as_it_is_now() {
+    // As above, with a reset between the interrupted audit and its
+    // resumption; the campaign met this with audits killed midway.
+    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
+    sync_ok(&config).await;
+    let mut bodies = vec![None; 5];
+    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
+    fake.queue_chat_bodies(bodies);
+    let (code, _) = audit(dir.path(), &["--repair"]);
+    assert_eq!(code, Some(1));
+    fake.queue_chat_bodies([]);
+    fake.reset_chat(NAME);
+    fake.append_messages(NAME, 5);
+    sync_ok(&config).await;
+    // 120 below the 5 new ones, a minute apart: among the newest two hours
+    // of the old history, inside the range the audit's old pages cover. The
+    // next sync's first page (51) brings 46 of them, stored late; only an
+    // audit sees the other 74.
+    fake.insert_older(NAME, 120);
+    let report = sync_ok(&config).await;
+    assert_eq!(report.late, 46);
+    let (_, report) = audit(dir.path(), &["--repair"]);
+    assert_eq!(report["personalities"][0]["resumed"], true, "{report}");
+    // What the service holds, and the old history all marked gone.
+    assert_complete(&export_with(&config, upstream_only()), &fake, NAME);
+    assert_eq!(marked(&config).len(), 1_000, "{report}");
+    let (code, report) = audit(dir.path(), &[]);
+    assert_eq!((code, counts(&report)), (Some(0), [0; 5]), "{report}");
+}
