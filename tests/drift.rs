@@ -586,7 +586,7 @@ async fn an_interrupted_audit_resumes_from_its_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resumed_audit_does_not_adopt_what_its_old_pages_say_over_what_a_sync_stored_since() {
+async fn an_audit_interrupted_before_a_sync_walks_again_and_keeps_what_the_sync_stored() {
     // Found by the campaign with audits killed midway
     // (CAMPAIGN_KILL_AUDITS=1): an audit cut short keeps the pages it
     // walked in audit.spool, and syncs go on beside it. What those pages
@@ -607,12 +607,13 @@ async fn a_resumed_audit_does_not_adopt_what_its_old_pages_say_over_what_a_sync_
     let report = sync_ok(&config).await;
     assert_eq!((report.revised, report.deleted), (1, 1));
     assert_complete(&export_with(&config, upstream_only()), &fake, NAME);
-    // The audit resumes and finishes: it must not take its old pages for
-    // what the service holds now.
+    // The next audit must not take its old pages for what the service
+    // holds now: the sync committed since they were walked, so it walks
+    // again from the top.
     let (code, report) = audit(dir.path(), &["--repair"]);
-    assert_eq!(report["personalities"][0]["resumed"], true, "{report}");
+    assert_eq!(report["personalities"][0]["resumed"], false, "{report}");
     let current = export_with(&config, upstream_only());
-    let truth: Vec<String> = fake.ground_truth(NAME).iter().map(|m| minify(m)).collect();
+    let truth = truth(&fake);
     let line = |lines: &[String], id: &str| lines.iter().find(|l| id_of(l) == id).cloned();
     assert_eq!(
         line(&current, &regenerated),
@@ -630,7 +631,7 @@ async fn a_resumed_audit_does_not_adopt_what_its_old_pages_say_over_what_a_sync_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_audit_resumed_after_a_chat_reset_finds_the_history_as_it_is_now() {
+async fn an_audit_interrupted_before_a_chat_reset_walks_again_and_finds_the_history_as_it_is_now() {
     // As above, with a reset between the interrupted audit and its
     // resumption; the campaign met this with audits killed midway.
     let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
@@ -652,7 +653,10 @@ async fn an_audit_resumed_after_a_chat_reset_finds_the_history_as_it_is_now() {
     let report = sync_ok(&config).await;
     assert_eq!(report.late, 46);
     let (_, report) = audit(dir.path(), &["--repair"]);
-    assert_eq!(report["personalities"][0]["resumed"], true, "{report}");
+    assert_eq!(
+        report["personalities"][0]["resumed"], false,
+        "walked again: {report}"
+    );
     // What the service holds, and the old history all marked gone.
     assert_complete(&export_with(&config, upstream_only()), &fake, NAME);
     assert_eq!(marked(&config).len(), 1_000, "{report}");

@@ -135,6 +135,10 @@ pub struct ChatState {
     /// Whether the service's `before_ts` is at-or-older, once seen.
     #[serde(default)]
     pub before_ts_inclusive: Option<bool>,
+    /// Commits made to this history (counted since format 3): an audit
+    /// interrupted before a commit cannot trust its pages after it.
+    #[serde(default)]
+    pub commits: u64,
 }
 
 impl ChatState {

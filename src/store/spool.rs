@@ -91,6 +91,10 @@ pub struct Checkpoint {
     /// Set on the walk's last record.
     #[serde(default)]
     pub ended: Option<WalkEnd>,
+    /// An audit's walk: the history's commit count when it began. Pages
+    /// walked before a later commit are older than what that commit stored.
+    #[serde(default)]
+    pub store_commits: Option<u64>,
 }
 
 impl Checkpoint {
@@ -115,6 +119,7 @@ impl Checkpoint {
             found: false,
             longest_page: 0,
             ended: None,
+            store_commits: None,
         }
     }
 }

@@ -12,6 +12,12 @@
 //! missing messages stored in their place, changes as revisions, messages
 //! gone upstream marked. Comparing again after that finds nothing, so an
 //! audit cut short after its commit and run again changes nothing twice.
+//!
+//! An interrupted audit resumes only if nothing was committed to the
+//! history since it began: pages walked before a sync are older than what
+//! that sync stored, and comparing them would undo it (a regenerated reply
+//! back to its old version, a deleted message unmarked). Otherwise it walks
+//! again from the newest message.
 
 use std::collections::HashMap;
 use std::iter::Peekable;
@@ -104,15 +110,28 @@ pub async fn audit_chat(
     on_page: impl FnMut(WalkProgress),
 ) -> Result<AuditReport, ChatSyncError> {
     let mut walked = ChatReport::default();
+    let commits = store.state().commits;
     let mut spool = store.open_audit_walk()?;
+    if let Some(began) = spool.checkpoint().map(|cp| cp.store_commits)
+        && began != Some(commits)
+    {
+        // Syncs committed since this audit began: what they stored is newer
+        // than the pages walked before, which would undo it. Walk again.
+        tracing::info!(
+            "the backup changed since the interrupted audit began; its walk starts again from the newest \
+             message"
+        );
+        spool.remove()?;
+        spool = store.open_audit_walk()?;
+    }
     let resumed = spool.checkpoint().is_some();
     let mut limits = limits;
     limits.larger_limit &= !store.state().larger_limit_refused;
     if !spool.is_done() {
-        let checkpoint = spool
-            .checkpoint()
-            .cloned()
-            .unwrap_or_else(|| Checkpoint::new(WalkKind::Audit, None, limits.ordinary()));
+        let checkpoint = spool.checkpoint().cloned().unwrap_or_else(|| Checkpoint {
+            store_commits: Some(commits),
+            ..Checkpoint::new(WalkKind::Audit, None, limits.ordinary())
+        });
         let mut walker = Walker {
             source,
             limits,

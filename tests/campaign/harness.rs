@@ -18,9 +18,7 @@
 //! within the rate limit.
 //!
 //! `CAMPAIGN_DEBUG=1` keeps each seed's data directory and prints where
-//! the time goes; `CAMPAIGN_KILL_AUDITS=1` also kills `audit --repair`
-//! runs midway (off by default until a resumed audit stops trusting its
-//! old pages: see `run_seed`).
+//! the time goes.
 //!
 //! Shared by the short fixed-seed test (`tests/campaign/main.rs`) and the
 //! long form (`cargo bench --bench campaign -- --seeds N`).
@@ -74,7 +72,7 @@ pub struct SeedReport {
     pub doubled: usize,
     /// `archive` and `prune` runs killed midway.
     pub archive_kills: u32,
-    /// `audit --repair` runs killed midway (`CAMPAIGN_KILL_AUDITS=1`).
+    /// `audit --repair` runs killed midway.
     pub audit_kills: u32,
     /// Edits made upstream: replies regenerated, messages deleted, messages
     /// inserted below the oldest, chat resets.
@@ -560,7 +558,6 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
     };
     // CAMPAIGN_DEBUG=1 keeps the data directory for a look afterwards.
     let debug = std::env::var_os("CAMPAIGN_DEBUG").is_some();
-    let kill_audits = std::env::var_os("CAMPAIGN_KILL_AUDITS").is_some();
     let dir = tempfile::Builder::new()
         .prefix("campaign")
         .disable_cleanup(debug)
@@ -611,12 +608,10 @@ pub async fn run_seed(seed: u64, kills: u32) -> SeedReport {
                 Some(other) => panic!("seed {seed}: chatkeep {command} exited {other}"),
             }
         }
-        // With CAMPAIGN_KILL_AUDITS=1, now and then an audit with repair,
-        // killed midway: its walk stays in audit.spool for a later audit to
-        // resume while syncs go on. Off by default: a resumed audit trusts
-        // pages older than what the syncs stored since (tests/drift.rs,
-        // `a_resumed_audit_*`), and the audits at the end then differ.
-        if kill_audits && rng.random_bool(0.08) {
+        // Now and then an audit with repair, killed midway: its walk stays
+        // in audit.spool, and the next audit resumes it only if no sync
+        // committed meanwhile (tests/drift.rs, `an_audit_interrupted_*`).
+        if rng.random_bool(0.08) {
             let kill = Duration::from_millis(rng.random_range(20..600));
             let config = config.clone();
             let code = tokio::task::spawn_blocking(move || run(&config, &["audit", "--repair"], Some(kill)))

@@ -308,6 +308,7 @@ impl Commit<'_> {
         if spool.is_some() {
             self.next.next_walk += 1;
         }
+        self.next.commits += 1;
         let Commit {
             store,
             next,
