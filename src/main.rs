@@ -78,7 +78,8 @@ enum Command {
     /// Compare each personality's whole history on the service with its backup.
     ///
     /// Walks the service's entire chat history again (under the same rate
-    /// limit as a sync, resumable if interrupted) and compares it with the
+    /// limit as a sync; an interrupted audit resumes, unless a sync committed
+    /// since, and then walks again) and compares it with the
     /// backup message by message: missing here, changed upstream (a
     /// regenerated reply), gone upstream (deleted, or a chat reset), back
     /// upstream (marked gone, returned since), and holes (missing messages
