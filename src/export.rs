@@ -349,7 +349,7 @@ pub fn write_earlier_versions(store: &ChatStore, out: &mut impl Write) -> Result
 /// `position_ts`, when a version's `ts` is not its place in the history (a
 /// later version came with another `ts`; the message keeps its place).
 fn moved(message: &str, position: Option<Ts>) -> Option<(&'static str, String)> {
-    let ts = Message::from_stored_line(message).ok()?.ts;
+    let (_, ts) = Message::stored_keys(message).ok()?;
     let position = position?;
     (ts != position).then(|| ("position_ts", position.to_string()))
 }

@@ -116,11 +116,18 @@ struct Keys<'a> {
 }
 
 impl Message {
-    /// Parses one stored line (already compact) back into a message.
+    /// Parses one stored line back into a message. A stored line is
+    /// already compact (chatkeep stores nothing else), so it is kept as it
+    /// is rather than minified again.
     pub fn from_stored_line(line: &str) -> Result<Message, MessageError> {
         let raw: &RawValue =
             serde_json::from_str(line).map_err(|e| MessageError::NotAnArray(e.to_string()))?;
-        Message::from_raw(raw, 0)
+        let (id, ts) = keys(raw.get(), 0)?;
+        Ok(Message {
+            id,
+            ts,
+            raw: raw.get().to_owned(),
+        })
     }
 
     fn from_raw(raw: &RawValue, index: usize) -> Result<Message, MessageError> {

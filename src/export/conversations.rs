@@ -105,11 +105,14 @@ impl<I: Iterator<Item = io::Result<String>>> Cursor<I> {
         let Some(line) = self.next()? else {
             return Ok(None);
         };
-        let message = Message::from_stored_line(&line).map_err(|e| ExportError::BadLine {
+        if let Some(ts) = Message::stored_ts(&line) {
+            return Ok(Some(ts));
+        }
+        let (_, ts) = Message::stored_keys(&line).map_err(|e| ExportError::BadLine {
             line: self.line,
             reason: e.to_string(),
         })?;
-        Ok(Some(message.ts))
+        Ok(Some(ts))
     }
 }
 

@@ -304,17 +304,21 @@ pub(super) fn advance(
         },
     };
     let mut in_boundary: HashSet<MessageId> = boundary.ids.iter().cloned().collect();
+    let reaches_head = match target {
+        Target::Top { head, .. } => head.as_ref().is_some_and(|h| page.iter().any(|m| m.ts < h.ts)),
+        Target::Tail { .. } | Target::Audit => false,
+    };
     let mut in_page = HashSet::new();
     let mut new = Vec::new();
-    for m in page.iter() {
+    for m in page {
         if !in_page.insert(m.id.clone()) {
             continue;
         }
         if m.ts == min_ts && in_boundary.insert(m.id.clone()) {
             boundary.ids.push(m.id.clone());
         }
-        if !already_spooled(m) {
-            new.push(m.clone());
+        if !already_spooled(&m) {
+            new.push(m);
         }
     }
     if boundary.ids.len() > MAX_TIE_IDS {
@@ -327,11 +331,11 @@ pub(super) fn advance(
 
     let done = match target {
         Target::Top {
-            head,
             refresh_messages,
             refresh_below,
+            ..
         } => {
-            head.as_ref().is_some_and(|h| page.iter().any(|m| m.ts < h.ts))
+            reaches_head
                 && cp.spooled >= *refresh_messages
                 && refresh_below.is_none_or(|below| min_ts < below)
         }
