@@ -464,6 +464,21 @@ fn counts(report: &serde_json::Value) -> [u64; 5] {
     .map(|k| row[k].as_u64().unwrap())
 }
 
+/// A backup of 1,000 messages, and an audit (with `args`) that walks the
+/// newest 5 pages before the service breaks the contract for good: it
+/// fails, its walk left in audit.spool. Then the service behaves again.
+async fn audit_cut_short(args: &[&str]) -> (FakeService, tempfile::TempDir, Config, serde_json::Value) {
+    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
+    sync_ok(&config).await;
+    let mut bodies = vec![None; 5];
+    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
+    fake.queue_chat_bodies(bodies);
+    let (code, report) = audit(dir.path(), args);
+    assert_eq!(code, Some(1), "{report}");
+    fake.queue_chat_bodies([]);
+    (fake, dir, config, report)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audit_finds_changes_below_the_refreshed_range_and_repair_adopts_them() {
     let (fake, dir, config) = drifting(300, FakeConfig::default(), "").await;
@@ -553,14 +568,8 @@ async fn an_audit_after_a_chat_reset_marks_the_whole_old_history_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_audit_resumes_from_its_checkpoint() {
-    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
-    sync_ok(&config).await;
     // The sixth page breaks the contract however often it is asked for.
-    let mut bodies = vec![None; 5];
-    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
-    fake.queue_chat_bodies(bodies);
-    let (code, report) = audit(dir.path(), &[]);
-    assert_eq!(code, Some(1));
+    let (fake, dir, config, report) = audit_cut_short(&[]).await;
     assert!(
         report["personalities"][0]["error"]
             .as_str()
@@ -587,19 +596,11 @@ async fn an_interrupted_audit_resumes_from_its_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audit_interrupted_before_a_sync_walks_again_and_keeps_what_the_sync_stored() {
-    // Found by the campaign with audits killed midway
-    // (CAMPAIGN_KILL_AUDITS=1): an audit cut short keeps the pages it
+    // Found by the campaign with audits killed midway: an audit cut short
+    // keeps the pages it
     // walked in audit.spool, and syncs go on beside it. What those pages
     // say is as old as the interrupted run; the store may know better.
-    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
-    sync_ok(&config).await;
-    // The audit walks the newest 5 pages, then the service breaks.
-    let mut bodies = vec![None; 5];
-    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
-    fake.queue_chat_bodies(bodies);
-    let (code, _) = audit(dir.path(), &["--repair"]);
-    assert_eq!(code, Some(1));
-    fake.queue_chat_bodies([]);
+    let (fake, dir, config, _) = audit_cut_short(&["--repair"]).await;
     // Meanwhile, upstream: the 4th newest reply is regenerated and the 8th
     // newest message deleted; the next sync sees both (first page).
     let regenerated = fake.regenerate_nth_newest(NAME, 3);
@@ -634,14 +635,7 @@ async fn an_audit_interrupted_before_a_sync_walks_again_and_keeps_what_the_sync_
 async fn an_audit_interrupted_before_a_chat_reset_walks_again_and_finds_the_history_as_it_is_now() {
     // As above, with a reset between the interrupted audit and its
     // resumption; the campaign met this with audits killed midway.
-    let (fake, dir, config) = drifting(1_000, FakeConfig::default(), "").await;
-    sync_ok(&config).await;
-    let mut bodies = vec![None; 5];
-    bodies.extend((0..10).map(|_| Some(b"{\"not\":\"a page\"}".to_vec())));
-    fake.queue_chat_bodies(bodies);
-    let (code, _) = audit(dir.path(), &["--repair"]);
-    assert_eq!(code, Some(1));
-    fake.queue_chat_bodies([]);
+    let (fake, dir, config, _) = audit_cut_short(&["--repair"]).await;
     fake.reset_chat(NAME);
     fake.append_messages(NAME, 5);
     sync_ok(&config).await;
