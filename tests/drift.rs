@@ -578,7 +578,6 @@ async fn an_interrupted_audit_resumes_from_its_checkpoint() {
     );
     let store = ChatStore::open_read_only(&config.storage.data_dir.join(NAME)).unwrap();
     assert!(store.has_pending_audit());
-    fake.queue_chat_bodies([]);
     fake.clear_requests();
     let (code, report) = audit(dir.path(), &[]);
     assert_eq!((code, counts(&report)), (Some(0), [0; 5]), "{report}");

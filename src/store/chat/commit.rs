@@ -117,27 +117,29 @@ impl Commit<'_> {
     /// Adds a message newer than (or as new as) every stored one. Calls come
     /// in order of `ts`.
     pub fn append(&mut self, m: &Message) -> Result<(), ChatStoreError> {
-        if self.appender.is_none() {
-            let state = &self.store.state;
-            // An open log of unknown span (format 1) stays unmarked: its
-            // messages before the commit are not counted.
-            let known = state.log_len == 0 || state.log_span.is_some();
-            let before = state
-                .log_span
-                .filter(|_| state.log_len > 0)
-                .map_or(0, |s| s.messages);
-            let marks = if known {
-                state.log_marks.clone()
-            } else {
-                Vec::new()
-            };
-            let writer = MemberWriter::append_to(&self.store.log_path(), state.log_len, before, marks, known)
-                .map_err(|e| io_err(&self.store.log_path(), e))?;
-            self.appender = Some(writer);
-        }
-        let path = self.store.log_path();
-        let writer = self.appender.as_mut().expect("appender just set");
-        writer.write(m).map_err(|e| io_err(&path, e))?;
+        let writer = match &mut self.appender {
+            Some(writer) => writer,
+            None => {
+                let state = &self.store.state;
+                // An open log of unknown span (format 1) stays unmarked: its
+                // messages before the commit are not counted.
+                let known = state.log_len == 0 || state.log_span.is_some();
+                let before = state
+                    .log_span
+                    .filter(|_| state.log_len > 0)
+                    .map_or(0, |s| s.messages);
+                let marks = if known {
+                    state.log_marks.clone()
+                } else {
+                    Vec::new()
+                };
+                let path = self.store.log_path();
+                let writer = MemberWriter::append_to(&path, state.log_len, before, marks, known)
+                    .map_err(|e| io_err(&path, e))?;
+                self.appender.insert(writer)
+            }
+        };
+        writer.write(m).map_err(|e| io_err(&writer.path, e))?;
         advance_head(&mut self.next.head, m);
         self.count_new(m.ts);
         Ok(())
@@ -146,15 +148,17 @@ impl Commit<'_> {
     /// Adds a message older than (or as old as) every stored one. Calls
     /// come in order of `ts`; together they become a new first segment.
     pub fn prepend(&mut self, m: &Message) -> Result<(), ChatStoreError> {
-        if self.prepender.is_none() {
-            let dir = self.store.segments_dir();
-            fsio::create_private_dir(&dir).map_err(|e| io_err(&dir, e))?;
-            let tmp = dir.join(PREPEND_TMP);
-            let writer = MemberWriter::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            self.prepender = Some(writer);
-        }
-        let writer = self.prepender.as_mut().expect("prepender just set");
-        writer.write(m).map_err(|e| io_err(&writer.path.clone(), e))?;
+        let writer = match &mut self.prepender {
+            Some(writer) => writer,
+            None => {
+                let dir = self.store.segments_dir();
+                fsio::create_private_dir(&dir).map_err(|e| io_err(&dir, e))?;
+                let tmp = dir.join(PREPEND_TMP);
+                let writer = MemberWriter::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+                self.prepender.insert(writer)
+            }
+        };
+        writer.write(m).map_err(|e| io_err(&writer.path, e))?;
         self.summary.older += 1;
         if self.next.head.is_none() {
             advance_head(&mut self.next.head, m);
