@@ -19,6 +19,9 @@ use serde_json::value::RawValue;
 pub struct Ts(f64);
 
 impl Ts {
+    /// The earliest timestamp a message can carry.
+    pub const EPOCH: Ts = Ts(0.0);
+
     /// A timestamp, if it is one a message can carry: finite and not negative.
     pub fn new(secs: f64) -> Option<Ts> {
         (secs.is_finite() && secs >= 0.0).then_some(Ts(secs))

@@ -355,6 +355,21 @@ async fn deletions_upstream_are_marked_inside_the_refreshed_range_and_nothing_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_history_shorter_than_a_page_every_deletion_is_marked() {
+    let (fake, _dir, config) = drifting(30, FakeConfig::default(), "").await;
+    sync_ok(&config).await;
+    let oldest = fake.delete_nth_newest(NAME, 29);
+    let newest = fake.delete_nth_newest(NAME, 0);
+    assert_eq!(sync_ok(&config).await.deleted, 2);
+    let mut got = marked(&config);
+    got.sort();
+    let mut want = vec![oldest, newest];
+    want.sort();
+    assert_eq!(got, want);
+    assert_complete(&export_with(&config, upstream_only()), &fake, NAME);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_chat_reset_new_messages_are_backed_up_and_the_old_ones_kept() {
     let (fake, dir, config) = drifting(300, FakeConfig::default(), "").await;
     sync_ok(&config).await;

@@ -88,6 +88,10 @@ pub struct Checkpoint {
     /// everything left below the cursor.
     #[serde(default)]
     pub longest_page: u32,
+    /// A page shorter than the page size came: it held everything below
+    /// its cursor, so the walk saw the bottom of the history.
+    #[serde(default)]
+    pub bottom: bool,
     /// Set on the walk's last record.
     #[serde(default)]
     pub ended: Option<WalkEnd>,
@@ -118,6 +122,7 @@ impl Checkpoint {
             high: None,
             found: false,
             longest_page: 0,
+            bottom: false,
             ended: None,
             store_commits: None,
         }

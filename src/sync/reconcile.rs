@@ -61,7 +61,7 @@ struct Compared {
     entries: Vec<Entry>,
     by_id: HashMap<MessageId, usize>,
     /// Where the refreshed range begins among them.
-    refresh_low: Option<Ts>,
+    refresh_low: Ts,
 }
 
 impl Compared {
@@ -71,7 +71,7 @@ impl Compared {
             return Ok(Compared {
                 entries: Vec::new(),
                 by_id: HashMap::new(),
-                refresh_low: None,
+                refresh_low: Ts::EPOCH,
             });
         };
         let at_least = match refreshed.refresh {
@@ -107,9 +107,11 @@ impl Compared {
             .and_then(|i| entries.get(i))
             .and_then(|e| e.key.as_ref())
             .map(|k| k.position);
+        // Fewer stored than the range asks for: the range is all of them.
+        let all_read = complete_above.map_or(Ts::EPOCH, Ts::next_up);
         let refresh_low = match refreshed.refresh {
-            Refresh::Span(_) => span_low.or(Some(head.ts)),
-            _ => newest_n.or_else(|| complete_above.map(Ts::next_up)),
+            Refresh::Span(_) => span_low.unwrap_or(Ts::EPOCH),
+            _ => newest_n.unwrap_or(all_read),
         };
         Ok(Compared {
             entries,
@@ -152,11 +154,10 @@ fn commit_top(
         }
     }
     // What the walk covered, inside the refreshed range, and did not get.
-    let covered = |position: Ts| match cp.ended {
-        Some(WalkEnd::Beginning) => true,
-        _ => cp.low.is_some_and(|low| position > low),
+    let covered = |position: Ts| {
+        cp.ended == Some(WalkEnd::Beginning) || cp.bottom || cp.low.is_some_and(|low| position > low)
     };
-    let in_range = |position: Ts| compared.refresh_low.is_some_and(|low| position >= low);
+    let in_range = |position: Ts| position >= compared.refresh_low;
     for (entry, seen) in compared.entries.iter().zip(seen) {
         let Some(key) = &entry.key else { continue };
         if !seen && covered(key.position) && in_range(key.position) && entry.deleted_upstream_at().is_none() {

@@ -281,6 +281,8 @@ pub(super) fn advance(
     // A service that has answered this limit in full before and answers it
     // short now has given everything below the cursor.
     let rest_of_history = page.len() < asked as usize && cp.longest_page >= asked;
+    // The page size is known to be honoured: fewer is all there is.
+    cp.bottom |= page.len() < asked.min(limits.page_size) as usize;
     cp.longest_page = cp.longest_page.max(u32::try_from(page.len()).unwrap_or(u32::MAX));
     // An ordinary page is full at the page size: one more is a bonus the
     // service may not give. A grown limit is full only when met.
