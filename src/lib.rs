@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod escape;
 pub mod export;
 pub mod fake;
 pub mod logging;

@@ -4,6 +4,9 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -68,7 +71,7 @@ fn install(
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let stderr: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Text => stderr.with_filter(filter()).boxed(),
+        LogFormat::Text => stderr.fmt_fields(escaped_fields()).with_filter(filter()).boxed(),
         LogFormat::Json => stderr.json().with_filter(filter()).boxed(),
     };
     let mut layers = vec![stderr];
@@ -78,13 +81,31 @@ fn install(
             .with_ansi(false)
             .with_target(false);
         layers.push(match format {
-            LogFormat::Text => layer.with_filter(filter()).boxed(),
+            LogFormat::Text => layer.fmt_fields(escaped_fields()).with_filter(filter()).boxed(),
             LogFormat::Json => layer.json().with_filter(filter()).boxed(),
         });
         guard
     });
     let _ = tracing_subscriber::registry().with(layers).try_init();
     LogGuard(guard)
+}
+
+/// The text format's fields and message with control characters escaped
+/// ([`crate::escape::controls`]): a field can carry service text (a message
+/// id in an error), and one line of the journal must stay one line. JSON
+/// lines need nothing: JSON escapes them. The level's own colours are not
+/// fields, so they stay.
+fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    tracing_subscriber::fmt::format::debug_fn(|writer: &mut Writer<'_>, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::escape::controls(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{field}={text}")
+        }
+    })
+    .delimited(" ")
 }
 
 /// Logs the process's peak resident memory (Linux `VmHWM`) at debug level,

@@ -43,7 +43,7 @@ pub fn archive(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, F
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {name}: {e}");
+                eprintln!("error: {name}: {}", crate::escape::controls(&e.to_string()));
             }
         }
     }
@@ -107,7 +107,7 @@ pub fn prune(config: &Config, names: &[PersonalitySlug], dry_run: bool) -> Resul
             Ok(report) => print_prune(name, &report),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {name}: {e}");
+                eprintln!("error: {name}: {}", crate::escape::controls(&e.to_string()));
             }
         }
     }
@@ -184,7 +184,7 @@ pub fn verify(
             }
             Err(e) => {
                 problems += 1;
-                println!("{name}: {e}");
+                println!("{name}: {}", crate::escape::controls(&e.to_string()));
             }
         }
     }
@@ -212,14 +212,14 @@ fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) 
         }
         Some(live) => {
             for problem in &live.problems {
-                println!("{}: {problem}", source.display());
+                println!("{}: {}", source.display(), crate::escape::controls(problem));
             }
         }
         None => println!("{}: no live backup", source.display()),
     }
     let dir = config.archive.dir.join(name.as_str());
     if let Some(problem) = &report.manifest_problem {
-        println!("{problem}");
+        println!("{}", crate::escape::controls(problem));
     }
     if report.snapshots.is_empty() && report.manifest_problem.is_none() {
         println!("{}: no snapshots", dir.display());
@@ -228,7 +228,7 @@ fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) 
         let path = dir.join(&entry.file);
         if !check.problems.is_empty() {
             for problem in &check.problems {
-                println!("{}: {problem}", path.display());
+                println!("{}: {}", path.display(), crate::escape::controls(problem));
             }
         } else if check.content_checked {
             println!("{}: ok, {} messages", path.display(), entry.message_count);

@@ -192,7 +192,7 @@ pub fn render_table(outcomes: &[AuditOutcome], repair: bool) -> String {
                 row.extend(std::iter::repeat_n("-".to_owned(), header.len() - 2));
                 row.push("FAILED".to_owned());
                 rows.push(row);
-                notes.push(format!("{}: {e}", o.name));
+                notes.push(format!("{}: {}", o.name, crate::escape::controls(e)));
             }
         }
     }

@@ -45,7 +45,7 @@ impl Fatal {
     }
 
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {}", self.message);
+        eprintln!("error: {}", crate::escape::controls(&self.message));
         ExitCode::from(self.code)
     }
 }

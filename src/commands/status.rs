@@ -336,6 +336,7 @@ impl Report {
                 out.push_str(&format!("{}: {history}\n", e.name));
             }
             if let Some(error) = &e.error {
+                let error = crate::escape::controls(error);
                 out.push_str(&format!("{}: {}: {error}\n", e.name, e.outcome_text()));
             }
             if !e.configured {

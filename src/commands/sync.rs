@@ -100,7 +100,10 @@ pub async fn run_pass(
     let chosen = match select(config, names, selection, &client).await {
         Ok(chosen) => chosen,
         Err(e) => {
-            eprintln!("error: cannot list the account's personalities: {e}");
+            eprintln!(
+                "error: cannot list the account's personalities: {}",
+                crate::escape::controls(&e.to_string())
+            );
             outcome.fatal = Some(e);
             return Ok(outcome);
         }
@@ -121,7 +124,7 @@ pub async fn run_pass(
         println!("{}", summary(&report));
         if let Some(chat) = &report.chat {
             for w in &chat.warnings {
-                println!("  warning: {w}");
+                println!("  warning: {}", crate::escape::controls(w));
             }
         }
         let stop = report.cancelled

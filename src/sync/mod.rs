@@ -624,7 +624,7 @@ pub fn summary(report: &PersonalityReport) -> String {
         parts.join("; ")
     );
     if let Some(e) = &report.status.error {
-        line.push_str(&format!("\n  error: {e}"));
+        line.push_str(&format!("\n  error: {}", crate::escape::controls(e)));
     }
     line
 }
