@@ -223,7 +223,7 @@ pub fn write_with(
 /// The places of the first and last message an export writes.
 fn range(store: &ChatStore, options: &ExportOptions) -> Result<Option<(Ts, Ts)>, ExportError> {
     let state = store.state();
-    let newest = state.head.as_ref().map(|h| h.ts);
+    let newest = state.newest();
     if !options.upstream_only || state.deleted_upstream() == 0 {
         return Ok(state.oldest.zip(newest));
     }

@@ -179,3 +179,90 @@ async fn every_export_format_survives_fields_of_unexpected_types() {
     assert!(markdown.contains("**You:** 123"), "{markdown}");
     assert!(markdown.contains(r#"{"parts":["a",{"b":null}]}"#), "{markdown}");
 }
+
+/// A message dated `ts_text` (far in the future, or a little ahead of the
+/// clock) pushed on top of the history, then more than a page of ordinary
+/// new messages dated below it: every one is backed up, in order, and the
+/// sync warns about the date.
+async fn a_message_ahead_of_the_clock_does_not_blind_later_syncs(ts_text: &str) {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let config = load(&config_path);
+    fake.push_raw_message(
+        NAME,
+        &format!(r#"{{"id":"ahead","message":"m","reply":"r","ts":{ts_text}}}"#),
+    );
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ahead of this machine's clock"),
+        "no warning:\n{out}"
+    );
+    // Ordinary messages arrive, dated now-ish: below the one ahead.
+    let now = chrono::Utc::now().timestamp();
+    for k in 0..60 {
+        fake.insert_raw_message(
+            NAME,
+            &format!(
+                r#"{{"id":"new-{k}","message":"m","reply":"r","ts":{}.5}}"#,
+                now - 600 + k
+            ),
+        );
+    }
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("chat 60 new"), "{out}");
+    assert_complete(&export_lines(&config, NAME), &fake, NAME);
+    let out = chatkeep(&config_path).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_of_1e308_does_not_blind_later_syncs() {
+    a_message_ahead_of_the_clock_does_not_blind_later_syncs("1e308").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_an_hour_ahead_does_not_hide_the_messages_of_that_hour() {
+    let hour_ahead = chrono::Utc::now().timestamp() + 3600;
+    a_message_ahead_of_the_clock_does_not_blind_later_syncs(&format!("{hour_ahead}.25")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_text_with_a_newline_and_ansi_escapes_reaches_no_log_line_terminal_or_status_raw() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, HISTORY)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    fake.append_messages(NAME, NEW);
+    // The second page of the next walk names a message newer than asked
+    // for: the error quotes its id, which forges a log line and paints.
+    let forged =
+        "x\\n2026-01-01T00:00:00.000000Z  INFO chatkeep: all good\\u001b[31mRED\\u001b]0;title\\u0007";
+    let evil = message(forged, "4000000000.5");
+    let mut bodies = vec![None];
+    bodies.extend((0..8).map(|_| Some(page(std::slice::from_ref(&evil)))));
+    fake.queue_chat_bodies(bodies);
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(1), "{out}");
+    let status = chatkeep(&config_path).arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    for (what, shown) in [("sync output and log", &out), ("status", &status)] {
+        assert!(
+            shown.contains("2026-01-01T00:00:00.000000Z"),
+            "{what} does not name the id:\n{shown}"
+        );
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{what} carries escapes:\n{shown}"
+        );
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")),
+            "{what} has a forged line:\n{shown}"
+        );
+    }
+}

@@ -40,7 +40,7 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
     };
     let mut oldest: Option<Ts> = None;
     let mut newest: Option<(Ts, HashSet<MessageId>)> = None;
-    let mut late_ids = HashSet::new();
+    let mut last: Option<Ts> = None;
     let mut disorder = 0u64;
     let mut bad = Vec::new();
     for entry in history.by_ref() {
@@ -71,12 +71,17 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             bad.push(format!("message {}: {e}", check.messages));
         }
         oldest.get_or_insert(key.position);
-        // Late messages are not in the head's ids: the head is the log's.
+        if last.is_some_and(|l| key.position < l) {
+            disorder += 1;
+        }
+        last = Some(key.position);
+        // The head is the chat log's newest: late messages (in the overlay)
+        // are not in it, even one dated beyond it.
         if entry.story.as_ref().is_some_and(|s| s.late) {
-            late_ids.insert(key.id.clone());
+            continue;
         }
         match &mut newest {
-            Some((ts, _)) if key.position < *ts => disorder += 1,
+            Some((ts, _)) if key.position < *ts => {}
             Some((ts, ids)) if key.position == *ts => {
                 ids.insert(key.id);
             }
@@ -90,9 +95,6 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
             if anomalies == 1 { "" } else { "s" },
             shown.join("; ")
         ));
-    }
-    if let Some((_, ids)) = &mut newest {
-        ids.retain(|id| !late_ids.contains(id));
     }
     if !bad.is_empty() {
         check

@@ -173,7 +173,7 @@ pub fn write(
         sha256: String::new(),
         message_count: state.message_count,
         first_message: state.oldest.map(|t| t.to_rfc3339()),
-        last_message: state.head.as_ref().map(|h| h.ts.to_rfc3339()),
+        last_message: state.newest().map(|t| t.to_rfc3339()),
         content_digest,
         encrypted,
         members: inputs.members(),

@@ -159,6 +159,29 @@ impl History {
         self.push(index, ts);
     }
 
+    /// Inserts one message given as raw JSON text in its place by `ts`
+    /// (after any others with the same `ts`), kept byte for byte: a message
+    /// that becomes visible below newer ones, such as one dated by a clock
+    /// that runs behind.
+    ///
+    /// # Panics
+    /// If the text is not a JSON object with a numeric `ts`.
+    pub(super) fn insert_raw(&mut self, raw_json: &str) {
+        let field: TsField<'_> = serde_json::from_str(raw_json)
+            .unwrap_or_else(|e| panic!("inserted message is not a JSON object with a ts: {e}"));
+        let ts: f64 = field
+            .ts
+            .get()
+            .parse()
+            .unwrap_or_else(|e| panic!("inserted message's ts {} is not a number: {e}", field.ts));
+        let index = self.take_generator();
+        self.raw.insert(index, raw_json.into());
+        let at = self.ts.partition_point(|&t| t <= ts);
+        self.ts.insert(at, ts);
+        self.generators.insert(at, index);
+        self.newest_ever = Some(self.newest_ever.map_or(ts, |newest| newest.max(ts)));
+    }
+
     /// Appends a message at the new end; `ts` is not older than the last.
     fn push(&mut self, index: u32, ts: f64) {
         self.ts.push(ts);

@@ -114,6 +114,15 @@ impl FakeService {
         lock(&self.shared).by_slug_mut(slug).history.push_raw(raw_json);
     }
 
+    /// Inserts one message given as raw JSON in its place by `ts`, below
+    /// newer ones if there are; served byte for byte as given.
+    ///
+    /// # Panics
+    /// If the text has no numeric `ts`.
+    pub fn insert_raw_message(&self, slug: &str, raw_json: &str) {
+        lock(&self.shared).by_slug_mut(slug).history.insert_raw(raw_json);
+    }
+
     /// Answers the next chat-history requests (of any personality, one
     /// each, in order) with these bodies instead: `Some(bytes)` is sent
     /// verbatim as a 200 `application/json` answer, whatever it holds

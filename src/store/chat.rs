@@ -19,7 +19,7 @@
 //! - a spool older than `next_walk`: already committed; delete it.
 //! - the spool of `next_walk`, done: commit it; not done: resume the walk.
 
-mod commit;
+pub mod commit;
 mod history;
 pub mod marks;
 pub mod overlay;
@@ -150,6 +150,18 @@ impl ChatState {
     /// Messages with later versions.
     pub fn revised(&self) -> u64 {
         self.overlay.as_ref().map_or(0, |o| o.revised)
+    }
+
+    /// The newest place in the history: the head, or a message stored late
+    /// beyond it (one dated ahead of the clock).
+    pub fn newest(&self) -> Option<Ts> {
+        let head = self.head.as_ref().map(|h| h.ts);
+        let late = self.overlay.as_ref().and_then(|o| o.newest_late);
+        match (head, late) {
+            (Some(h), Some(l)) if l > h => Some(l),
+            (Some(h), _) => Some(h),
+            (None, late) => late,
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use std::fs::{File, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+pub use chat::commit::FUTURE_TOLERANCE;
 pub use chat::{
     Beginning, ChatState, ChatStore, ChatStoreError, Commit, CommitSummary, Entry, Head, History, Key,
     LogSpan, Recent, SEGMENT_DIR, Segment, Story, Version,

@@ -166,6 +166,19 @@ impl<P: PageSource, F: FnMut(WalkProgress)> Run<'_, P, F> {
             larger_limit_refused: self.walker.report.larger_limit_refused,
         };
         let summary = reconcile::commit_walk(self.store, spool, refreshed, learnt, Utc::now())?;
+        if let Some(latest) = summary.future_latest {
+            let warning = format!(
+                "{} message{} dated more than {} ahead of this machine's clock (the latest {}): stored in \
+                 place, but not taken as the newest message, so later syncs still stop at the true one; \
+                 check the clock if this repeats",
+                summary.future,
+                if summary.future == 1 { " is" } else { "s are" },
+                crate::config::format_duration(crate::store::FUTURE_TOLERANCE),
+                latest.to_rfc3339()
+            );
+            tracing::warn!("{warning}");
+            self.walker.report.warnings.push(warning);
+        }
         self.walker.report.add(summary);
         Ok(())
     }

@@ -30,11 +30,19 @@ use crate::store::spool::Spool;
 /// Overlay changes held in memory before they are merged into a new
 /// overlay file mid-commit (an audit that marks a whole history).
 const FLUSH_CHANGES: usize = 50_000;
+/// How far ahead of this machine's clock a message may be dated and still
+/// become the newest stored one. A message dated later (a skewed or hostile
+/// `ts`, up to `1e308`) is stored in its place all the same, through the
+/// overlay, but never as the head: walks stop at the head, and one far in
+/// the future would make every later sync take every new message for one
+/// already stored.
+pub const FUTURE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Name of the segment a commit writes before it knows its span.
 pub(super) const PREPEND_TMP: &str = ".prepend.tmp";
 
 /// What a commit changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CommitSummary {
     /// Messages stored for the first time (appended, prepended or late).
     pub added: u64,
@@ -48,6 +56,10 @@ pub struct CommitSummary {
     pub deleted: u64,
     /// Marked messages the service returns again.
     pub returned: u64,
+    /// New messages dated beyond [`FUTURE_TOLERANCE`] ahead of the clock,
+    /// and the latest of their dates.
+    pub future: u64,
+    pub future_latest: Option<Ts>,
 }
 
 /// A commit in progress; see the module doc. Dropping it without
@@ -62,6 +74,9 @@ pub struct Commit<'s> {
     written_overlays: Vec<(String, overlay::Counts, u64)>,
     next_overlay: u64,
     summary: CommitSummary,
+    /// The latest `ts` that may become the head (the clock plus the
+    /// tolerance).
+    horizon: Ts,
 }
 
 impl ChatStore {
@@ -84,6 +99,7 @@ impl ChatStore {
             written_overlays: Vec::new(),
             next_overlay,
             summary: CommitSummary::default(),
+            horizon: horizon(),
         })
     }
 
@@ -172,6 +188,13 @@ impl Commit<'_> {
     /// message, appended; older than every one, prepended; between, stored
     /// late. Calls come in order of `ts`.
     pub fn place(&mut self, m: &Message) -> Result<(), ChatStoreError> {
+        if m.ts > self.horizon {
+            self.summary.future += 1;
+            if self.summary.future_latest.is_none_or(|t| m.ts > t) {
+                self.summary.future_latest = Some(m.ts);
+            }
+            return self.late(m);
+        }
         let state = &self.store.state;
         if state.head.as_ref().is_none_or(|h| m.ts >= h.ts) {
             self.append(m)
@@ -347,6 +370,14 @@ impl Commit<'_> {
         store.seal_if_due()?;
         Ok(summary)
     }
+}
+
+/// The clock plus [`FUTURE_TOLERANCE`], as a `ts`.
+fn horizon() -> Ts {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ts::new((now + FUTURE_TOLERANCE).as_secs_f64()).unwrap_or(Ts::EPOCH)
 }
 
 fn io_err(path: &Path, source: io::Error) -> ChatStoreError {

@@ -42,7 +42,7 @@ pub const OVERLAY_PREFIX: &str = "overlay-";
 pub const OVERLAY_SUFFIX: &str = ".jsonl.gz";
 
 /// The overlay file the state names, and what it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OverlayRef {
     /// File name, in the personality's directory.
     pub file: String,
@@ -58,6 +58,10 @@ pub struct OverlayRef {
     pub revisions: u64,
     /// Messages marked deleted upstream.
     pub deleted: u64,
+    /// The latest place of a message stored late (one dated ahead of the
+    /// clock, say, can lie beyond the chat log's head).
+    #[serde(default)]
+    pub newest_late: Option<Ts>,
 }
 
 /// The name of overlay file number `n`.
@@ -232,19 +236,24 @@ impl Keyed {
 }
 
 /// What a written overlay holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counts {
     pub records: u64,
     pub late: u64,
     pub revised: u64,
     pub revisions: u64,
     pub deleted: u64,
+    pub newest_late: Option<Ts>,
 }
 
 impl Counts {
     fn add(&mut self, r: &Record) {
         self.records += 1;
         self.late += u64::from(r.first.is_some());
+        if r.first.is_some() {
+            // Records come in order of place: the last late one is the latest.
+            self.newest_late = Some(r.position);
+        }
         self.revised += u64::from(!r.revisions.is_empty());
         self.revisions += r.revisions.len() as u64;
         self.deleted += u64::from(r.deleted_upstream_at.is_some());
@@ -259,6 +268,7 @@ impl Counts {
             revised: self.revised,
             revisions: self.revisions,
             deleted: self.deleted,
+            newest_late: self.newest_late,
         }
     }
 }
@@ -424,7 +434,8 @@ mod tests {
                 late: 1,
                 revised: 1,
                 revisions: 2,
-                deleted: 1
+                deleted: 1,
+                newest_late: Some(ts(2.0)),
             }
         );
         // Unmarking the only entry of a record removes it; an earlier mark stays.
