@@ -62,21 +62,15 @@ const READ_FORMATS: [u32; 3] = [1, 2, STATE_FORMAT];
 /// the history.
 const SNAPSHOT_TRIES: u32 = 5;
 
-/// The newest stored `ts` and every stored id at exactly that `ts`: a walk
-/// stops when it reaches older messages, and uses the ids to tell new
-/// messages that share the head's `ts` from stored ones.
+/// The newest `ts` in the chat log and every id stored at exactly that
+/// `ts`: a sync's walk stops at a page that reaches below it (its commit
+/// then compares what it got with the store), and a message as new as it
+/// is appended after it. Never a message dated ahead of the clock (see
+/// `commit::FUTURE_TOLERANCE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     pub ts: Ts,
     pub ids: Vec<MessageId>,
-}
-
-impl Head {
-    /// True if `m` is already in the store (everything older than the head
-    /// is, and at the head's `ts` only the listed ids are).
-    pub fn holds(&self, m: &Message) -> bool {
-        m.ts < self.ts || (m.ts == self.ts && self.ids.contains(&m.id))
-    }
 }
 
 /// What is known of where the service's history begins.
