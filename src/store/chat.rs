@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::fsio;
 use super::spool::{Spool, SpoolError};
 use crate::config::DEFAULT_SEGMENT_SIZE;
-use crate::message::{Message, MessageId, Ts};
+use crate::message::{MessageId, Ts};
 pub use commit::{Commit, CommitSummary};
 pub use history::{Entry, History, Key, Recent, Story, Version};
 pub use marks::Mark;
@@ -541,6 +541,7 @@ fn cut_to(path: &Path, len: u64) -> Result<bool, ChatStoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use crate::store::spool::Checkpoint;
     use std::io::Write;
 

@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::segments::tests::{files_in, gunzip};
+use crate::message::Message;
 use super::*;
 
 fn msg(id: &str, ts: f64) -> Message {
