@@ -4,8 +4,8 @@
 use std::fs;
 
 use super::segments::tests::{files_in, gunzip};
-use crate::message::Message;
 use super::*;
+use crate::message::Message;
 
 fn msg(id: &str, ts: f64) -> Message {
     Message::from_stored_line(&format!(r#"{{"id":"{id}","ts":{ts},"reply":"v1"}}"#)).unwrap()
