@@ -172,8 +172,9 @@ fn unpack(
 }
 
 /// `raw` as a single plain file name, or `None` if it has a directory
-/// part, `..`, a root, or is empty.
-fn plain_name(raw: &str) -> Option<String> {
+/// part, `..`, a root, or is empty. The rule for every member name, which
+/// `verify` applies too.
+pub(super) fn plain_name(raw: &str) -> Option<String> {
     let mut components = Path::new(raw).components();
     match (components.next(), components.next()) {
         (Some(Component::Normal(name)), None) => name.to_str().map(str::to_owned),

@@ -50,6 +50,17 @@ pub fn revisions_member(name: &str) -> String {
     format!("{name}_chat_revisions.jsonl")
 }
 
+/// Every member name a snapshot of `name` may hold.
+pub fn known_members(name: &str) -> Vec<String> {
+    let mut known: Vec<String> = DOCUMENTS
+        .iter()
+        .map(|suffix| format!("{name}{suffix}.json"))
+        .collect();
+    known.push(chat_member(name));
+    known.push(revisions_member(name));
+    known
+}
+
 /// Version of what goes into a snapshot; part of the content digest, so a
 /// new layout makes a new snapshot even of unchanged content. Layout 2
 /// added the revisions member and deletion marks in the chat history.

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use super::encryption::Identities;
 use super::history::check_history;
 use super::manifest::SnapshotEntry;
-use super::snapshot::{chat_member, hex};
+use super::restore::plain_name;
+use super::snapshot::{chat_member, hex, known_members};
 
 /// How much a chat history check may remember.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,7 @@ fn check_content(
 ) {
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 16, plain)));
     let chat = chat_member(name);
+    let known = known_members(name);
     let mut seen: Vec<String> = Vec::new();
     let entries = match archive.entries() {
         Ok(entries) => entries,
@@ -121,14 +123,22 @@ fn check_content(
                 return;
             }
         };
-        let file = member
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "(unreadable name)".to_owned());
+        // The name as stored, not as the tar crate would normalise it: a
+        // `./x` or `a/../x` must show here as restore would see it.
+        let file = String::from_utf8_lossy(&member.path_bytes()).into_owned();
         let kind = member.header().entry_type();
         if !kind.is_file() {
             problems.push(format!("member {file:?} is not a plain file ({kind:?})"));
             continue;
+        }
+        if plain_name(&file).is_none() {
+            problems.push(format!(
+                "member {file:?} is not a plain file name (a directory part, `..` or a root): restore refuses it"
+            ));
+            continue;
+        }
+        if !known.contains(&file) {
+            problems.push(format!("member {file:?} is not one a snapshot of {name} holds"));
         }
         if !entry.members.contains(&file) {
             problems.push(format!("member {file:?} is not one the manifest lists"));
@@ -159,6 +169,18 @@ fn check_content(
     }
     for missing in entry.members.iter().filter(|m| !seen.contains(m)) {
         problems.push(format!("{missing} is missing, though the manifest lists it"));
+    }
+    // Whatever the manifest says, a snapshot holds the chat history.
+    if !seen.contains(&chat) && !entry.members.contains(&chat) {
+        problems.push(format!(
+            "{chat} is missing: every snapshot holds the chat history"
+        ));
+    }
+    for unknown in entry.members.iter().filter(|m| !known.contains(m)) {
+        problems.push(format!(
+            "the manifest lists {:?}, which is not a member a snapshot of {name} holds",
+            unknown
+        ));
     }
     // tar stops at its end marker; the gzip trailer (CRC-32 and length)
     // is checked only when the stream is read to its end.
@@ -258,6 +280,74 @@ mod tests {
 
     fn problems(bytes: &[u8], entry: &SnapshotEntry, depth: Depth) -> Vec<String> {
         check_file(bytes, "x", entry, None, depth).problems
+    }
+
+    /// A snapshot of `x` holding members with these raw names (written
+    /// into the tar header as they are, `..` and all), and a manifest entry
+    /// that lists `listed`, with the right size and SHA-256.
+    fn crafted(names: &[&str], listed: &[&str]) -> (Vec<u8>, SnapshotEntry) {
+        let history = r#"{"shape_id": "", "shape_name": "x", "message_count": 0, "date_range": {"earliest": null, "latest": null}, "export_date": "2026-01-01T00:00:00.000Z", "messages": []}"#;
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for name in names {
+            let body = if name.ends_with("_chat_history.json") {
+                history
+            } else {
+                "{}"
+            };
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_size(body.len() as u64);
+            header.set_mode(0o600);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            tar.append(&header, body.as_bytes()).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let entry = SnapshotEntry {
+            file: "x-20260101T000000Z.tar.gz".into(),
+            time: chrono::DateTime::UNIX_EPOCH,
+            size: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(&bytes)),
+            message_count: 0,
+            first_message: None,
+            last_message: None,
+            content_digest: String::new(),
+            encrypted: false,
+            members: listed.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        (bytes, entry)
+    }
+
+    #[test]
+    fn members_restore_would_refuse_fail_verify_too() {
+        for bad in ["../x.json", "/abs.json", "sub/x.json", "./x.json"] {
+            let (bytes, entry) = crafted(&[bad, "x_chat_history.json"], &[bad, "x_chat_history.json"]);
+            let found = problems(&bytes, &entry, Depth::Full);
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.contains(bad) && p.contains("not a plain file name")),
+                "{bad}: {found:?}"
+            );
+        }
+        // A plain name, but not one a snapshot of x holds.
+        let (bytes, entry) = crafted(
+            &["x.json", "notes.json", "x_chat_history.json"],
+            &["x.json", "notes.json", "x_chat_history.json"],
+        );
+        let found = problems(&bytes, &entry, Depth::Full);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|p| p.contains("notes.json")), "{found:?}");
+    }
+
+    #[test]
+    fn a_snapshot_without_its_chat_history_fails_whatever_the_manifest_says() {
+        let (bytes, entry) = crafted(&["x.json"], &["x.json"]);
+        let found = problems(&bytes, &entry, Depth::Full);
+        assert_eq!(
+            found,
+            ["x_chat_history.json is missing: every snapshot holds the chat history"]
+        );
     }
 
     #[test]
