@@ -68,21 +68,90 @@ impl fmt::Display for Ts {
     }
 }
 
-/// A message id as the service gives it (a string; a number is kept as its
-/// JSON text).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct MessageId(String);
+/// A message id as the service gives it: a JSON string or a JSON number,
+/// and the two are different ids. `"123"` and `123` are two messages, as
+/// they are to the service; a number keeps the text it was sent as.
+///
+/// Ordered by text first, so the order of string ids is the order of their
+/// text (the overlay's order, since before ids had a type).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId {
+    text: String,
+    number: bool,
+}
 
 impl MessageId {
+    /// A numeric id, from its JSON text.
+    pub fn number(text: &str) -> MessageId {
+        MessageId {
+            text: text.to_owned(),
+            number: true,
+        }
+    }
+
+    /// The id from the JSON value `raw`: a non-empty string, or a number.
+    pub fn from_json(raw: &RawValue) -> Option<MessageId> {
+        let text = raw.get();
+        if text.starts_with('"') {
+            match serde_json::from_str::<String>(text) {
+                Ok(s) if !s.is_empty() => Some(MessageId::from(s.as_str())),
+                _ => None,
+            }
+        } else {
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Number(_)) => Some(MessageId::number(text.trim())),
+                _ => None,
+            }
+        }
+    }
+
+    /// The id as JSON: a string quoted and escaped, a number as it came.
+    pub fn to_json(&self) -> String {
+        if self.number {
+            self.text.clone()
+        } else {
+            serde_json::to_string(&self.text).expect("a string serializes")
+        }
+    }
+
+    /// The text of the id (a number's digits, a string's characters), for
+    /// messages to a person; not an identity, since `"7"` and `7` share it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    pub fn is_number(&self) -> bool {
+        self.number
     }
 }
 
 impl From<&str> for MessageId {
     fn from(s: &str) -> Self {
-        MessageId(s.to_owned())
+        MessageId {
+            text: s.to_owned(),
+            number: false,
+        }
+    }
+}
+
+/// Written as the JSON value it was received as. Files written before ids
+/// had a type hold every id as a string; those read back as string ids.
+impl serde::Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.number {
+            let raw = RawValue::from_string(self.text.clone()).map_err(serde::ser::Error::custom)?;
+            raw.serialize(serializer)
+        } else {
+            serializer.serialize_str(&self.text)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        MessageId::from_json(&raw)
+            .ok_or_else(|| serde::de::Error::custom("a message id is a non-empty string or a number"))
     }
 }
 
@@ -207,11 +276,7 @@ fn keys(text: &str, index: usize) -> Result<(MessageId, Ts), MessageError> {
     }
     let keys: Keys = serde_json::from_str(text).map_err(|_| MessageError::NotAnObject { index })?;
     let id_raw = keys.id.ok_or(MessageError::Missing { index, field: "id" })?;
-    let id = match serde_json::from_str::<serde_json::Value>(id_raw.get()) {
-        Ok(serde_json::Value::String(s)) if !s.is_empty() => MessageId(s),
-        Ok(serde_json::Value::Number(n)) => MessageId(n.to_string()),
-        _ => return Err(MessageError::BadId { index }),
-    };
+    let id = MessageId::from_json(id_raw).ok_or(MessageError::BadId { index })?;
     let ts_raw = keys.ts.ok_or(MessageError::Missing { index, field: "ts" })?;
     // `str::parse` rounds correctly; the text is the JSON number itself.
     let ts = ts_text_to_f64(ts_raw.get())
@@ -333,6 +398,31 @@ mod tests {
         assert_eq!(page[0].raw, r#"{"id":"a","ts":1712345678.1,"x":{"n":2.50}}"#);
         assert_eq!(page[0].ts.as_f64(), 1712345678.1);
         assert_eq!(page[1].id.as_str(), "7");
+    }
+
+    #[test]
+    fn a_number_id_and_a_string_id_are_two_ids_and_a_number_keeps_its_text() {
+        let body = br#"[{"id":7,"ts":1},{"id":"7","ts":1},{"id":7.0,"ts":1},{"id":123456789012345678901234567890,"ts":1},{"id":123456789012345678901234567891,"ts":1}]"#;
+        let ids: Vec<MessageId> = parse_page(body).unwrap().into_iter().map(|m| m.id).collect();
+        let distinct: std::collections::HashSet<&MessageId> = ids.iter().collect();
+        assert_eq!(distinct.len(), 5, "{ids:?}");
+        assert_eq!(ids[0].to_json(), "7");
+        assert_eq!(ids[1].to_json(), r#""7""#);
+        assert_eq!(ids[2].to_json(), "7.0");
+        assert_eq!(ids[3].to_json(), "123456789012345678901234567890");
+        // Stored and read back (checkpoints, state): the type survives.
+        let text = serde_json::to_string(&ids).unwrap();
+        assert_eq!(
+            text,
+            r#"[7,"7",7.0,123456789012345678901234567890,123456789012345678901234567891]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<MessageId>>(&text).unwrap(), ids);
+        // Files from before ids had a type hold strings: string ids.
+        let legacy: MessageId = serde_json::from_str(r#""7""#).unwrap();
+        assert!(!legacy.is_number());
+        for bad in [r#""""#, "null", "[7]", "{}", "true"] {
+            assert!(serde_json::from_str::<MessageId>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

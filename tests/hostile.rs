@@ -266,3 +266,48 @@ async fn service_text_with_a_newline_and_ansi_escapes_reaches_no_log_line_termin
         );
     }
 }
+
+/// `7` and `"7"` are two messages to the service, sharing a `ts` here (one
+/// page, one tie group): both are backed up, and when one goes upstream
+/// only that one is marked gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_id_and_a_string_id_of_the_same_text_stay_two_messages() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, 100)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let config = load(&config_path);
+    let ts = "4000000000.5";
+    fake.push_raw_message(
+        NAME,
+        &format!(r#"{{"id":7,"message":"number","reply":"r","ts":{ts}}}"#),
+    );
+    fake.push_raw_message(
+        NAME,
+        &format!(r#"{{"id":"7","message":"string","reply":"r","ts":{ts}}}"#),
+    );
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert_complete(&export_lines(&config, NAME), &fake, NAME);
+
+    fake.delete_nth_newest(NAME, 0);
+    let kept = if fake.ground_truth(NAME).iter().any(|m| m.contains(r#""id":7,"#)) {
+        "number"
+    } else {
+        "string"
+    };
+    let gone = if kept == "number" { "string" } else { "number" };
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    let exported = export_lines(&config, NAME);
+    let line = |text: &str| {
+        exported
+            .iter()
+            .find(|l| l.contains(&format!(r#""message":"{text}""#)))
+            .unwrap_or_else(|| panic!("the {text} message is not in the export"))
+            .clone()
+    };
+    assert!(line(gone).contains("deleted_upstream_at"), "{}", line(gone));
+    assert!(!line(kept).contains("deleted_upstream_at"), "{}", line(kept));
+    let out = chatkeep(&config_path).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::SnapshotEntry;
 use super::verify::Depth;
-use crate::message::Ts;
+use crate::message::{MessageId, Ts};
 
 /// Problems of one kind listed in full before the rest are only counted.
 const SHOWN: usize = 3;
@@ -47,7 +47,7 @@ struct DateRange {
 /// it says where it stands in `_chatkeep.position_ts`.
 #[derive(Deserialize)]
 struct Keys {
-    id: Option<serde_json::Value>,
+    id: Option<Box<serde_json::value::RawValue>>,
     ts: Option<serde_json::Number>,
     #[serde(rename = "_chatkeep", default)]
     chatkeep: Option<serde_json::Value>,
@@ -181,11 +181,12 @@ impl History {
         self.count += 1;
         let n = self.count;
         let ts = keys.position().and_then(Ts::new);
-        let id = match &keys.id {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(format!("s{s}")),
-            Some(serde_json::Value::Number(v)) => Some(format!("n{v}")),
-            _ => None,
-        };
+        // `"7"` and `7` are two ids, and a number is its text: two long
+        // numbers that round to the same float are two ids too.
+        let id = keys.id.as_deref().and_then(MessageId::from_json).map(|id| {
+            let kind = if id.is_number() { 'n' } else { 's' };
+            format!("{kind}{}", id.as_str())
+        });
         let (Some(ts), Some(id)) = (ts, id) else {
             self.bad += 1;
             if self.bad_shown.len() < SHOWN {

@@ -52,12 +52,15 @@ const LOG_FILE: &str = "chat.jsonl.gz";
 const AUDIT_SPOOL: &str = "audit.spool";
 /// The state format written. Format 2 added `segments` and `log_span`;
 /// format 3 the overlay, marks, and what is known of the beginning of
-/// history. Older states are still read (what they lack is empty).
+/// history; format 4 ids with their JSON type (a numeric id is a number in
+/// the overlay). Older states are still read (what they lack is empty).
 /// Programs that know only older formats refuse newer ones: they would drop
 /// what they do not know on their next write.
-const STATE_FORMAT: u32 = 3;
+const STATE_FORMAT: u32 = 4;
 /// The state formats read.
-const READ_FORMATS: [u32; 3] = [1, 2, STATE_FORMAT];
+const READ_FORMATS: [u32; 4] = [1, 2, 3, STATE_FORMAT];
+/// The first format whose overlay writes a numeric id as a number.
+const TYPED_IDS_FORMAT: u32 = 4;
 /// Times a reader re-reads the state when a commit lands while it opens
 /// the history.
 const SNAPSHOT_TRIES: u32 = 5;
@@ -133,6 +136,12 @@ pub struct ChatState {
     /// interrupted before a commit cannot trust its pages after it.
     #[serde(default)]
     pub commits: u64,
+    /// The overlay holds records written before ids had a type, where a
+    /// numeric id is a string: a record whose string id matches no message
+    /// stands for the numeric id of the same text. Kept for good once set,
+    /// since those records are carried over as they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlay_ids_untyped: bool,
 }
 
 impl ChatState {
@@ -440,12 +449,15 @@ fn parse_state(path: &Path, bytes: Option<&[u8]>) -> Result<ChatState, ChatStore
         path: path.to_owned(),
         reason,
     };
-    let state: ChatState = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let mut state: ChatState = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     if !READ_FORMATS.contains(&state.format) {
         return Err(bad(format!(
             "format {} is not one this chatkeep reads ({READ_FORMATS:?}); is it from a newer version?",
             state.format
         )));
+    }
+    if state.format < TYPED_IDS_FORMAT && state.overlay.is_some() {
+        state.overlay_ids_untyped = true;
     }
     Ok(state)
 }

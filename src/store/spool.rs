@@ -24,9 +24,47 @@ const MAX_RECORD: u32 = 256 * 1024 * 1024;
 /// Messages that share the walk's current boundary `ts`: the next page is
 /// asked so that it includes them again, and these ids are dropped from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "BoundaryFile", into = "BoundaryFile")]
 pub struct Boundary {
     pub ts: Ts,
     pub ids: Vec<MessageId>,
+}
+
+/// A boundary as a checkpoint holds it. One written before ids had a type
+/// holds a numeric id as a string: read back, a string that is a number
+/// stands for both, so a walk resumed across an upgrade drops the repeat
+/// whichever it was.
+#[derive(Serialize, Deserialize)]
+struct BoundaryFile {
+    ts: Ts,
+    ids: Vec<MessageId>,
+    #[serde(default)]
+    typed_ids: bool,
+}
+
+impl From<BoundaryFile> for Boundary {
+    fn from(file: BoundaryFile) -> Boundary {
+        let mut ids = file.ids;
+        if !file.typed_ids {
+            let numbers: Vec<MessageId> = ids
+                .iter()
+                .filter(|id| serde_json::from_str::<serde_json::Number>(id.as_str()).is_ok())
+                .map(|id| MessageId::number(id.as_str()))
+                .collect();
+            ids.extend(numbers);
+        }
+        Boundary { ts: file.ts, ids }
+    }
+}
+
+impl From<Boundary> for BoundaryFile {
+    fn from(b: Boundary) -> BoundaryFile {
+        BoundaryFile {
+            ts: b.ts,
+            ids: b.ids,
+            typed_ids: true,
+        }
+    }
 }
 
 /// What a walk is for, which decides where it stops and how its pages are
@@ -369,6 +407,27 @@ mod tests {
             requests: spooled,
             ..Checkpoint::new(WalkKind::Top, Ts::new(10.0), 50)
         }
+    }
+
+    #[test]
+    fn a_boundary_from_before_typed_ids_drops_a_repeat_of_either_type() {
+        let legacy: Boundary = serde_json::from_str(r#"{"ts":5,"ids":["7","a"]}"#).unwrap();
+        assert_eq!(
+            legacy.ids,
+            vec![MessageId::from("7"), MessageId::from("a"), MessageId::number("7")]
+        );
+        let written = serde_json::to_string(&legacy).unwrap();
+        let again: Boundary = serde_json::from_str(&written).unwrap();
+        assert_eq!(
+            again, legacy,
+            "a boundary written now is read as written: {written}"
+        );
+        let typed = Boundary {
+            ts: Ts::new(5.0).unwrap(),
+            ids: vec![MessageId::from("7")],
+        };
+        let read: Boundary = serde_json::from_str(&serde_json::to_string(&typed).unwrap()).unwrap();
+        assert_eq!(read, typed, "no number is added to a typed boundary");
     }
 
     #[test]

@@ -272,10 +272,11 @@ impl Commit<'_> {
             }
             None => self.store.overlay_records(),
         };
+        let untyped_ids = self.store.state.overlay_ids_untyped;
         let mut counts = overlay::Counts::default();
         fsio::write_atomic_with(&path, |f| {
             let mut gz = GzEncoder::new(BufWriter::with_capacity(1 << 16, &mut *f), Compression::new(6));
-            counts = overlay::write_merged(old, changes, &mut gz)?;
+            counts = overlay::write_merged(old, changes, untyped_ids, &mut gz)?;
             gz.finish()?.flush()
         })
         .map_err(|e| io_err(&path, e))?;

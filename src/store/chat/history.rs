@@ -111,6 +111,8 @@ pub struct History {
     line: u64,
     anomalies: Vec<String>,
     anomaly_count: u64,
+    /// The overlay holds records from before ids had a type.
+    untyped_ids: bool,
 }
 
 impl History {
@@ -132,6 +134,7 @@ impl History {
             line: 0,
             anomalies: Vec::new(),
             anomaly_count: 0,
+            untyped_ids: store.state.overlay_ids_untyped,
         }
     }
 
@@ -253,7 +256,15 @@ impl History {
         }
         let (id, _) = Message::stored_keys(&line).map_err(|e| unreadable(e, self.line))?;
         let key = Key { position: ts, id };
-        let Some(at) = self.group.iter().position(|r| r.id == key.id) else {
+        let exact = self.group.iter().position(|r| r.id == key.id);
+        // A record written before ids had a type names a numeric id as a
+        // string of the same text.
+        let untyped = || {
+            self.group
+                .iter()
+                .position(|r| !r.id.is_number() && key.id.is_number() && r.id.as_str() == key.id.as_str())
+        };
+        let Some(at) = exact.or_else(|| self.untyped_ids.then(untyped).flatten()) else {
             return Ok(Entry {
                 message: line,
                 key: Some(key),

@@ -123,8 +123,7 @@ impl Record {
 
     /// Writes the record as one line.
     pub fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
-        let id = serde_json::to_string(self.id.as_str()).map_err(io::Error::other)?;
-        write!(out, "{{\"ts\":{},\"id\":{id}", self.position)?;
+        write!(out, "{{\"ts\":{},\"id\":{}", self.position, self.id.to_json())?;
         if let Some(first) = &self.first {
             write!(out, ",\"first\":{first}")?;
         }
@@ -151,7 +150,8 @@ impl Record {
         #[derive(Deserialize)]
         struct Text<'a> {
             ts: f64,
-            id: String,
+            #[serde(borrow)]
+            id: &'a RawValue,
             #[serde(default, borrow)]
             first: Option<&'a RawValue>,
             #[serde(default, borrow)]
@@ -167,12 +167,11 @@ impl Record {
         }
         let text: Text = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let position = Ts::new(text.ts).ok_or_else(|| format!("ts {} is not a message time", text.ts))?;
-        if text.id.is_empty() {
-            return Err("empty id".into());
-        }
+        let id =
+            MessageId::from_json(text.id).ok_or("an id that is neither a non-empty string nor a number")?;
         let record = Record {
             position,
-            id: MessageId::from(text.id.as_str()),
+            id,
             first: text.first.map(|raw| raw.get().to_owned()),
             revisions: text
                 .revisions
@@ -275,10 +274,13 @@ impl Counts {
 
 /// Writes `old` (sorted records) merged with `changes` to `out`, in order.
 /// Changes to the same message apply in the order given. Returns what the
-/// result holds.
+/// result holds. With `untyped_ids` (records written before ids had a
+/// type), an old record under a string id takes the numeric id of the same
+/// text when a change is for that one: the record was about it.
 pub fn write_merged(
     old: impl Iterator<Item = io::Result<Record>>,
     mut changes: Vec<Keyed>,
+    untyped_ids: bool,
     out: &mut impl Write,
 ) -> io::Result<Counts> {
     changes.sort_by(|a, b| key_order(a.position, &a.id, b.position, &b.id));
@@ -294,7 +296,10 @@ pub fn write_merged(
             }
             (None, Some(c)) => (None, c.position, c.id.clone()),
             (Some(_), _) => match old.next() {
-                Some(Ok(r)) => {
+                Some(Ok(mut r)) => {
+                    if untyped_ids {
+                        retype(&mut r, changes.peek(), old.peek());
+                    }
                     let (position, id) = (r.position, r.id.clone());
                     (Some(r), position, id)
                 }
@@ -311,6 +316,23 @@ pub fn write_merged(
         }
     }
     Ok(counts)
+}
+
+/// Gives the untyped record `r` the numeric id of `change` when that is the
+/// same text at the same place, unless the next old record already has it.
+fn retype(r: &mut Record, change: Option<&Keyed>, next_old: Option<&io::Result<Record>>) {
+    let same = |position: Ts, id: &MessageId| {
+        position == r.position && id.is_number() && id.as_str() == r.id.as_str()
+    };
+    if r.id.is_number() || !change.is_some_and(|c| same(c.position, &c.id)) {
+        return;
+    }
+    if let Some(Ok(next)) = next_old
+        && same(next.position, &next.id)
+    {
+        return;
+    }
+    r.id = change.expect("checked above").id.clone();
 }
 
 /// The records of an overlay file, in order.
@@ -384,7 +406,7 @@ mod tests {
 
     fn merged(old: Vec<Record>, changes: Vec<Keyed>) -> (Vec<Record>, Counts) {
         let mut out = Vec::new();
-        let counts = write_merged(old.into_iter().map(Ok), changes, &mut out).unwrap();
+        let counts = write_merged(old.into_iter().map(Ok), changes, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let records = text.lines().map(|l| Record::parse(l).unwrap()).collect();
         (records, counts)
@@ -407,6 +429,25 @@ mod tests {
         let line = String::from_utf8(line).unwrap();
         assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
         assert_eq!(Record::parse(line.trim_end()).unwrap(), record);
+    }
+
+    #[test]
+    fn a_numeric_id_is_written_as_a_number_and_read_back_as_one() {
+        let record = Record {
+            id: MessageId::number("7"),
+            ..Record::empty(ts(1.0), "x".into())
+        };
+        let record = Record {
+            deleted_upstream_at: Some("t".into()),
+            ..record
+        };
+        let mut line = Vec::new();
+        record.write_line(&mut line).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert_eq!(line, "{\"ts\":1,\"id\":7,\"deleted_upstream_at\":\"t\"}\n");
+        assert_eq!(Record::parse(line.trim_end()).unwrap(), record);
+        assert!(Record::parse(r#"{"ts":1,"id":"","deleted_upstream_at":"t"}"#).is_err());
+        assert!(Record::parse(r#"{"ts":1,"id":null,"deleted_upstream_at":"t"}"#).is_err());
     }
 
     #[test]

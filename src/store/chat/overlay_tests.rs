@@ -279,6 +279,110 @@ fn a_format_2_state_is_read_and_upgraded_on_its_next_write() {
     assert_eq!(store.state().format, 2);
     assert!(store.state().beginning.is_none());
     append_all(&mut store, &[msg("b", 2.0)]);
-    assert_eq!(store.state().format, 3);
+    assert_eq!(store.state().format, STATE_FORMAT);
     assert_eq!(summary(&store).len(), 2);
+}
+
+/// (id as JSON, current reply, earlier versions, deleted mark) of every
+/// entry, and the overlay's records as written.
+fn typed_summary(store: &ChatStore) -> Vec<(String, String, usize, bool)> {
+    let mut history = store.history().unwrap();
+    let rows = history
+        .by_ref()
+        .map(|e| {
+            let e = e.unwrap();
+            let value: serde_json::Value = serde_json::from_str(&e.message).unwrap();
+            (
+                value["id"].to_string(),
+                value["reply"].as_str().unwrap().to_owned(),
+                e.earlier().len(),
+                e.deleted_upstream_at().is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(history.anomalies().0, 0, "{:?}", history.anomalies().1);
+    rows
+}
+
+fn overlay_text(store: &ChatStore) -> String {
+    let file = &store.state().overlay.as_ref().unwrap().file;
+    gunzip(&store.dir.join(file)).join("\n")
+}
+
+#[test]
+fn an_overlay_from_before_typed_ids_still_finds_its_numeric_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = ChatStore::open(dir.path()).unwrap();
+    let number = Message::from_stored_line(r#"{"id":7,"ts":1,"reply":"v1"}"#).unwrap();
+    let string = Message::from_stored_line(r#"{"id":"8","ts":1,"reply":"v1"}"#).unwrap();
+    append_all(&mut store, &[number.clone(), string]);
+    let mut commit = store.begin().unwrap();
+    commit.mark_deleted(ts(1.0), &number.id, "t0").unwrap();
+    commit.finish(None).unwrap();
+    assert!(
+        overlay_text(&store).contains(r#""id":7,"#),
+        "{}",
+        overlay_text(&store)
+    );
+
+    // What chatkeep wrote before format 4: the numeric id as a string.
+    let overlay = store.state().overlay.clone().unwrap();
+    let legacy = overlay_text(&store).replace(r#""id":7,"#, r#""id":"7","#);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, legacy.as_bytes()).unwrap();
+    let bytes = gz.finish().unwrap();
+    fs::write(dir.path().join(&overlay.file), &bytes).unwrap();
+    let state_path = dir.path().join(STATE_FILE);
+    let mut old: serde_json::Value = serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
+    old["format"] = 3.into();
+    old["overlay"]["len"] = bytes.len().into();
+    fs::write(&state_path, serde_json::to_vec(&old).unwrap()).unwrap();
+
+    let mut store = ChatStore::open(dir.path()).unwrap();
+    assert!(store.state().overlay_ids_untyped);
+    let want = vec![
+        ("7".to_owned(), "v1".to_owned(), 0, true),
+        ("\"8\"".to_owned(), "v1".to_owned(), 0, false),
+    ];
+    assert_eq!(typed_summary(&store), want);
+
+    // A change to the numeric message retypes its record: one record, a number.
+    let revised = Message::from_stored_line(r#"{"id":7,"ts":1,"reply":"v2"}"#).unwrap();
+    let mut commit = store.begin().unwrap();
+    commit.revise(ts(1.0), &revised, "t1").unwrap();
+    commit.finish(None).unwrap();
+    let text = overlay_text(&store);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(r#""id":7,"#), "{text}");
+    assert!(
+        store.state().overlay_ids_untyped,
+        "kept: other records may still be strings"
+    );
+    assert_eq!(
+        typed_summary(&store),
+        vec![
+            ("7".to_owned(), "v2".to_owned(), 1, true),
+            ("\"8\"".to_owned(), "v1".to_owned(), 0, false),
+        ]
+    );
+}
+
+#[test]
+fn a_new_store_keeps_a_string_record_off_the_numeric_message_of_the_same_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = ChatStore::open(dir.path()).unwrap();
+    let number = Message::from_stored_line(r#"{"id":7,"ts":1,"reply":"v1"}"#).unwrap();
+    let string = Message::from_stored_line(r#"{"id":"7","ts":1,"reply":"v1"}"#).unwrap();
+    append_all(&mut store, &[number, string.clone()]);
+    let mut commit = store.begin().unwrap();
+    commit.mark_deleted(ts(1.0), &string.id, "t0").unwrap();
+    commit.finish(None).unwrap();
+    assert!(!store.state().overlay_ids_untyped);
+    assert_eq!(
+        typed_summary(&store),
+        vec![
+            ("7".to_owned(), "v1".to_owned(), 0, false),
+            ("\"7\"".to_owned(), "v1".to_owned(), 0, true),
+        ]
+    );
 }

@@ -360,7 +360,7 @@ pub(super) mod tests {
             }]
         );
         assert_eq!((state.log_len, state.log_span), (0, None));
-        assert_eq!(state.format, 3);
+        assert_eq!(state.format, super::super::STATE_FORMAT);
         assert_eq!(files_in(&store.segments_dir()), [name]);
         assert!(!store.log_path().exists());
         assert_eq!(fs::metadata(store.segments_dir().join(name)).unwrap().len(), len);
@@ -546,7 +546,10 @@ pub(super) mod tests {
         assert_eq!(ids(&store), expected(0..20));
         // A commit onto a log of unknown span leaves it unknown...
         commit(&mut store, 20..25);
-        assert_eq!((store.state().format, store.state().log_span), (3, None));
+        assert_eq!(
+            (store.state().format, store.state().log_span),
+            (super::super::STATE_FORMAT, None)
+        );
         // ...and the seal reads the log to name it.
         let mut store = ChatStore::open_with(dir.path(), len).unwrap();
         commit(&mut store, 25..27);
@@ -573,11 +576,11 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(
             dir.path().join(super::super::STATE_FILE),
-            br#"{"format":4,"message_count":0,"log_len":0,"next_walk":0}"#,
+            br#"{"format":5,"message_count":0,"log_len":0,"next_walk":0}"#,
         )
         .unwrap();
         let err = ChatStore::open_read_only(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("format 4"), "{err}");
+        assert!(err.to_string().contains("format 5"), "{err}");
     }
 
     #[test]
