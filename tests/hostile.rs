@@ -311,3 +311,90 @@ async fn a_number_id_and_a_string_id_of_the_same_text_stay_two_messages() {
     let out = chatkeep(&config_path).arg("verify").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A history that seems never to end (here: longer than the bound allows)
+/// stops the walk at `[storage] max_walk_spool`, with an error naming the
+/// key, before the spool outgrows it by more than a page; the next run at
+/// that bound sends no chat request; raised, the walk goes on from there and
+/// nothing fetched is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_that_does_not_end_stops_at_max_walk_spool_and_keeps_what_it_has() {
+    const LONG: usize = 8_000;
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, LONG)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let config = load(&config_path);
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let bounded = text.replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nmax_walk_spool = \"1MiB\"",
+    );
+    std::fs::write(&config_path, &bounded).unwrap();
+
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("max_walk_spool"), "no error naming the key:\n{out}");
+    let spooled = spool_bytes(&config.storage.data_dir);
+    let page_bound = 600 * 1024;
+    assert!(
+        (1 << 20..(1 << 20) + page_bound).contains(&spooled.len()),
+        "spool of {} bytes",
+        spooled.len()
+    );
+    let asked = fake.chat_requests(NAME);
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("max_walk_spool"), "{out}");
+    assert_eq!(
+        fake.chat_requests(NAME),
+        asked,
+        "a run at the bound asks for no page"
+    );
+    assert_eq!(
+        spool_bytes(&config.storage.data_dir),
+        spooled,
+        "the spool is kept as it was"
+    );
+
+    std::fs::write(&config_path, &text).unwrap();
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert_complete(&export_lines(&config, NAME), &fake, NAME);
+}
+
+/// A listing that names more personalities than `[discover]
+/// max_personalities` is refused whole, with an error naming the key; the
+/// configured personality is synced all the same and no listed one gets a
+/// directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_more_personalities_than_max_personalities_is_refused_and_the_configured_ones_still_sync()
+ {
+    let specs = (0..5)
+        .map(|i| PersonalitySpec::new(format!("p{i}"), 10))
+        .collect();
+    let fake = fake(FakeConfig::default(), specs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &["p0"], 10_000.0, "");
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str("\n[discover]\nowned = true\nmax_personalities = 3\n");
+    std::fs::write(&config_path, &text).unwrap();
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("more than [discover] max_personalities = 3"),
+        "{out}"
+    );
+    let config = load(&config_path);
+    assert_complete(&export_lines(&config, "p0"), &fake, "p0");
+    let dirs: Vec<String> = std::fs::read_dir(&config.storage.data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('p'))
+        .collect();
+    assert_eq!(dirs, ["p0"]);
+
+    text = text.replace("max_personalities = 3", "max_personalities = 5");
+    std::fs::write(&config_path, &text).unwrap();
+    let (code, out) = sync(&config_path);
+    assert_eq!(code, Some(0), "{out}");
+}

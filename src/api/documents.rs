@@ -65,8 +65,11 @@ struct RawMemoryPage<'a> {
 }
 
 impl ApiClient {
-    /// Slugs of the personalities in a listing.
-    pub async fn list(&self, category: Category) -> Result<Vec<String>, ApiError> {
+    /// The usernames the service lists for the account in `category`; a
+    /// listing naming more than `max` is refused whole (`[discover]
+    /// max_personalities`), so a broken or hostile answer cannot make a
+    /// run create and walk thousands of personalities.
+    pub async fn list(&self, category: Category, max: u32) -> Result<Vec<String>, ApiError> {
         #[derive(Deserialize)]
         struct Listed {
             username: Option<String>,
@@ -81,7 +84,15 @@ impl ApiClient {
         let listed: Vec<Listed> = serde_json::from_slice(&body).map_err(|e| {
             ApiError::Contract(format!("the `{word}` listing is not an array of profiles: {e}"))
         })?;
-        Ok(listed.into_iter().filter_map(|l| l.username).collect())
+        let names: Vec<String> = listed.into_iter().filter_map(|l| l.username).collect();
+        if names.len() > max as usize {
+            return Err(ApiError::Contract(format!(
+                "the `{word}` listing names {} personalities, more than [discover] max_personalities = {max}; \
+                 none of them is synced. Raise max_personalities if the account really has that many",
+                names.len()
+            )));
+        }
+        Ok(names)
     }
 
     /// One page of memories (1 is the newest); `None` when there are none (404).

@@ -28,6 +28,9 @@ pub struct PassOutcome {
     pub reports: Vec<PersonalityReport>,
     /// An error before any personality (the account check failed).
     pub fatal: Option<ApiError>,
+    /// A listing of `[discover]` (or `--all`) failed; the personalities
+    /// named or configured were synced all the same.
+    pub discovery: Option<ApiError>,
 }
 
 impl PassOutcome {
@@ -37,7 +40,9 @@ impl PassOutcome {
     }
 
     pub fn all_ok(&self) -> bool {
-        self.fatal.is_none() && self.reports.iter().all(|r| r.outcome() == Outcome::Ok)
+        self.fatal.is_none()
+            && self.discovery.is_none()
+            && self.reports.iter().all(|r| r.outcome() == Outcome::Ok)
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -52,18 +57,36 @@ impl PassOutcome {
 }
 
 /// The personalities of a pass: the named ones, or every configured one,
-/// plus, when asked, the ones the service lists for the account.
+/// plus, when asked, the ones the service lists for the account. A failed
+/// listing comes back beside the personalities chosen without it.
 async fn select(
     config: &Config,
     names: &[PersonalitySlug],
     selection: Selection,
     client: &ApiClient,
-) -> Result<Vec<PersonalitySlug>, ApiError> {
+) -> (Vec<PersonalitySlug>, Option<ApiError>) {
     let mut chosen: Vec<PersonalitySlug> = if names.is_empty() {
         config.personalities.iter().map(|p| p.name.clone()).collect()
     } else {
         names.to_vec()
     };
+    match discovered(config, selection, client, &chosen).await {
+        Ok(found) => {
+            chosen.extend(found);
+            (chosen, None)
+        }
+        Err(e) => (chosen, Some(e)),
+    }
+}
+
+/// The personalities the service lists, besides `chosen`.
+async fn discovered(
+    config: &Config,
+    selection: Selection,
+    client: &ApiClient,
+    chosen: &[PersonalitySlug],
+) -> Result<Vec<PersonalitySlug>, ApiError> {
+    let mut found: Vec<PersonalitySlug> = Vec::new();
     let mut categories = Vec::new();
     if selection.owned {
         categories.push(Category::Owned);
@@ -72,9 +95,9 @@ async fn select(
         categories.push(Category::Recent);
     }
     for category in categories {
-        for slug in client.list(category).await? {
+        for slug in client.list(category, config.discover.max_personalities).await? {
             match slug.parse::<PersonalitySlug>() {
-                Ok(slug) if !chosen.contains(&slug) => chosen.push(slug),
+                Ok(slug) if !chosen.contains(&slug) && !found.contains(&slug) => found.push(slug),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(slug = %slug.escape_debug(), error = %e, "skipping a listed personality whose name cannot be a directory")
@@ -82,7 +105,7 @@ async fn select(
             }
         }
     }
-    Ok(chosen)
+    Ok(found)
 }
 
 /// Syncs each personality in turn and prints one summary line for each.
@@ -97,17 +120,20 @@ pub async fn run_pass(
     let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
     let client = build_client(config, &store)?;
     let mut outcome = PassOutcome::default();
-    let chosen = match select(config, names, selection, &client).await {
-        Ok(chosen) => chosen,
-        Err(e) => {
-            eprintln!(
-                "error: cannot list the account's personalities: {}",
-                crate::escape::controls(&e.to_string())
-            );
+    let (chosen, discovery) = select(config, names, selection, &client).await;
+    if let Some(e) = discovery {
+        eprintln!(
+            "error: cannot list the account's personalities: {}",
+            crate::escape::controls(&e.to_string())
+        );
+        // Nothing else can succeed after an auth failure; anything else
+        // leaves the named and configured personalities to sync.
+        if chosen.is_empty() || matches!(e, ApiError::Auth { .. }) {
             outcome.fatal = Some(e);
             return Ok(outcome);
         }
-    };
+        outcome.discovery = Some(e);
+    }
     if chosen.is_empty() {
         return Err(Fatal::usage(format!(
             "no personality to sync: name one, or add a [[personality]] to {}",

@@ -109,6 +109,16 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// more per sync, for no gain. (The store itself takes any size, which the
 /// tests use.)
 pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
+/// Most bytes one walk may spool before its commit when the config says
+/// nothing: a history of several million messages. A service that never
+/// stops handing out older pages stops here instead of filling the disk.
+pub const DEFAULT_MAX_WALK_SPOOL: u64 = 4 << 30;
+/// Smallest `max_walk_spool` accepted: room for a few large pages.
+pub const MIN_MAX_WALK_SPOOL: u64 = 1 << 20;
+/// Personalities one discovery may add when the config says nothing.
+pub const DEFAULT_MAX_PERSONALITIES: u32 = 100;
+/// Largest `max_personalities` accepted.
+pub const MAX_MAX_PERSONALITIES: u32 = 100_000;
 /// Rolled log files kept when the config says nothing.
 pub const DEFAULT_LOG_MAX_FILES: u32 = 14;
 /// Largest `max_files` accepted: ten years of daily files.
@@ -280,6 +290,10 @@ pub struct StorageConfig {
     /// Bytes at which a personality's open chat log is sealed into an
     /// immutable segment; at least [`MIN_SEGMENT_SIZE`].
     pub segment_size: u64,
+    /// Bytes one walk may spool before it is committed; a walk that
+    /// reaches it stops with an error (its spool kept), at least
+    /// [`MIN_MAX_WALK_SPOOL`].
+    pub max_walk_spool: u64,
 }
 
 /// The `[rate_limit]` table: one token bucket for every request of every
@@ -481,7 +495,7 @@ impl Serialize for Refresh {
 /// The `[discover]` table: personalities backed up besides the
 /// `[[personality]]` blocks, looked up again at each run. One found this
 /// way gets `[sync] sections`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiscoverConfig {
     /// Also every personality the account owns
     /// (`/api/{jargon}?category=self`).
@@ -489,6 +503,21 @@ pub struct DiscoverConfig {
     /// Also every personality the account used recently
     /// (`/api/{jargon}?category=recent`).
     pub recent: bool,
+    /// Most personalities one listing may name: a listing that names more
+    /// is refused whole (the configured ones are still synced), so a
+    /// broken or hostile service cannot make chatkeep create and walk
+    /// thousands of directories.
+    pub max_personalities: u32,
+}
+
+impl Default for DiscoverConfig {
+    fn default() -> Self {
+        DiscoverConfig {
+            owned: false,
+            recent: false,
+            max_personalities: DEFAULT_MAX_PERSONALITIES,
+        }
+    }
 }
 
 /// When the daemon syncs a personality.

@@ -45,10 +45,10 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "max_backoff",
     "user_agent",
 ];
-pub(super) const STORAGE_KEYS: &[&str] = &["data_dir", "segment_size"];
+pub(super) const STORAGE_KEYS: &[&str] = &["data_dir", "segment_size", "max_walk_spool"];
 pub(super) const RATE_LIMIT_KEYS: &[&str] = &["requests_per_second", "burst"];
 pub(super) const SYNC_KEYS: &[&str] = &["sections", "max_memory_pages", "tail_check", "refresh"];
-pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent"];
+pub(super) const DISCOVER_KEYS: &[&str] = &["owned", "recent", "max_personalities"];
 pub(super) const DAEMON_KEYS: &[&str] = &[
     "schedule",
     "interval",
@@ -499,9 +499,13 @@ impl<'t> Reader<'t> {
         let segment_size = self.optional(section.get("segment_size"), DEFAULT_SEGMENT_SIZE, |f| {
             f.size(MIN_SEGMENT_SIZE)
         });
+        let max_walk_spool = self.optional(section.get("max_walk_spool"), DEFAULT_MAX_WALK_SPOOL, |f| {
+            f.size(MIN_MAX_WALK_SPOOL)
+        });
         Some(StorageConfig {
             data_dir: data_dir?,
             segment_size: segment_size?,
+            max_walk_spool: max_walk_spool?,
         })
     }
 

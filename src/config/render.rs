@@ -45,6 +45,7 @@ struct RenderedService<'a> {
 struct RenderedStorage {
     data_dir: String,
     segment_size: String,
+    max_walk_spool: String,
 }
 
 #[derive(Serialize)]
@@ -65,6 +66,7 @@ struct RenderedSync {
 struct RenderedDiscover {
     owned: bool,
     recent: bool,
+    max_personalities: u32,
 }
 
 #[derive(Serialize)]
@@ -181,6 +183,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
             storage: RenderedStorage {
                 data_dir: config.storage.data_dir.to_string_lossy().into_owned(),
                 segment_size: format_size(config.storage.segment_size),
+                max_walk_spool: format_size(config.storage.max_walk_spool),
             },
             rate_limit: RenderedRateLimit {
                 requests_per_second: config.rate_limit.requests_per_second,
@@ -195,6 +198,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
             discover: RenderedDiscover {
                 owned: config.discover.owned,
                 recent: config.discover.recent,
+                max_personalities: config.discover.max_personalities,
             },
             daemon: RenderedDaemon::from(&config.daemon),
             log: RenderedLog {

@@ -208,7 +208,8 @@ name = \"Some.Other_one-2\"
         config.discover,
         DiscoverConfig {
             owned: true,
-            recent: true
+            recent: true,
+            max_personalities: DEFAULT_MAX_PERSONALITIES,
         }
     );
     let names: Vec<&str> = config.personalities.iter().map(|p| p.name.as_str()).collect();

@@ -307,7 +307,7 @@ impl Shared {
             if !wanted {
                 continue;
             }
-            match runtime.client.list(category).await {
+            match runtime.client.list(category, discover.max_personalities).await {
                 Ok(slugs) => found.extend(slugs.into_iter().filter(|s| s.parse::<PersonalitySlug>().is_ok())),
                 Err(e) => tracing::warn!(error = %e, "cannot list personalities for discovery"),
             }

@@ -251,6 +251,11 @@ impl Spool {
         self.done
     }
 
+    /// Bytes written to the spool.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+
     /// Number of page records holding messages.
     pub fn page_count(&self) -> usize {
         self.pages.len()

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::reconcile::{self, Learnt, Refreshed};
 use super::walk::{PageSource, Target, WalkLimits, WalkProgress, Walker};
 use crate::api::ApiError;
-use crate::config::Refresh;
+use crate::config::{Refresh, format_size};
 use crate::store::{ChatState, ChatStore, ChatStoreError, Checkpoint, CommitSummary, SpoolError, WalkKind};
 
 /// How a personality's chat is synced.
@@ -76,6 +76,14 @@ pub enum ChatSyncError {
     Store(#[from] ChatStoreError),
     #[error("stopped at a page boundary; the walk resumes from its checkpoint on the next run")]
     Cancelled,
+    #[error(
+        "this walk has spooled {} ({messages} messages) without reaching the stored history or the \
+         beginning, the most [storage] max_walk_spool = {} allows; it stops here and keeps them. If the \
+         history really is this large, raise max_walk_spool, and the next run goes on from here",
+        format_size(*spooled),
+        format_size(*limit)
+    )]
+    SpoolLimit { spooled: u64, messages: u64, limit: u64 },
 }
 
 impl From<SpoolError> for ChatSyncError {

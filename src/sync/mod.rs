@@ -361,7 +361,9 @@ impl Run {
                     );
                 }
                 Err(ChatSyncError::Api(e)) => self.fail(Some(Section::Chat), e.into()),
-                Err(ChatSyncError::Store(e)) => self.fail(Some(Section::Chat), Stop::Other(e.to_string())),
+                Err(e @ (ChatSyncError::Store(_) | ChatSyncError::SpoolLimit { .. })) => {
+                    self.fail(Some(Section::Chat), Stop::Other(e.to_string()))
+                }
             }
         }
         let state = chat.state();

@@ -70,6 +70,9 @@ pub struct WalkLimits {
     pub larger_limit: bool,
     /// How long to wait before asking again after an empty answer.
     pub confirm_pause: Duration,
+    /// Bytes a walk's spool may reach before the walk stops
+    /// (`[storage] max_walk_spool`).
+    pub max_spool: u64,
 }
 
 impl WalkLimits {
@@ -80,6 +83,7 @@ impl WalkLimits {
             max_page_size: config.service.max_page_size,
             larger_limit: true,
             confirm_pause: config.service.initial_backoff,
+            max_spool: config.storage.max_walk_spool,
         }
     }
 
@@ -147,6 +151,16 @@ impl<P: PageSource, F: FnMut(WalkProgress)> Walker<'_, P, F> {
         loop {
             if self.cancel.is_cancelled() {
                 return Err(ChatSyncError::Cancelled);
+            }
+            // Checked before asking: a run that resumes a walk at its bound
+            // sends nothing, and the spool never outgrows it by more than
+            // one page.
+            if spool.bytes() >= self.limits.max_spool {
+                return Err(ChatSyncError::SpoolLimit {
+                    spooled: spool.bytes(),
+                    messages: checkpoint.spooled,
+                    limit: self.limits.max_spool,
+                });
             }
             let asked = checkpoint.limit;
             let step = match self.source.page(checkpoint.cursor, asked).await {
@@ -461,6 +475,7 @@ mod tests {
         max_page_size: 12,
         larger_limit: false,
         confirm_pause: Duration::ZERO,
+        max_spool: u64::MAX,
     };
 
     const TOP: Target = Target::Top {

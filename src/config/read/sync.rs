@@ -27,9 +27,14 @@ impl Reader<'_> {
         self.check_keys(&section, DISCOVER_KEYS);
         let owned = self.optional(section.get("owned"), false, |f| f.boolean());
         let recent = self.optional(section.get("recent"), false, |f| f.boolean());
+        let max_personalities =
+            self.optional(section.get("max_personalities"), DEFAULT_MAX_PERSONALITIES, |f| {
+                f.integer(1, MAX_MAX_PERSONALITIES)
+            });
         Some(DiscoverConfig {
             owned: owned?,
             recent: recent?,
+            max_personalities: max_personalities?,
         })
     }
 }

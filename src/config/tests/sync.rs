@@ -238,7 +238,8 @@ fn discover_is_read() {
         config.discover,
         DiscoverConfig {
             owned: false,
-            recent: true
+            recent: true,
+            max_personalities: DEFAULT_MAX_PERSONALITIES,
         }
     );
     let rendered = config.to_redacted_toml();
@@ -484,4 +485,32 @@ fn tail_check_and_refresh_render_and_read_back() {
         assert_eq!(rendered.matches("refresh = ").count(), 2, "{rendered}");
         assert_eq!(parse(&rendered).expect("reads back"), config);
     }
+}
+
+#[test]
+fn discovery_and_spool_bounds_are_read_and_checked() {
+    let config = parse(MINIMAL).expect("valid");
+    assert_eq!(config.discover.max_personalities, DEFAULT_MAX_PERSONALITIES);
+    assert_eq!(config.storage.max_walk_spool, DEFAULT_MAX_WALK_SPOOL);
+    let text = format!("{MINIMAL}max_walk_spool = \"64MiB\"\n\n[discover]\nmax_personalities = 7\n");
+    let config = parse(&text).expect("valid");
+    assert_eq!(config.discover.max_personalities, 7);
+    assert_eq!(config.storage.max_walk_spool, 64 << 20);
+    let rendered = config.to_redacted_toml();
+    assert!(rendered.contains("max_personalities = 7"), "{rendered}");
+    assert!(rendered.contains("max_walk_spool = \"64MiB\""), "{rendered}");
+    for value in ["0", "100001", "\"5\""] {
+        assert_rejected(
+            &format!("{MINIMAL}\n[discover]\nmax_personalities = {value}\n"),
+            10,
+            21,
+            &format!("discover.max_personalities must be a whole number from 1 to 100000, got {value}"),
+        );
+    }
+    assert_rejected(
+        &format!("{MINIMAL}max_walk_spool = \"1KiB\"\n"),
+        8,
+        18,
+        "storage.max_walk_spool must be a size of at least 1MiB",
+    );
 }
