@@ -1,7 +1,8 @@
 //! The files in `systemd/`: `systemd-analyze verify` accepts every unit
 //! without a warning, `systemd-analyze security --offline=true` rates every
-//! service at an exposure of 2.0 or less, and the sysusers file creates the
-//! user the units run as.
+//! service at an exposure of 2.0 or less, every service denies link-local
+//! (cloud metadata) addresses and nothing else, and the sysusers file
+//! creates the user the units run as.
 //!
 //! These need `systemd-analyze` and `systemd-sysusers`, from Debian's
 //! `systemd` package (`.ci/run` installs it). Without them the tests fail
@@ -204,6 +205,62 @@ fn sysusers_file_creates_the_user_the_units_run_as() {
             assert!(
                 text.lines().any(|l| l == setting),
                 "{} lacks {setting}",
+                unit.display()
+            );
+        }
+    }
+}
+
+/// Whether `address` is in `prefix` (`a.b.c.d/n`, `x::y/n`, or one address).
+fn in_prefix(address: std::net::IpAddr, prefix: &str) -> bool {
+    use std::net::IpAddr;
+    let (net, len) = prefix
+        .split_once('/')
+        .map_or((prefix, None), |(n, l)| (n, Some(l)));
+    let net: IpAddr = net.parse().unwrap_or_else(|e| panic!("{prefix}: {e}"));
+    let (a, n, bits) = match (address, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u128::from(u32::from(a)), u128::from(u32::from(n)), 32),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a), u128::from(n), 128),
+        _ => return false,
+    };
+    let len: u32 = len.map_or(bits, |l| l.parse().unwrap_or_else(|e| panic!("{prefix}: {e}")));
+    assert!(len <= bits, "{prefix}");
+    // The top `len` of `bits` bits agree.
+    let drop = bits - len;
+    a.checked_shr(drop).unwrap_or(0) == n.checked_shr(drop).unwrap_or(0)
+}
+
+#[test]
+fn every_service_denies_link_local_and_metadata_addresses_but_not_loopback_or_the_internet() {
+    for unit in unit_files()
+        .iter()
+        .filter(|u| u.extension().is_some_and(|e| e == "service"))
+    {
+        let text = std::fs::read_to_string(unit).unwrap();
+        let denied: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("IPAddressDeny="))
+            .flat_map(str::split_whitespace)
+            .collect();
+        let blocked = |address: &str| denied.iter().any(|p| in_prefix(address.parse().unwrap(), p));
+        for address in ["169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254"] {
+            assert!(
+                blocked(address),
+                "{}: {address} is reachable ({denied:?})",
+                unit.display()
+            );
+        }
+        for address in [
+            "127.0.0.53",
+            "127.0.0.1",
+            "::1",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "10.0.0.1",
+        ] {
+            assert!(
+                !blocked(address),
+                "{}: {address} is denied ({denied:?})",
                 unit.display()
             );
         }
