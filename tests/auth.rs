@@ -757,3 +757,25 @@ fn a_cookie_pasted_as_cookie_file_is_never_shown() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_plain_http_no_proxy_from_the_environment_gets_the_cookie() {
+    let proxy = elsewhere().await;
+    let fake = fake(FakeConfig::default(), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &[], 1000.0, "");
+    let proxy_url = format!("http://{}", proxy.addr);
+    let mut cmd = cookie_cmd(&config, "check");
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env(var, &proxy_url);
+    }
+    for var in ["NO_PROXY", "no_proxy"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(proxy.connections.load(Ordering::SeqCst), 0, "the proxy was used");
+    assert!(!proxy.saw_token.load(Ordering::SeqCst));
+    assert!(!text(&out).contains(TOKEN));
+}
