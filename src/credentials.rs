@@ -1,6 +1,10 @@
 //! Where the session cookie comes from: systemd credentials, a file, an
 //! environment variable, or the config itself; and, once the service has
 //! rotated it, the data directory (see [`rotated`]).
+//!
+//! A cookie file's path is shown everywhere through
+//! [`shown_cookie_path`], which hides a last component that looks like a
+//! cookie value (pasted into `cookie_file` by mistake).
 
 pub mod rotated;
 
@@ -8,16 +12,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::api::SessionCookie;
-use crate::config::{CookieSource, ServiceConfig};
+use crate::config::{CookieSource, ServiceConfig, shown_cookie_path};
 
-pub use rotated::Fingerprint;
+pub use rotated::{Fingerprint, Preferred};
 
 /// The name `LoadCredential=cookie:...` gives the credential.
 pub const CREDENTIAL_NAME: &str = "cookie";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read the cookie file {path}: {source}; store a cookie with `chatkeep cookie set`")]
+    #[error(
+        "cannot read the cookie file {}: {source}; store a cookie with `chatkeep cookie set`",
+        shown_cookie_path(path)
+    )]
     File { path: PathBuf, source: std::io::Error },
     #[error("environment variable {0} is not set or not valid UTF-8")]
     Env(String),
@@ -25,6 +32,14 @@ pub enum CredentialError {
         "the cookie from {0} is empty or malformed; paste the value of the session cookie (or name=value)"
     )]
     Malformed(String),
+    /// The service ended the session of the configured cookie (it cleared
+    /// the cookie), and the person has not set another since.
+    #[error(
+        "the service ended the session of the cookie from {0} (it cleared the session cookie), so \
+         chatkeep no longer sends it; log in with a browser, copy the session cookie again and store \
+         it with `chatkeep cookie set`"
+    )]
+    Ended(Origin),
 }
 
 /// Where the cookie was read from, for messages (never the value).
@@ -39,8 +54,8 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Credential(p) => write!(f, "systemd credential {}", p.display()),
-            Origin::File(p) => write!(f, "cookie file {}", p.display()),
+            Origin::Credential(p) => write!(f, "systemd credential {}", shown_cookie_path(p)),
+            Origin::File(p) => write!(f, "cookie file {}", shown_cookie_path(p)),
             Origin::Env(v) => write!(f, "environment variable {v}"),
             Origin::Inline => f.write_str("the config file"),
         }
@@ -84,22 +99,33 @@ pub struct Session {
 }
 
 /// Reads the configured cookie ([`load`]) and prefers the service's saved
-/// rotation of it, if `data_dir` holds one.
+/// rotation of it, if `data_dir` holds one. Fails with
+/// [`CredentialError::Ended`] if the service ended its session.
 pub fn load_session(service: &ServiceConfig, data_dir: &Path) -> Result<Session, CredentialError> {
     let (configured, origin) = load(service)?;
-    Ok(session_for(configured, origin, data_dir))
+    session_for(configured, origin, data_dir)
 }
 
-/// The session for a cookie that is (or is about to be) the configured one.
-pub fn session_for(configured: SessionCookie, origin: Origin, data_dir: &Path) -> Session {
+/// The session for a cookie that is (or is about to be) the configured one:
+/// what `data_dir` says the service did to it decides (see
+/// [`rotated::prefer`]).
+pub fn session_for(
+    configured: SessionCookie,
+    origin: Origin,
+    data_dir: &Path,
+) -> Result<Session, CredentialError> {
     let fingerprint = Fingerprint::of(configured.token());
-    let (cookie, rotated) = rotated::prefer(data_dir, configured);
-    Session {
+    let (cookie, rotated) = match rotated::prefer(data_dir, configured) {
+        Preferred::Configured(cookie) => (cookie, false),
+        Preferred::Rotated(cookie) => (cookie, true),
+        Preferred::Ended => return Err(CredentialError::Ended(origin)),
+    };
+    Ok(Session {
         cookie,
         origin,
         rotated,
         configured: fingerprint,
-    }
+    })
 }
 
 /// The systemd credential holding the cookie, if the unit gave one; it wins
@@ -122,7 +148,7 @@ fn warn_if_shared(path: &Path) {
         && meta.permissions().mode() & 0o077 != 0
     {
         tracing::warn!(
-            path = %path.display(),
+            path = %shown_cookie_path(path),
             mode = format!("{:o}", meta.permissions().mode() & 0o777),
             "the cookie file is readable by other users; run `chmod 600` on it"
         );

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use chatkeep::api::cookie::{self, SessionCookie};
 use chatkeep::api::documents::parse_memory_page;
+use chatkeep::api::set_cookie::{self, SessionUpdate};
 use chatkeep::config::{Config, ConfigError};
 use chatkeep::message::{Message, minify, parse_page};
 use proptest::prelude::*;
@@ -514,7 +515,10 @@ proptest! {
         ],
         name in cookie_name(),
     ) {
-        if let Some(token) = cookie::rotated_token(&header, name) {
+        let now = chrono::Utc::now();
+        if let Some(SessionUpdate::Rotated(token)) =
+            set_cookie::session_update(&header, name, "shapes.inc", now)
+        {
             prop_assert!(!token.is_empty());
             prop_assert_eq!(token, token.trim());
             prop_assert!(!token.contains(';'));

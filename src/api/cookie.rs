@@ -1,5 +1,6 @@
 //! The session cookie: accepted as a bare token or as `name=value`, sent
-//! verbatim, never printed.
+//! verbatim, never printed. What the service's `Set-Cookie` does to it is
+//! read in `set_cookie`.
 
 use std::fmt;
 
@@ -85,15 +86,8 @@ impl SessionCookie {
 }
 
 /// A token a `Cookie` header can carry as it is: visible ASCII, no `;`.
-fn is_sendable(token: &str) -> bool {
+pub(crate) fn is_sendable(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic() && b != b';')
-}
-
-/// The new token for `name` in a `Set-Cookie` header value, if it sets one.
-pub fn rotated_token<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
-    let first = set_cookie.split(';').next()?.trim();
-    let (n, v) = first.split_once('=')?;
-    (n.trim() == name && !v.trim().is_empty()).then(|| v.trim())
 }
 
 #[cfg(test)]
@@ -146,15 +140,5 @@ mod tests {
             c.header_value([("connect.sid", "s%3Aabc"), ("_csrf", "q")]),
             "appSession=t; connect.sid=s%3Aabc; _csrf=q"
         );
-    }
-
-    #[test]
-    fn set_cookie_for_other_names_is_ignored() {
-        assert_eq!(
-            rotated_token("appSession=new; Path=/; HttpOnly", "appSession"),
-            Some("new")
-        );
-        assert_eq!(rotated_token("_ga=1; Path=/", "appSession"), None);
-        assert_eq!(rotated_token("appSession=; Max-Age=0", "appSession"), None);
     }
 }

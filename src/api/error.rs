@@ -7,9 +7,13 @@ use crate::message::MessageError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
-    /// 401, or 403 without a bot-wall signal. Retrying cannot help.
-    #[error("{}", auth_message(*.status, *.successful_before))]
-    Auth { status: u16, successful_before: u64 },
+    /// The service no longer takes the session: it refused it, or ended
+    /// it. Retrying cannot help; a person must paste a new cookie.
+    #[error("{}", auth_message(*.failure, *.successful_before))]
+    Auth {
+        failure: AuthFailure,
+        successful_before: u64,
+    },
     /// A bot-protection wall answered instead of the API.
     #[error(
         "blocked by a bot wall ({signal}); this is not a cookie problem: wait some hours before trying again, and keep the request rate low"
@@ -40,6 +44,16 @@ pub enum ApiError {
     Status { status: u16 },
 }
 
+/// Why the service no longer takes the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// It answered 401, or 403 without a bot-wall signal.
+    Refused { status: u16 },
+    /// It cleared the session cookie (`Set-Cookie` with `Max-Age=0` or an
+    /// `Expires` in the past): the session is over, whatever the status.
+    Ended,
+}
+
 /// " after N attempts" once retries were spent; nothing for a single try.
 fn after(attempts: u32) -> String {
     if attempts > 1 {
@@ -49,17 +63,23 @@ fn after(attempts: u32) -> String {
     }
 }
 
-fn auth_message(status: u16, successful_before: u64) -> String {
-    if successful_before == 0 {
-        format!(
-            "authentication failed ({status}) on the first request: the session cookie is invalid or expired; \
-             log in with a browser, copy the session cookie again and store it with `chatkeep cookie set`"
-        )
+fn auth_message(failure: AuthFailure, successful_before: u64) -> String {
+    const REMEDY: &str = "log in with a browser, copy the session cookie again and store it with \
+                          `chatkeep cookie set`";
+    let when = if successful_before == 0 {
+        "on the first request".to_owned()
     } else {
-        format!(
-            "the session expired ({status}) after {successful_before} successful requests; \
-             log in with a browser, copy the session cookie again and store it with `chatkeep cookie set`"
-        )
+        format!("after {successful_before} successful requests")
+    };
+    match failure {
+        AuthFailure::Refused { status } if successful_before == 0 => format!(
+            "authentication failed ({status}) {when}: the session cookie is invalid or expired; {REMEDY}"
+        ),
+        AuthFailure::Refused { status } => format!("the session expired ({status}) {when}; {REMEDY}"),
+        AuthFailure::Ended => format!(
+            "the service ended the session {when} (it cleared the session cookie), so chatkeep \
+             stops sending it; {REMEDY}"
+        ),
     }
 }
 

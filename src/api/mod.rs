@@ -1,10 +1,18 @@
 //! The HTTP client for the service: cookie, one global rate limit, retries
 //! with backoff, and typed errors. Knows nothing of files.
+//!
+//! The session cookie goes to the configured origin (`base_url`'s scheme,
+//! host and port) and nowhere else: no redirect is followed (the API never
+//! redirects; a 3xx is a contract breach), a `Set-Cookie` is listened to
+//! only from that origin and only when a browser would apply it there, and
+//! over plain `http://` no proxy from the environment is used, since it
+//! would read the cookie.
 
 pub mod cookie;
 pub mod documents;
 pub mod error;
 pub mod rate;
+pub mod set_cookie;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,11 +20,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rand::Rng;
+use reqwest::Url;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 pub use cookie::SessionCookie;
-pub use error::ApiError;
+pub use error::{ApiError, AuthFailure};
 pub use rate::RateLimiter;
+pub use set_cookie::SessionUpdate;
 
 use crate::message::{self, Message, Ts};
 
@@ -96,23 +106,40 @@ pub struct Account {
 pub struct ApiClient {
     http: reqwest::Client,
     options: ClientOptions,
+    /// `options.base_url`, parsed: the one origin requests go to and
+    /// `Set-Cookie` is taken from.
+    base: Url,
     cookie: RwLock<SessionCookie>,
     limiter: Arc<RateLimiter>,
     stats: Stats,
     /// Set after an auth failure: no request is sent until a new client is
     /// built from a changed cookie source.
     auth_dead: AtomicBool,
-    /// Told of each rotated session cookie, once adopted.
-    on_rotation: Option<RotationHook>,
+    /// The auth failure was the service ending the session (it cleared the
+    /// session cookie), not a refusal.
+    session_ended: AtomicBool,
+    /// Told of each change the service makes to the session cookie.
+    on_session_change: Option<SessionHook>,
 }
 
-/// What to do with a session cookie the service rotated, besides sending it
-/// (the commands save it so that the next process starts from it).
-struct RotationHook(Box<dyn Fn(&SessionCookie) + Send + Sync>);
+/// What the service did to the session cookie, as the hook hears it.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionChange<'a> {
+    /// It rotated the token: this is the cookie now sent.
+    Rotated(&'a SessionCookie),
+    /// It ended the session of this cookie (it cleared the cookie): no
+    /// more request is sent with it.
+    Ended(&'a SessionCookie),
+}
 
-impl std::fmt::Debug for RotationHook {
+/// What to do when the service changes the session cookie, besides using
+/// the change (the commands save it so that the next process starts from
+/// it).
+struct SessionHook(Box<dyn Fn(SessionChange<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for SessionHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RotationHook")
+        f.write_str("SessionHook")
     }
 }
 
@@ -124,38 +151,60 @@ struct Failure {
 
 impl ApiClient {
     pub fn new(options: ClientOptions, limiter: Arc<RateLimiter>) -> Result<ApiClient, ApiError> {
-        let http = reqwest::Client::builder()
+        let cannot = |what: String| ApiError::Network {
+            message: what,
+            attempts: 0,
+        };
+        let base = Url::parse(&options.base_url).map_err(|e| cannot(format!("unusable base URL: {e}")))?;
+        let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
             .user_agent(options.user_agent.clone())
+            // The API never redirects; following one would send the cookie
+            // to wherever it points, another host or plain http. A 3xx is
+            // reported instead (see `redirect_error`).
+            .redirect(reqwest::redirect::Policy::none());
+        if base.scheme() == "http" {
+            // Over plain HTTP, a proxy from HTTP_PROXY or ALL_PROXY reads
+            // the cookie. Over https it only relays encrypted bytes (with
+            // CONNECT), so there the environment's proxy is kept.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
-            .map_err(|e| ApiError::Network {
-                message: format!("cannot build HTTP client: {e}"),
-                attempts: 0,
-            })?;
+            .map_err(|e| cannot(format!("cannot build HTTP client: {e}")))?;
         Ok(ApiClient {
             http,
+            base,
             cookie: RwLock::new(options.cookie.clone()),
             options,
             limiter,
             stats: Stats::default(),
             auth_dead: AtomicBool::new(false),
-            on_rotation: None,
+            session_ended: AtomicBool::new(false),
+            on_session_change: None,
         })
     }
 
-    /// Calls `hook` with the new cookie each time the service rotates the
-    /// session cookie, right after adopting it, before any other request
-    /// can adopt a newer one (so hooks see rotations in order). The hook
-    /// runs on the request's task and must not call back into this client.
-    /// Replaces an earlier hook.
-    pub fn on_rotation(&mut self, hook: impl Fn(&SessionCookie) + Send + Sync + 'static) {
-        self.on_rotation = Some(RotationHook(Box::new(hook)));
+    /// Calls `hook` each time the service changes the session cookie: with
+    /// the new cookie right after adopting a rotation, or with the cookie
+    /// whose session the service ended. Called before any other request
+    /// can change it again (so hooks see changes in order); runs on the
+    /// request's task and must not call back into this client. Replaces an
+    /// earlier hook.
+    pub fn on_session_change(&mut self, hook: impl Fn(SessionChange<'_>) + Send + Sync + 'static) {
+        self.on_session_change = Some(SessionHook(Box::new(hook)));
     }
 
     /// True after the service refused the session: nothing more is sent.
     pub fn is_auth_dead(&self) -> bool {
         self.auth_dead.load(Ordering::Relaxed)
+    }
+
+    /// True after the service ended the session (it cleared the session
+    /// cookie); [`Self::is_auth_dead`] is true too.
+    pub fn is_session_ended(&self) -> bool {
+        self.session_ended.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> &Stats {
@@ -249,10 +298,12 @@ impl ApiClient {
         let mut attempt = 0u32;
         loop {
             if self.auth_dead.load(Ordering::Relaxed) {
-                return Err(ApiError::Auth {
-                    status: 401,
-                    successful_before: self.stats.successes.load(Ordering::Relaxed),
-                });
+                let failure = if self.session_ended.load(Ordering::Relaxed) {
+                    AuthFailure::Ended
+                } else {
+                    AuthFailure::Refused { status: 401 }
+                };
+                return Err(self.auth_error(failure));
             }
             attempt += 1;
             self.limiter.acquire().await;
@@ -283,6 +334,13 @@ impl ApiClient {
                     return Err(failure.error.with_attempts(attempt));
                 }
             }
+        }
+    }
+
+    fn auth_error(&self, failure: AuthFailure) -> ApiError {
+        ApiError::Auth {
+            failure,
+            successful_before: self.stats.successes.load(Ordering::Relaxed),
         }
     }
 
@@ -325,8 +383,12 @@ impl ApiClient {
             .await
             .map_err(|e| fail(network_error(&e)))?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            // Nothing of it is used, its Set-Cookie included.
+            return Err(fail(redirect_error(status, response.url(), response.headers())));
+        }
         let headers = response.headers().clone();
-        self.adopt_rotated_cookie(&headers);
+        self.apply_set_cookies(response.url(), &headers).map_err(fail)?;
         if !response.status().is_success() {
             let bot = bot_wall_signal(&headers);
             let retry_after = retry_after(&headers);
@@ -334,10 +396,7 @@ impl ApiClient {
                 (_, Some(signal)) if status == 403 || status == 429 || status == 503 => {
                     ApiError::BotWall { status, signal }
                 }
-                (401 | 403, _) => ApiError::Auth {
-                    status,
-                    successful_before: self.stats.successes.load(Ordering::Relaxed),
-                },
+                (401 | 403, _) => self.auth_error(AuthFailure::Refused { status }),
                 (429, _) => ApiError::RateLimited {
                     attempts: 1,
                     retry_after,
@@ -370,26 +429,84 @@ impl ApiClient {
         Ok(body)
     }
 
-    /// Adopts a rotated session token at once (the old one may die soon).
-    fn adopt_rotated_cookie(&self, headers: &HeaderMap) {
+    /// Applies what the answer's `Set-Cookie` headers say of the session
+    /// cookie (see [`set_cookie::session_update`]), the last one winning as
+    /// it would in a browser: a rotated token is adopted at once (the old
+    /// one may die soon); a cleared cookie ends the session, which is an
+    /// auth failure of this answer and of every later request. Only an
+    /// answer from the configured origin is listened to.
+    fn apply_set_cookies(&self, url: &Url, headers: &HeaderMap) -> Result<(), ApiError> {
+        if !headers.contains_key(header::SET_COOKIE) {
+            return Ok(());
+        }
+        if url.origin() != self.base.origin() {
+            tracing::warn!("ignored the Set-Cookie of an answer from another origin than base_url's");
+            return Ok(());
+        }
+        let host = self.base.host_str().unwrap_or_default();
+        let now = chrono::Utc::now();
         let mut cookie = self.cookie.write().unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
         for value in headers.get_all(header::SET_COOKIE) {
             let Ok(value) = value.to_str() else { continue };
-            if let Some(token) = cookie::rotated_token(value, cookie.name())
-                && token != cookie.token()
-            {
+            match set_cookie::session_update(value, cookie.name(), host, now) {
+                Some(SessionUpdate::Ignored(reason)) => tracing::warn!(
+                    name = cookie.name(),
+                    "ignored a Set-Cookie for the session cookie: {reason}"
+                ),
+                Some(update) => last = Some(update),
+                None => {}
+            }
+        }
+        // Under the write lock: changes reach the hook in order.
+        let hook = |change| {
+            if let Some(SessionHook(hook)) = &self.on_session_change {
+                hook(change);
+            }
+        };
+        match last {
+            Some(SessionUpdate::Rotated(token)) if token != cookie.token() => {
                 *cookie = cookie.with_token(token);
                 tracing::info!(
                     name = cookie.name(),
                     "the service rotated the session cookie; using the new one"
                 );
-                // Under the write lock: rotations reach the hook in order.
-                if let Some(RotationHook(hook)) = &self.on_rotation {
-                    hook(&cookie);
-                }
+                hook(SessionChange::Rotated(&cookie));
             }
+            Some(SessionUpdate::Ended) => {
+                self.session_ended.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    name = cookie.name(),
+                    "the service ended the session: it cleared the session cookie"
+                );
+                hook(SessionChange::Ended(&cookie));
+                return Err(self.auth_error(AuthFailure::Ended));
+            }
+            _ => {}
         }
+        Ok(())
     }
+}
+
+/// The error for a 3xx answer. The API never redirects, and following
+/// would send the cookie to wherever the answer points (another host, or
+/// the same one over plain http): a contract breach, not retried. The
+/// target is named by its origin only, since its path or query could carry
+/// a token.
+fn redirect_error(status: u16, from: &Url, headers: &HeaderMap) -> ApiError {
+    let target = headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| from.join(location).ok());
+    let to = match target {
+        Some(url) if url.has_host() => format!("a redirect to {}", url.origin().ascii_serialization()),
+        Some(url) => format!("a redirect to a {}: URL", url.scheme()),
+        None => "a redirect without a usable Location".to_owned(),
+    };
+    ApiError::Contract(format!(
+        "the service answered {status}, {to}; the API never redirects, so chatkeep does not follow it \
+         (the session cookie would go along)"
+    ))
 }
 
 /// The checks every answer passes before anyone parses it: UTF-8, whole
@@ -535,5 +652,91 @@ mod tests {
         for bad in ["", "a/b", "../x", "a?b", "a b", "a%2F"] {
             assert!(PersonalityId::new(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_redirect_is_a_contract_breach_naming_only_the_target_origin() {
+        let from = Url::parse("https://shapes.inc/api/users/me").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("http://evil.example:8080/steal/here?session=leaked-query#frag"),
+        );
+        let error = redirect_error(302, &from, &h);
+        assert!(matches!(error, ApiError::Contract(_)));
+        assert!(!error.is_transient());
+        let message = error.to_string();
+        assert!(message.contains("302") && message.contains("http://evil.example:8080"));
+        for hidden in ["steal", "leaked-query", "frag"] {
+            assert!(!message.contains(hidden), "the message names {hidden}");
+        }
+        // A relative target is read against the answer's URL.
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/login?next=leaked-query"),
+        );
+        let message = redirect_error(307, &from, &h).to_string();
+        assert!(message.contains("https://shapes.inc") && !message.contains("leaked-query"));
+        h.remove(header::LOCATION);
+        assert!(
+            redirect_error(301, &from, &h)
+                .to_string()
+                .contains("without a usable Location")
+        );
+    }
+
+    fn client_of(base_url: &str, token: &str) -> ApiClient {
+        let options = ClientOptions {
+            base_url: base_url.to_owned(),
+            jargon: "shapes".to_owned(),
+            cookie: SessionCookie::parse(token, cookie::CURRENT_NAME).unwrap(),
+            extra_cookies: BTreeMap::new(),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            user_agent: "test".to_owned(),
+        };
+        ApiClient::new(options, Arc::new(RateLimiter::new(1000.0, 1))).unwrap()
+    }
+
+    fn set_cookie(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(header::SET_COOKIE, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn set_cookie_is_taken_only_from_the_configured_origin() {
+        let client = client_of("http://127.0.0.1:8080", "configured");
+        let rotation = set_cookie(&format!("{}=rotated; Path=/", cookie::CURRENT_NAME));
+        let ended = set_cookie(&format!("{}=deleted; Max-Age=0", cookie::CURRENT_NAME));
+        for foreign in [
+            "http://127.0.0.1:8081/api/users/me",
+            "https://127.0.0.1:8080/api/users/me",
+            "http://localhost:8080/api/users/me",
+            "http://evil.example/api/users/me",
+        ] {
+            let url = Url::parse(foreign).unwrap();
+            assert!(client.apply_set_cookies(&url, &rotation).is_ok());
+            assert!(client.apply_set_cookies(&url, &ended).is_ok());
+            assert!(client.cookie().token() == "configured", "adopted from {foreign}");
+            assert!(!client.is_auth_dead() && !client.is_session_ended());
+        }
+        let ours = Url::parse("http://127.0.0.1:8080/api/users/me").unwrap();
+        assert!(client.apply_set_cookies(&ours, &rotation).is_ok());
+        assert!(
+            client.cookie().token() == "rotated",
+            "not adopted from the origin"
+        );
+        let error = client.apply_set_cookies(&ours, &ended).unwrap_err();
+        assert!(matches!(
+            error,
+            ApiError::Auth {
+                failure: AuthFailure::Ended,
+                ..
+            }
+        ));
+        assert!(client.is_session_ended());
     }
 }

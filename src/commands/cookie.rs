@@ -1,6 +1,7 @@
 //! `chatkeep cookie set` and `chatkeep cookie check`: store the session
 //! cookie where the config says, and ask the service which account it logs
-//! in as. Neither ever prints the cookie.
+//! in as. Neither ever prints the cookie, nor a cookie file's path that
+//! looks like one (see `config::shown_cookie_path`).
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 use super::{Fatal, client_for, exit, load_session};
 use crate::api::{ApiError, SessionCookie};
-use crate::config::{Config, CookieSource};
+use crate::config::{Config, CookieSource, shown_cookie_path};
 use crate::credentials::{self, Origin, Session};
 use crate::store::fsio;
 
@@ -17,7 +18,9 @@ const MAX_INPUT: u64 = 64 * 1024;
 
 /// `cookie set`: reads the cookie (hidden prompt on a terminal, else the
 /// first line of standard input), writes it to `cookie_file` (atomically,
-/// 0600), then checks it like `cookie check`.
+/// 0600), forgets what the service said of the cookie before it (a saved
+/// rotation, or the end of its session: the cookie the person sets always
+/// wins, even the same token again), then checks it like `cookie check`.
 pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
     let path = cookie_file(config)?;
     let name = &config.service.cookie_name;
@@ -28,7 +31,15 @@ pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
         ))
     })?;
     write_cookie_file(&path, &cookie, name)?;
-    println!("saved the session cookie to {}", path.display());
+    println!("saved the session cookie to {}", shown_cookie_path(&path));
+    let data_dir = &config.storage.data_dir;
+    credentials::rotated::forget(data_dir).map_err(|e| {
+        Fatal::usage(format!(
+            "saved the session cookie, but cannot remove {}, which the next runs would use instead: \
+             {e}; remove that file",
+            credentials::rotated::path(data_dir).display()
+        ))
+    })?;
     if let Some(credential) = credentials::credential_path() {
         eprintln!(
             "warning: the systemd credential {} takes precedence over cookie_file; \
@@ -36,7 +47,8 @@ pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
             credential.display()
         );
     }
-    let session = credentials::session_for(cookie, Origin::File(path.clone()), &config.storage.data_dir);
+    let session = credentials::session_for(cookie, Origin::File(path.clone()), data_dir)
+        .map_err(|e| Fatal::usage(e.to_string()))?;
     verify(config, &session, Some(&path)).await
 }
 
@@ -83,8 +95,12 @@ fn read_input(name: &str) -> Result<String, Fatal> {
 /// Writes the cookie: the bare token when it goes by the configured name
 /// (so a later change of `cookie_name` applies to it), else `name=token`.
 fn write_cookie_file(path: &Path, cookie: &SessionCookie, configured_name: &str) -> Result<(), Fatal> {
-    let failed =
-        |e: std::io::Error| Fatal::usage(format!("cannot write the cookie file {}: {e}", path.display()));
+    let failed = |e: std::io::Error| {
+        Fatal::usage(format!(
+            "cannot write the cookie file {}: {e}",
+            shown_cookie_path(path)
+        ))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         fsio::create_private_dir(dir).map_err(failed)?;
     }
@@ -126,7 +142,7 @@ async fn verify(config: &Config, session: &Session, saved: Option<&Path>) -> Res
             message: match saved {
                 Some(path) => format!(
                     "the cookie was saved to {} but not verified: {e}; run `chatkeep cookie check` later",
-                    path.display()
+                    shown_cookie_path(path)
                 ),
                 None => format!("could not check the session cookie from {source}: {e}"),
             },

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::api::{ApiClient, ClientOptions, RateLimiter};
+use crate::api::{ApiClient, ClientOptions, RateLimiter, SessionChange};
 use crate::config::{Config, ConfigError, RateLimitConfig};
 use crate::credentials;
 use crate::store::Store;
@@ -64,6 +64,9 @@ pub fn load_config(path: &Path) -> Result<Config, Fatal> {
 pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
     let config = load_config(path)?;
     print!("{}", config.to_redacted_toml());
+    if let Some(warning) = config.service.insecure_http_warning() {
+        eprintln!("warning: {warning}");
+    }
     eprintln!(
         "{}: valid, {} personalities",
         path.display(),
@@ -111,7 +114,8 @@ fn rate_limiter(config: &Config, store: Option<&Store>) -> Arc<RateLimiter> {
 }
 
 /// The session cookie a sync would send: the configured one or its saved
-/// rotation. A cookie that cannot be read ends the command with exit 3.
+/// rotation. A cookie that cannot be read, or whose session the service
+/// ended, ends the command with exit 3.
 pub fn load_session(config: &Config) -> Result<credentials::Session, Fatal> {
     let session =
         credentials::load_session(&config.service, &config.storage.data_dir).map_err(|e| Fatal {
@@ -127,8 +131,9 @@ pub fn load_session(config: &Config) -> Result<credentials::Session, Fatal> {
     Ok(session)
 }
 
-/// A client that sends `session`'s cookie and saves each rotation of it in
-/// the data directory, as replacing the configured cookie. Its bucket starts
+/// A client that sends `session`'s cookie and saves in the data directory
+/// what the service does to it (each rotation, or the end of the session),
+/// as replacing the configured cookie. Its bucket starts
 /// full and is recorded nowhere: for commands that do not hold the data
 /// directory.
 pub fn client_for(config: &Config, session: &credentials::Session) -> Result<ApiClient, Fatal> {
@@ -152,11 +157,14 @@ fn client_with(
         max_backoff: service.max_backoff,
         user_agent: service.user_agent.clone(),
     };
+    if let Some(warning) = service.insecure_http_warning() {
+        tracing::warn!("{warning}");
+    }
     let mut client = ApiClient::new(options, limiter).map_err(Fatal::usage)?;
     let data_dir = config.storage.data_dir.clone();
     let replaces = session.configured.clone();
-    client.on_rotation(
-        move |cookie| match credentials::rotated::save(&data_dir, cookie, &replaces) {
+    client.on_session_change(move |change| match change {
+        SessionChange::Rotated(cookie) => match credentials::rotated::save(&data_dir, cookie, &replaces) {
             Ok(path) => tracing::info!(
                 path = %path.display(),
                 "saved the rotated session cookie; later runs start from it"
@@ -168,6 +176,21 @@ fn client_with(
                  from the configured cookie, which the service may no longer accept"
             ),
         },
-    );
+        SessionChange::Ended(cookie) => {
+            match credentials::rotated::save_ended(&data_dir, cookie.name(), &replaces) {
+                Ok(path) => tracing::info!(
+                    path = %path.display(),
+                    "noted that the service ended the session; later runs send nothing until \
+                     another cookie is set"
+                ),
+                Err(e) => tracing::warn!(
+                    dir = %data_dir.display(),
+                    error = %e,
+                    "cannot note that the service ended the session; the next run sends the \
+                     configured cookie again"
+                ),
+            }
+        }
+    });
     Ok(client)
 }

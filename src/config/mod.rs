@@ -176,8 +176,13 @@ pub struct Config {
 #[derive(Clone, PartialEq)]
 pub struct ServiceConfig {
     /// Scheme and host (and port) of the service, without a trailing slash;
-    /// the API lives under `{base_url}/api`.
+    /// the API lives under `{base_url}/api`. `https://`, or `http://` to
+    /// loopback, or to anywhere when `allow_insecure_http` says so.
     pub base_url: String,
+    /// Lets `base_url` be `http://` to a host that is not this machine, so
+    /// that the cookie travels unencrypted; warned about on every run (see
+    /// [`ServiceConfig::insecure_http_warning`]).
+    pub allow_insecure_http: bool,
     /// The deployment's word for a personality in paths (`shapes`,
     /// `personalities`, ...); `[a-z0-9_-]+`.
     pub jargon: String,
@@ -209,6 +214,7 @@ impl fmt::Debug for ServiceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceConfig")
             .field("base_url", &self.base_url)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .field("jargon", &self.jargon)
             .field("cookie", &self.cookie)
             .field("cookie_name", &self.cookie_name)
@@ -221,6 +227,22 @@ impl fmt::Debug for ServiceConfig {
             .field("max_backoff", &self.max_backoff)
             .field("user_agent", &self.user_agent)
             .finish()
+    }
+}
+
+impl ServiceConfig {
+    /// The warning every run gives when `base_url` is `http://` to a host
+    /// that is not this machine (which `allow_insecure_http` allowed), or
+    /// `None`.
+    pub fn insecure_http_warning(&self) -> Option<String> {
+        read::sends_in_clear(&self.base_url).then(|| {
+            format!(
+                "service.base_url is {:?}, plain http:// to a host that is not this machine \
+                 (allowed by allow_insecure_http): the session cookie and the chat history travel \
+                 unencrypted; use https:// if the service offers it",
+                self.base_url
+            )
+        })
     }
 }
 
@@ -238,7 +260,9 @@ impl fmt::Debug for RedactedValues<'_> {
 /// Where the session cookie is read from. The file and the variable are
 /// read by the API client, not here, so that a rotated cookie can be picked
 /// up without reloading the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows a file's path as [`shown_cookie_path`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CookieSource {
     /// A file holding the cookie (`cookie_file`); a relative path has been
     /// resolved against the config file's directory.
@@ -247,6 +271,16 @@ pub enum CookieSource {
     Env(String),
     /// The cookie itself, written in the config file (`cookie`).
     Inline(Secret),
+}
+
+impl fmt::Debug for CookieSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CookieSource::File(path) => f.debug_tuple("File").field(&shown_cookie_path(path)).finish(),
+            CookieSource::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            CookieSource::Inline(secret) => f.debug_tuple("Inline").field(secret).finish(),
+        }
+    }
 }
 
 /// A value that must never be shown: `Debug` and `Display` print
@@ -1057,11 +1091,13 @@ fn duration_from_str(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| "it is too long".to_owned())
 }
 
+mod cookie_path;
 mod cron;
 mod read;
 mod render;
 #[cfg(test)]
 mod tests;
 
+pub use cookie_path::{REDACTED_COOKIE_PATH, looks_like_cookie_value, shown_cookie_path};
 use read::{Reader, base_dir, invalid};
 use render::Rendered;

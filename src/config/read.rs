@@ -31,6 +31,7 @@ const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover]
      [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
+    "allow_insecure_http",
     "jargon",
     "cookie_file",
     "cookie_env",
@@ -292,13 +293,19 @@ impl<'t> Reader<'t> {
 
     fn service(&mut self, section: Table<'_, '_>) -> Option<ServiceConfig> {
         self.check_keys(&section, SERVICE_KEYS);
-        let base_url = self
-            .required(
-                &section,
-                "base_url",
-                "set it to the service's address, such as base_url = \"https://shapes.inc\"",
-            )
-            .and_then(|f| self.keep(read_base_url(&f)));
+        let base_url_field = self.required(
+            &section,
+            "base_url",
+            "set it to the service's address, such as base_url = \"https://shapes.inc\"",
+        );
+        let allow_insecure_http = self.optional(section.get("allow_insecure_http"), false, |f| f.boolean());
+        let base_url = base_url_field.and_then(|f| {
+            let url = read_base_url(&f).and_then(|url| match allow_insecure_http {
+                Some(false) if sends_in_clear(&url) => Err(f.reject(insecure_http_refusal(&f.name, &url))),
+                _ => Ok(url),
+            });
+            self.keep(url)
+        });
         let jargon = self
             .required(
                 &section,
@@ -333,6 +340,7 @@ impl<'t> Reader<'t> {
         );
         Some(ServiceConfig {
             base_url: base_url?,
+            allow_insecure_http: allow_insecure_http?,
             jargon: jargon?,
             cookie: cookie?,
             cookie_name: cookie_name?,
@@ -801,6 +809,43 @@ fn read_base_url(field: &Field<'_, '_>) -> Result<String, Problem> {
         ))),
         None => Ok(format!("{scheme}{authority}")),
     }
+}
+
+/// Whether requests to `base_url` (as [`read_base_url`] makes it) would
+/// carry the cookie unencrypted across a network: `http://` to a host that
+/// is not this machine. Loopback is `localhost`, `127.0.0.0/8` and `::1`
+/// written as such; any other spelling (`127.1`, a name that resolves to
+/// 127.0.0.1) counts as remote, which errs on the safe side.
+pub(super) fn sends_in_clear(base_url: &str) -> bool {
+    let Some(authority) = base_url
+        .get(.."http://".len())
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|scheme| &base_url[scheme.len()..])
+    else {
+        return false;
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    !loopback
+}
+
+/// Why an `http://` base_url to another machine is refused, and what to do.
+fn insecure_http_refusal(name: &str, url: &str) -> String {
+    format!(
+        "{name} is {url:?}: plain http:// to a host that is not this machine, so the session cookie \
+         (and the chat history) would travel unencrypted, readable by anyone on the way; use https://, \
+         or, only for a service reached over a network you trust, set allow_insecure_http = true in \
+         [service]"
+    )
 }
 
 /// Why `host[:port]` is not one, if it is not.

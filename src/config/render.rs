@@ -22,6 +22,7 @@ pub(super) struct Rendered<'a> {
 #[derive(Serialize)]
 struct RenderedService<'a> {
     base_url: &'a str,
+    allow_insecure_http: bool,
     jargon: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cookie_file: Option<String>,
@@ -155,13 +156,14 @@ impl<'a> From<&'a Config> for Rendered<'a> {
         let service = &config.service;
         let (mut cookie_file, mut cookie_env, mut cookie) = (None, None, None);
         match &service.cookie {
-            CookieSource::File(path) => cookie_file = Some(path.to_string_lossy().into_owned()),
+            CookieSource::File(path) => cookie_file = Some(shown_cookie_path(path)),
             CookieSource::Env(name) => cookie_env = Some(name.as_str()),
             CookieSource::Inline(_) => cookie = Some(Secret::REDACTED),
         }
         Rendered {
             service: RenderedService {
                 base_url: &service.base_url,
+                allow_insecure_http: service.allow_insecure_http,
                 jargon: &service.jargon,
                 cookie_file,
                 cookie_env,

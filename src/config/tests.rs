@@ -108,6 +108,7 @@ fn every_key_is_read() {
     let text = "\
 [service]
 base_url = \"HTTP://127.0.0.1:8080/\"
+allow_insecure_http = true
 jargon = \"personalities\"
 cookie_env = \"CHATKEEP_COOKIE\"
 cookie_name = \"appSession\"
@@ -179,6 +180,7 @@ name = \"Some.Other_one-2\"
     let config = parse(text).expect("full config");
     let service = &config.service;
     assert_eq!(service.base_url, "http://127.0.0.1:8080");
+    assert!(service.allow_insecure_http);
     assert_eq!(service.jargon, "personalities");
     assert_eq!(service.cookie, CookieSource::Env("CHATKEEP_COOKIE".into()));
     assert_eq!(service.cookie_name, LEGACY_COOKIE_NAME);
@@ -429,7 +431,7 @@ fn unknown_keys_are_named_with_their_table() {
     assert_eq!((line, column), (3, 1));
     assert_eq!(
         message,
-        "unknown key `cookie_flie` in [service]; expected one of base_url, jargon, \
+        "unknown key `cookie_flie` in [service]; expected one of base_url, allow_insecure_http, jargon, \
              cookie_file, cookie_env, cookie, cookie_name, extra_cookies, chat_page_size, \
              max_page_size, timeout, max_retries, initial_backoff, max_backoff, user_agent"
     );
@@ -672,6 +674,75 @@ fn base_url_is_checked_and_normalised() {
     let (_, _, message) = rejection(&text);
     assert!(message.contains("user name or password"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn plain_http_is_refused_unless_to_loopback_or_allowed() {
+    for loopback in [
+        "http://localhost:3000",
+        "http://LOCALHOST",
+        "http://127.0.0.1:8080",
+        "http://127.255.0.9",
+        "http://[::1]:8080",
+    ] {
+        let config = parse(&MINIMAL.replace("https://shapes.inc", loopback)).expect(loopback);
+        assert_eq!(config.service.insecure_http_warning(), None, "{loopback}");
+    }
+    for remote in [
+        "http://shapes.inc",
+        "http://192.168.1.10:3000",
+        "http://[::2]",
+        "http://localhost.evil.example",
+        "http://128.0.0.1",
+        "HTTP://shapes.inc",
+    ] {
+        let text = MINIMAL.replace("https://shapes.inc", remote);
+        assert_rejected(&text, 2, 12, "plain http:// to a host that is not this machine");
+        let (_, _, message) = rejection(&text);
+        assert!(
+            message.contains("use https://") && message.contains("allow_insecure_http = true"),
+            "{message}"
+        );
+
+        let allowed = with_service("allow_insecure_http = true").replace("https://shapes.inc", remote);
+        let config = parse(&allowed).expect(remote);
+        assert!(config.service.allow_insecure_http);
+        let warning = config.service.insecure_http_warning().expect(remote);
+        assert!(
+            warning.contains("unencrypted") && warning.contains("allow_insecure_http"),
+            "{warning}"
+        );
+    }
+    // Saying false is the same as saying nothing.
+    let text = with_service("allow_insecure_http = false").replace("https://shapes.inc", "http://shapes.inc");
+    assert_rejected(&text, 2, 12, "allow_insecure_http = true");
+    // https needs nothing, and the flag changes nothing there.
+    let config = parse(&with_service("allow_insecure_http = true")).expect("https");
+    assert_eq!(config.service.insecure_http_warning(), None);
+    assert!(!parse(MINIMAL).unwrap().service.allow_insecure_http);
+    assert_rejected(
+        &with_service("allow_insecure_http = \"yes\""),
+        5,
+        23,
+        "service.allow_insecure_http",
+    );
+}
+
+#[test]
+fn a_cookie_file_path_that_looks_like_a_cookie_is_never_shown() {
+    let token = "Xk9fQ2mLr7TzW4bNc8VdH1sJ6yPqA3eU.aB3dEf9hIjKlMnOpQrStUvWxYz0123";
+    let text = MINIMAL.replace("/etc/chatkeep/cookie", &format!("/etc/chatkeep/{token}"));
+    let config = parse(&text).expect("a path is a path");
+    for shown in [
+        config.to_redacted_toml(),
+        format!("{config:?}"),
+        format!("{config:#?}"),
+    ] {
+        assert!(!shown.contains(token), "the cookie-like path was shown");
+        assert!(shown.contains(REDACTED_COOKIE_PATH), "{shown}");
+    }
+    let config = parse(MINIMAL).unwrap();
+    assert!(config.to_redacted_toml().contains("/etc/chatkeep/cookie"));
 }
 
 #[test]

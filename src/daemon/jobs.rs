@@ -326,7 +326,10 @@ impl Shared {
         else {
             return;
         };
-        if session.cookie.token() == runtime.client.cookie().token() {
+        // The same token is new news once the service had ended its
+        // session: the person set it again (which `load_session` would
+        // otherwise refuse).
+        if session.cookie.token() == runtime.client.cookie().token() && !runtime.client.is_session_ended() {
             return;
         }
         let origin = session.origin;

@@ -50,6 +50,10 @@ pub enum Fault {
     /// like every fault it still uses up its place in the script (combine
     /// with `FaultPlan::only_chat` to aim it at chat requests).
     EmptyPage,
+    /// A redirect (`status`, such as 302, with `Location: location` and no
+    /// body), as a misconfigured proxy or a hostile service might send; the
+    /// API itself never redirects.
+    Redirect { status: u16, location: String },
 }
 
 impl Fault {
@@ -64,6 +68,7 @@ impl Fault {
             Fault::BotWall => "bot_wall".to_owned(),
             Fault::Html => "html".to_owned(),
             Fault::EmptyPage => "empty_page".to_owned(),
+            Fault::Redirect { status, .. } => format!("redirect_{status}"),
         }
     }
 
@@ -178,6 +183,14 @@ pub(super) fn canned_response(fault: &Fault) -> Option<Response> {
             MAINTENANCE_PAGE,
         )
             .into_response(),
+        Fault::Redirect { status, location } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::FOUND);
+            let mut response = status.into_response();
+            if let Ok(value) = HeaderValue::from_str(location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
         Fault::Reset | Fault::Truncated | Fault::Slow(_) | Fault::EmptyPage => return None,
     };
     Some(response)

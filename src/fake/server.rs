@@ -167,8 +167,8 @@ async fn wrap_normal_answer(fault: &Fault, shared: &SharedState, request: &Parts
     }
 }
 
-/// Notes the status, grows the history if a growth is due, and announces a
-/// rotated cookie.
+/// Notes the status, grows the history if a growth is due, announces a
+/// rotated cookie, and adds the `Set-Cookie` headers a test queued.
 fn finish(shared: &SharedState, arrival: &Arrival, response: &mut Response) {
     let mut state = lock(shared);
     state.log.set_status(arrival.number, response.status().as_u16());
@@ -184,6 +184,14 @@ fn finish(shared: &SharedState, arrival: &Arrival, response: &mut Response) {
         }
     }
     announce_rotated_cookie(&mut state, response);
+    for cookie in std::mem::take(&mut state.pending_set_cookies) {
+        match HeaderValue::from_str(&cookie) {
+            Ok(value) => {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            Err(_) => tracing::warn!("fake service: a Set-Cookie a header cannot carry was not sent"),
+        }
+    }
 }
 
 /// Sends a pending new token in `Set-Cookie`, next to an unrelated cookie a

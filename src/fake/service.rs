@@ -205,6 +205,16 @@ impl FakeService {
         lock(&self.shared).pending_token = Some(new_token.to_owned());
     }
 
+    /// Sends `value` verbatim as one more `Set-Cookie` header of the next
+    /// response (whatever that response is, faults included), without
+    /// changing the cookie the fake requires: for answers a real service
+    /// should not give, such as `{name}=deleted; Max-Age=0` or a cookie
+    /// with `Domain=` of another site. Several calls before the next
+    /// response send several headers, in order.
+    pub fn set_cookie_header(&self, value: &str) {
+        lock(&self.shared).pending_set_cookies.push(value.to_owned());
+    }
+
     /// The current required cookie, as `(name, token)`.
     pub fn cookie(&self) -> Option<(String, String)> {
         lock(&self.shared).cookie.clone()

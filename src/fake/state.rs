@@ -111,6 +111,9 @@ pub(super) struct ServiceState {
     /// A token that replaces the cookie's once it has been announced in a
     /// `Set-Cookie` on the next response.
     pub pending_token: Option<String>,
+    /// `Set-Cookie` values sent verbatim on the next response, whatever it
+    /// is (set by `set_cookie_header`).
+    pub pending_set_cookies: Vec<String>,
     pub user_id: String,
     pub user_name: String,
     pub faults: FaultInjector,
@@ -144,6 +147,7 @@ impl ServiceState {
             reject_limit_above: config.reject_limit_above,
             cookie: config.cookie,
             pending_token: None,
+            pending_set_cookies: Vec::new(),
             user_id: config.user_id,
             user_name: config.user_name,
             faults: FaultInjector::new(config.seed, config.faults),

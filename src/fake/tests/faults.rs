@@ -194,3 +194,56 @@ async fn empty_page_answers_chat_with_an_empty_array_and_spares_the_rest() {
     assert_eq!(get(&fake, "/api/users/me").await.status(), 200);
     assert_eq!(fake.requests().last().and_then(|r| r.fault.clone()), None);
 }
+
+#[tokio::test]
+async fn a_redirect_fault_answers_with_its_status_and_location_only() {
+    let fake = fake_with_script(vec![Fault::Redirect {
+        status: 302,
+        location: "http://127.0.0.1:9/elsewhere".to_owned(),
+    }])
+    .await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client builds");
+    let url = format!("{}/api/users/me", fake.base_url());
+    let response = no_follow.get(&url).send().await.expect("answered");
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        header(&response, "location"),
+        Some("http://127.0.0.1:9/elsewhere")
+    );
+    assert_eq!(fake.requests()[0].fault.as_deref(), Some("redirect_302"));
+    assert_eq!(
+        no_follow.get(&url).send().await.unwrap().status(),
+        200,
+        "script used up"
+    );
+}
+
+#[tokio::test]
+async fn queued_set_cookie_headers_go_out_verbatim_on_the_next_response_only() {
+    let fake = fake_with_script(vec![Fault::ServerError(500)]).await;
+    fake.set_cookie_header("appSession=deleted; Max-Age=0");
+    fake.set_cookie_header("appSession=x; Domain=evil.example");
+    let set_cookies = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    };
+    let first = get(&fake, "/api/users/me").await;
+    assert_eq!(first.status(), 500, "faulted answers carry them too");
+    assert_eq!(
+        set_cookies(&first),
+        [
+            "appSession=deleted; Max-Age=0",
+            "appSession=x; Domain=evil.example"
+        ]
+    );
+    let second = get(&fake, "/api/users/me").await;
+    assert_eq!(second.status(), 200);
+    assert!(set_cookies(&second).is_empty());
+}
