@@ -83,11 +83,11 @@ pub fn save(data_dir: &Path, cookie: &SessionCookie, replaces: &Fingerprint) -> 
 /// one, is removed. Returns whether the saved rotation is used.
 pub fn prefer(data_dir: &Path, configured: SessionCookie) -> (SessionCookie, bool) {
     let path = path(data_dir);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fsio::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return (configured, false),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the saved rotated session cookie; using the configured one");
+            tracing::warn!(path = %path.display(), error = %fsio::explain(&e), "cannot read the saved rotated session cookie; using the configured one");
             return (configured, false);
         }
     };
