@@ -23,14 +23,23 @@ pub fn init(verbose: u8, quiet: bool) -> LogGuard {
 
 /// Logging as the config asks, for the daemon. Errors in setting up the log
 /// directory are reported on standard error and the daemon logs there only.
+///
+/// The log directory is made (or checked) like the data directory: 0700,
+/// ours, writable by nobody else. The files in it are tracing-appender's,
+/// created with the process umask, which `main` sets to 0077: 0600.
 pub fn init_with(log: &LogConfig, verbose: u8, quiet: bool) -> LogGuard {
     let file = log.dir.as_ref().and_then(|dir| {
-        let appender = tracing_appender::rolling::Builder::new()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix("chatkeep")
-            .filename_suffix("log")
-            .max_log_files(log.max_files as usize)
-            .build(dir);
+        let appender = crate::store::fsio::create_private_dir(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                tracing_appender::rolling::Builder::new()
+                    .rotation(tracing_appender::rolling::Rotation::DAILY)
+                    .filename_prefix("chatkeep")
+                    .filename_suffix("log")
+                    .max_log_files(log.max_files as usize)
+                    .build(dir)
+                    .map_err(|e| e.to_string())
+            });
         match appender {
             Ok(appender) => Some(tracing_appender::non_blocking(appender)),
             Err(e) => {

@@ -256,6 +256,9 @@ enum CookieAction {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: every file and directory private (0600,
+    // 0700), including those of crates such as the log file appender.
+    chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
     // The demo tells its own story; its log shows only what went wrong.

@@ -132,7 +132,7 @@ const STATUS_FILE: &str = "status.json";
 impl PersonalityStatus {
     /// Reads the status file, if there is a readable one.
     pub fn read(dir: &PersonalityDir) -> Option<PersonalityStatus> {
-        let bytes = std::fs::read(dir.path().join(STATUS_FILE)).ok()?;
+        let bytes = fsio::read(&dir.path().join(STATUS_FILE)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -243,7 +243,7 @@ impl DaemonStatus {
     /// directory in its place (a personality named `status.json`) reads as
     /// none.
     pub fn read(data_dir: &Path) -> Option<DaemonStatus> {
-        let bytes = std::fs::read(DaemonStatus::path(data_dir)).ok()?;
+        let bytes = fsio::read(&DaemonStatus::path(data_dir)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 

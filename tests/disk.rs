@@ -386,8 +386,21 @@ async fn a_data_directory_without_write_permission_fails_at_start_up_saying_what
             &["sync"],
         )
     };
-    // The data directory, owned by nobody but not writable.
-    chown(&data, Some(NOBODY), Some(NOBODY)).unwrap();
+    // The data directory and all in it, owned by nobody but not writable
+    // (a directory in it of another user's would be refused before any
+    // write is tried).
+    let owned = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(owned.success());
+    let read_only = Command::new("chmod")
+        .args(["-R", "a-w"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(read_only.success());
     mode(&data, 0o500);
     let out = as_nobody();
     assert_code(&out, 2);

@@ -3,7 +3,6 @@
 //! it is listed here and no longer once it is not; a file that looks like
 //! a snapshot but is not listed is a leftover of an interrupted run.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +74,7 @@ impl Manifest {
     /// The manifest in `dir`; an empty one if there is none yet.
     pub fn load(dir: &Path, name: &str) -> Result<Manifest, ArchiveError> {
         let path = Manifest::path(dir);
-        let bytes = match fs::read(&path) {
+        let bytes = match fsio::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::empty(name)),
             Err(source) => return Err(ArchiveError::Io { path, source }),

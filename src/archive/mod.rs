@@ -101,6 +101,10 @@ pub enum ArchiveError {
          unpacked from it"
     )]
     UnsafeMember { file: String, member: String },
+    /// Where a restore was asked to write is not safe to write in; nothing
+    /// was written.
+    #[error("{0}; nothing was written")]
+    UnsafeDir(fsio::UnsafeDir),
 }
 
 /// What else helps when a snapshot does not fit (after [`fsio::explain`]'s
@@ -171,10 +175,14 @@ pub fn archive_personality_at(
         });
     }
     let dir = archive_dir(config, name)?;
-    fsio::create_private_dir(&dir).map_err(|source| ArchiveError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    // The archive directory, then the personality's in it: made 0700, or
+    // checked to be chatkeep's alone if they exist.
+    for dir in [&config.archive.dir, &dir] {
+        fsio::create_private_dir(dir).map_err(|source| ArchiveError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     let mut manifest = Manifest::load(&dir, name)?;
     let recipients = encryption::load_recipients(&config.archive)?;
     let mut inputs = snapshot::Inputs::open(&source)?;
@@ -336,7 +344,7 @@ pub fn verify_personality(
     }
     for entry in entries {
         let path = dir.join(&entry.file);
-        let check = match std::fs::File::open(&path) {
+        let check = match fsio::open_read(&path) {
             Ok(file) => verify::check_file(file, name, entry, options.identity, verify::Depth::Full),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A prune running beside may have just removed it.

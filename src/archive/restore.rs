@@ -1,11 +1,17 @@
 //! Unpacking a snapshot into a directory.
 //!
-//! The file's SHA-256 is checked against the manifest before anything is
-//! written, and every target is checked for an existing file first, so a
-//! refused restore writes nothing. Members are written atomically (0600),
-//! each under its own plain name in the target directory: a member whose
-//! name has a directory part, `..`, or is absolute, or that is anything but
-//! a regular file, or that the manifest does not list, stops the restore.
+//! The target directory is checked first (see [`fsio::check_output_dir`]:
+//! nobody else may be able to write in it, a sticky one such as `/tmp`
+//! aside), the file's SHA-256 is checked against the manifest before
+//! anything is written, and every target is checked for an existing file
+//! first, so a refused restore writes nothing. Members are written
+//! atomically (0600), each under its own plain name in the target
+//! directory: a member whose name has a directory part, `..`, or is
+//! absolute, or that is anything but a regular file, or that the manifest
+//! does not list, stops the restore. Without `--force` a member takes its
+//! name with `link(2)`, so a file or a symbolic link that appears there in
+//! the meantime is not replaced either; with it, `rename(2)` replaces the
+//! entry there (a link itself, never what it points to).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -43,6 +49,7 @@ pub struct RestoreReport {
 /// Restores a snapshot of `name` into `options.to` (created 0700 if
 /// missing). Needs no lock: it only reads the archive.
 pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<RestoreReport, ArchiveError> {
+    fsio::check_output_path(options.to).map_err(ArchiveError::UnsafeDir)?;
     let dir = archive_dir(config, name)?;
     let manifest = Manifest::load(&dir, name)?;
     let entry = manifest
@@ -70,11 +77,14 @@ pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<
             return Err(ArchiveError::WouldOverwrite { paths: existing });
         }
     }
-    fsio::create_private_dir(options.to).map_err(|source| ArchiveError::Io {
-        path: options.to.to_owned(),
-        source,
+    fsio::create_output_dir(options.to).map_err(|source| match fsio::into_unsafe_dir(source) {
+        Ok(found) => ArchiveError::UnsafeDir(found),
+        Err(source) => ArchiveError::Io {
+            path: options.to.to_owned(),
+            source,
+        },
     })?;
-    let file = File::open(&path).map_err(|source| ArchiveError::Io {
+    let file = fsio::open_read(&path).map_err(|source| ArchiveError::Io {
         path: path.clone(),
         source,
     })?;
@@ -102,7 +112,7 @@ fn check_digest(path: &Path, entry: &SnapshotEntry) -> Result<(), ArchiveError> 
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(io_err)?;
+    let mut file = fsio::open_read(path).map_err(io_err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -158,11 +168,20 @@ fn unpack(
         if !options.force && target.symlink_metadata().is_ok() {
             return Err(ArchiveError::WouldOverwrite { paths: vec![target] });
         }
-        fsio::write_atomic_with(&target, |out| io::copy(&mut member, out).map(|_| ())).map_err(|source| {
-            ArchiveError::Io {
+        let copy = |out: &mut File| io::copy(&mut member, out).map(|_| ());
+        let wrote = if options.force {
+            fsio::write_atomic_with(&target, copy)
+        } else {
+            fsio::write_new_with(&target, copy)
+        };
+        wrote.map_err(|source| match source.kind() {
+            io::ErrorKind::AlreadyExists => ArchiveError::WouldOverwrite {
+                paths: vec![target.clone()],
+            },
+            _ => ArchiveError::Io {
                 path: target.clone(),
                 source,
-            }
+            },
         })?;
         written.push(target);
     }

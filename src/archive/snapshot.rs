@@ -84,7 +84,7 @@ impl Inputs {
         let mut documents = Vec::new();
         for suffix in DOCUMENTS {
             let path = dir.document_path(suffix);
-            match File::open(&path) {
+            match fsio::open_read(&path) {
                 Ok(file) => documents.push((format!("{}{suffix}.json", dir.name()), file)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(ArchiveError::Io { path, source }),

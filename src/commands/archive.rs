@@ -9,7 +9,6 @@ use crate::archive::{
     self, ArchiveError, ArchiveOutcome, Identities, PruneReport, RestoreOptions, VerifyOptions, VerifyReport,
 };
 use crate::config::{Config, PersonalitySlug};
-use crate::store::Store;
 
 /// The personalities a command covers: the named ones, or every configured
 /// one. The flag says whether it was named.
@@ -33,7 +32,7 @@ fn chosen(config: &Config, names: &[PersonalitySlug]) -> Result<Vec<(Personality
 /// `chatkeep archive [NAME...]`: a snapshot of each, then retention.
 pub fn archive(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, Fatal> {
     let chosen = chosen(config, names)?;
-    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let store = super::open_store(config)?;
     let mut failed = 0;
     for (name, named) in &chosen {
         match archive::archive_personality(&store, config, name.as_str()) {
@@ -95,7 +94,7 @@ pub fn prune(config: &Config, names: &[PersonalitySlug], dry_run: bool) -> Resul
     let store = if dry_run {
         None
     } else {
-        Some(Store::open(&config.storage.data_dir).map_err(Fatal::usage)?)
+        Some(super::open_store(config)?)
     };
     let mut failed = 0;
     for (name, _) in &chosen {
@@ -275,9 +274,11 @@ pub fn restore(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ (ArchiveError::SnapshotNotFound { .. } | ArchiveError::NeedIdentity { .. })) => {
-            Err(Fatal::usage(e))
-        }
+        Err(
+            e @ (ArchiveError::SnapshotNotFound { .. }
+            | ArchiveError::NeedIdentity { .. }
+            | ArchiveError::UnsafeDir(_)),
+        ) => Err(Fatal::usage(e)),
         Err(e) => Err(Fatal {
             code: exit::FAILED,
             message: e.to_string(),

@@ -11,7 +11,6 @@ use super::{Fatal, build_client, exit};
 use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
-use crate::store::Store;
 use crate::sync::audit::AuditReport;
 use crate::sync::{AccountCache, AuditOutcome, SyncContext, audit_personality};
 
@@ -41,7 +40,7 @@ pub async fn audit_all(
     cancel: &CancellationToken,
     progress: bool,
 ) -> Result<Vec<AuditOutcome>, Fatal> {
-    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let store = super::open_store(config)?;
     let client = build_client(config, &store)?;
     let chosen: Vec<PersonalitySlug> = if names.is_empty() {
         config.personalities.iter().map(|p| p.name.clone()).collect()

@@ -101,9 +101,13 @@ fn write_cookie_file(path: &Path, cookie: &SessionCookie, configured_name: &str)
             shown_cookie_path(path)
         ))
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        fsio::create_private_dir(dir).map_err(failed)?;
-    }
+    // Where the person keeps the cookie: checked like the directory of an
+    // export (nobody else may write there), or made 0700.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fsio::create_output_dir(dir).map_err(failed)?;
     let text = if cookie.name() == configured_name {
         format!("{}\n", cookie.token())
     } else {

@@ -21,15 +21,22 @@ use crate::store::fsio;
 const TOKEN: &str = "demo-session-token";
 
 pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
+    // A new directory of its own (as mkdtemp(3) makes one), never one that
+    // exists already under a name someone could guess; or the one named,
+    // made 0700 or checked to be ours alone.
     let dir = match dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!(
-            "chatkeep-demo-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S")
-        )),
+        Some(d) => {
+            fsio::create_private_dir(&d)
+                .map_err(|e| Fatal::usage(format!("cannot use {}: {e}", d.display())))?;
+            d
+        }
+        None => fsio::create_fresh_dir(&std::env::temp_dir(), "chatkeep-demo-").map_err(|e| {
+            Fatal::usage(format!(
+                "cannot create a directory in {}: {e}",
+                std::env::temp_dir().display()
+            ))
+        })?,
     };
-    fsio::create_private_dir(&dir)
-        .map_err(|e| Fatal::usage(format!("cannot create {}: {e}", dir.display())))?;
     let dir = dir.canonicalize().unwrap_or(dir);
 
     let fake = start_fake().await?;

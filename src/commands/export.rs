@@ -33,7 +33,10 @@ pub fn run(
         shape_name: name.as_str(),
     };
     // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
-    let special = out.filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file()));
+    let special = out.filter(|p| is_special(p));
+    if let Some(path) = out.filter(|_| special.is_none()) {
+        check_parent(path)?;
+    }
     let written = match out {
         Some(path) if special.is_none() => {
             let mut written = Written::Messages(0);
@@ -50,13 +53,21 @@ pub fn run(
             written
         }
         Some(path) => {
+            let failed = |e: std::io::Error| Fatal {
+                code: super::exit::FAILED,
+                message: format!("export to {}: {e}", path.display()),
+            };
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .map_err(|e| Fatal {
-                    code: super::exit::FAILED,
-                    message: format!("export to {}: {e}", path.display()),
-                })?;
+                .map_err(failed)?;
+            // Opened without O_CREAT or O_TRUNC, but writing from its start:
+            // never into a regular file that took the device's place.
+            if file.metadata().map_err(failed)?.is_file() {
+                return Err(failed(std::io::Error::other(
+                    "it became a regular file after it was checked; run the export again",
+                )));
+            }
             write_to(&chat, &meta, format, options, file)?
         }
         None => write_to(&chat, &meta, format, options, std::io::stdout().lock())?,
@@ -65,6 +76,37 @@ pub fn run(
         eprintln!("wrote {written} of {name} to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` is a device or a pipe to write to rather than a file to
+/// replace: the path as the person named it, through a symbolic link of
+/// theirs or root's (`/dev/stdout`), but not through one another user
+/// planted (which the atomic write replaces instead).
+fn is_special(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entry) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if entry.file_type().is_symlink() && ![0, fsio::effective_uid()].contains(&entry.uid()) {
+        return false;
+    }
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file())
+}
+
+/// Refuses (exit 2, nothing written) to export into a directory another
+/// user could write in or owns (see [`fsio::check_output_dir`]; a sticky
+/// one such as `/tmp` is fine). A missing directory is left for the write
+/// to report.
+fn check_parent(path: &Path) -> Result<(), Fatal> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if std::fs::symlink_metadata(parent).is_err() {
+        return Ok(());
+    }
+    fsio::check_output_dir(parent)
+        .map_err(|e| Fatal::usage(format!("export to {}: {e}; nothing was written", path.display())))
 }
 
 fn write_to(

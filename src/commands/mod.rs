@@ -60,6 +60,22 @@ pub fn load_config(path: &Path) -> Result<Config, Fatal> {
     Ok(Config::load(path)?)
 }
 
+/// Opens the data directory and takes its lock, for every command that
+/// writes there (and the daemon). The data directory and the archive
+/// directory, with their personality directories, must be chatkeep's
+/// alone: one another user can write, or that is a symbolic link, is
+/// refused here with exit 2, before anything is written (see
+/// [`crate::store::check_private_tree`]). A missing archive directory is
+/// made 0700 when the first snapshot needs it.
+pub fn open_store(config: &Config) -> Result<Store, Fatal> {
+    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let archives = &config.archive.dir;
+    if std::fs::symlink_metadata(archives).is_ok() {
+        crate::store::check_private_tree(archives).map_err(Fatal::usage)?;
+    }
+    Ok(store)
+}
+
 /// `check-config`: validates and prints the effective config, secrets redacted.
 pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
     let config = load_config(path)?;

@@ -10,7 +10,6 @@ use crate::api::{Account, ApiClient, ApiError};
 use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
-use crate::store::Store;
 use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
 
 /// Which personalities a pass covers besides the configured ones.
@@ -117,7 +116,7 @@ pub async fn run_pass(
     selection: Selection,
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, Fatal> {
-    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let store = super::open_store(config)?;
     let client = build_client(config, &store)?;
     let mut outcome = PassOutcome::default();
     let (chosen, discovery) = select(config, names, selection, &client).await;

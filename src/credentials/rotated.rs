@@ -137,11 +137,11 @@ fn write(data_dir: &Path, file: &RotatedFile) -> io::Result<PathBuf> {
 /// new one), or one that cannot be read as one, is removed.
 pub fn prefer(data_dir: &Path, configured: SessionCookie) -> Preferred {
     let path = path(data_dir);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fsio::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Preferred::Configured(configured),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the saved rotated session cookie; using the configured one");
+            tracing::warn!(path = %path.display(), error = %fsio::explain(&e), "cannot read the saved rotated session cookie; using the configured one");
             return Preferred::Configured(configured);
         }
     };

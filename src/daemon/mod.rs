@@ -23,13 +23,12 @@ use signal_hook_tokio::Signals;
 
 use crate::commands::Fatal;
 use crate::config::Config;
-use crate::store::Store;
 use jobs::{Runtime, Shared};
 
 /// Runs the daemon until a signal stops it.
 pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     // One daemon per data directory: a second one fails here, naming the first.
-    let store = Arc::new(Store::open(&config.storage.data_dir).map_err(Fatal::usage)?);
+    let store = Arc::new(crate::commands::open_store(&config)?);
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Fatal::usage(format!("cannot install signal handlers: {e}")))?;
     let config_path: PathBuf = config.source.clone();

@@ -427,7 +427,7 @@ impl ChatStore {
 }
 
 fn read_state_bytes(path: &Path) -> Result<Option<Vec<u8>>, ChatStoreError> {
-    match fs::read(path) {
+    match fsio::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ChatStoreError::Io {
@@ -474,10 +474,10 @@ fn open_log(dir: &Path, state: &ChatState) -> Result<Option<Arc<File>>, ChatStor
         path: path.to_owned(),
         source,
     };
-    let file = match File::open(&path) {
+    let file = match fsio::open_read(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match segments::sealing_path(dir, state).map(|sealed| File::open(&sealed)) {
+            match segments::sealing_path(dir, state).map(|sealed| fsio::open_read(&sealed)) {
                 Some(Ok(file)) => file,
                 _ => {
                     return Err(ChatStoreError::LogTooShort {
@@ -508,7 +508,7 @@ fn open_overlay(dir: &Path, state: &ChatState) -> Result<Option<Arc<File>>, Chat
         return Ok(None);
     };
     let path = dir.join(&overlay.file);
-    let file = File::open(&path).map_err(|source| ChatStoreError::Io {
+    let file = fsio::open_read(&path).map_err(|source| ChatStoreError::Io {
         path: path.clone(),
         source,
     })?;

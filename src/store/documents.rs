@@ -38,7 +38,7 @@ impl PersonalityDir {
 
     /// The stored content of a document, if any.
     pub fn read_document(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(path) {
+        match fsio::read(path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io {
@@ -50,7 +50,7 @@ impl PersonalityDir {
 
     /// Replaces a document with `bytes`. A different earlier content is first
     /// kept as `versions/<stem>.<UTC time>.json` (a hard link, or a copy
-    /// where links are not possible), so nothing upstream ever changes away
+    /// where links are not possible; either only as a new file), so nothing upstream ever changes away
     /// without a copy; the current file stays in place until the new one
     /// replaces it whole. If the write fails (a full disk), the new version
     /// entry is taken back and the document is as it was. A crash between
@@ -68,8 +68,10 @@ impl PersonalityDir {
                 let versions = self.versions_dir();
                 fsio::create_private_dir(&versions).map_err(io_err(&versions))?;
                 let keep = version_path(&versions, path);
+                // link(2) and the copy's exclusive create both fail if
+                // `keep` exists; neither follows a link there.
                 fs::hard_link(path, &keep)
-                    .or_else(|_| fsio::write_atomic(&keep, &old))
+                    .or_else(|_| fsio::write_new(&keep, &old))
                     .map_err(io_err(&keep))?;
                 fsio::sync_dir(&versions).map_err(io_err(&versions))?;
                 Some(keep)

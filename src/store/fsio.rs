@@ -1,16 +1,48 @@
 //! The only ways chatkeep writes files: private permissions, and replacement
 //! through a temporary file, fsync, rename and directory fsync, so a crash
 //! leaves either the old or the new content and never a torn file.
+//!
+//! None of them follows a symbolic link at the last step or writes into a
+//! file it did not create: appended files are opened with `O_NOFOLLOW`,
+//! temporary files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, and a
+//! file takes its name by `rename(2)` (which replaces a link there, never
+//! what it points to) or `link(2)` (which fails if the name is taken). The
+//! directories they write in are checked by [`dirs`]: nobody else may be
+//! able to write there.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+mod dirs;
+
+pub use dirs::{
+    Problem, UnsafeDir, check_output_dir, check_output_path, check_private_dir, create_fresh_dir,
+    create_output_dir, create_private_dir, effective_uid, into_unsafe_dir, unsafe_dir,
+};
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// Mode for every file chatkeep creates: the backup is personal data.
 pub const FILE_MODE: u32 = 0o600;
 /// Mode for every directory chatkeep creates.
 pub const DIR_MODE: u32 = 0o700;
+
+/// `O_NOFOLLOW`: opening a symbolic link fails (ELOOP) instead of opening
+/// what it points to.
+fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Makes every file and directory the process creates private, 0600 and
+/// 0700 at most, whatever the umask it was started with: those chatkeep
+/// creates itself have explicit modes, but the log files are created by
+/// tracing-appender (0644 under the usual umask 022, with its directory
+/// 0755) and any crate may create others. Call once at start-up, before
+/// anything is created. The unit files set `UMask=0077` too; this covers
+/// cron, a shell and containers.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
 
 /// An I/O error in words for the person at the terminal: for the errors of
 /// a full disk, a file size limit or a read-only file system, the cause in
@@ -41,7 +73,15 @@ pub fn explain(e: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => {
             format!("permission denied{os}: make it writable by the user chatkeep runs as")
         }
-        _ => e.to_string(),
+        _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => format!(
+            "is a symbolic link{os}, and chatkeep follows none where it writes: someone who could \
+             write in its directory may have planted it; remove the link, and make sure no other \
+             user can write there"
+        ),
+        _ => match unsafe_dir(e) {
+            Some(found) => found.to_string(),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -58,20 +98,41 @@ pub fn survive_file_size_limit() {
     }
 }
 
-/// Creates `dir` and its missing parents with mode 0700.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
-}
-
-/// Opens (creating if needed, mode 0600) a file for appending writes.
+/// Opens (creating if needed, mode 0600) a file for appending writes: the
+/// chat log, a spool, the lock, the rate limit state. A symbolic link in
+/// its place is refused (`O_NOFOLLOW`), as is anything but a regular file
+/// (a FIFO or a device someone put there).
 pub fn open_private_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(FILE_MODE)
-        .open(path)
+        .custom_flags(no_follow())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file; chatkeep writes only into files it created: move it away",
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens a file of the data or archive directory for reading, never
+/// through a symbolic link (`O_NOFOLLOW`: a link there fails with ELOOP,
+/// which [`explain`] words): what chatkeep reads back is what it wrote.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(no_follow()).open(path)
+}
+
+/// Reads a whole file of the data or archive directory, as
+/// [`std::fs::read`] does but through [`open_read`].
+pub fn read(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut open_read(path)?, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Flushes a directory entry change (create, rename, unlink) to disk.
@@ -87,27 +148,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Like [`write_atomic`], but the content is streamed by `fill`, so large
 /// files never need to be held in memory. The file is open for reading
 /// too, so that `fill` can check what it wrote before it takes effect.
+///
+/// The rename replaces whatever entry has the name `path`: a file, or a
+/// symbolic link itself, never the file a link points to.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let (dir, tmp) = temp_path(path)?;
+    let mut file = create_temp(&tmp)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
         fill(&mut file)?;
         file.flush()?;
         file.sync_all()?;
-        drop(file);
         fs::rename(&tmp, path)?;
         sync_dir(dir)
     })();
@@ -116,6 +166,103 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes a new file at `path` with `bytes`, which must not exist: for a
+/// file a person asked for that must not replace anything (`restore`
+/// without `--force`). Fails with `AlreadyExists` if anything (a file, a
+/// symbolic link) has the name, even if it appeared just now.
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_new_with(path, |file| file.write_all(bytes))
+}
+
+/// Like [`write_new`], the content streamed by `fill`. As crash-safe as
+/// [`write_atomic_with`]: the file is written and fsynced under a temporary
+/// name, then given its name with `link(2)`, which fails if the name is
+/// taken and never follows a link there. On a file system without hard
+/// links (FAT), the content is copied into `path` created with `O_EXCL |
+/// O_NOFOLLOW` instead; a crash during that copy can leave it short.
+pub fn write_new_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let (dir, tmp) = temp_path(path)?;
+    let mut file = create_temp(&tmp)?;
+    let result = (|| {
+        fill(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
+                ) =>
+            {
+                copy_into_new(&mut file, path)?
+            }
+            Err(e) => return Err(e),
+        }
+        fs::remove_file(&tmp)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The fallback of [`write_new_with`] where hard links are not possible.
+fn copy_into_new(from: &mut File, path: &Path) -> io::Result<()> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(no_follow())
+        .open(path)?;
+    let copied = (|| {
+        from.rewind()?;
+        io::copy(from, &mut out)?;
+        out.sync_all()
+    })();
+    if copied.is_err() {
+        // Ours: created just now by the exclusive open.
+        let _ = fs::remove_file(path);
+    }
+    copied
+}
+
+/// The directory of `path` and the temporary name next to it,
+/// `.<name>.tmp-<pid>`.
+fn temp_path(path: &Path) -> io::Result<(&Path, PathBuf)> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    Ok((dir, tmp))
+}
+
+/// Creates the temporary file `tmp` (0600) exclusively: `O_CREAT | O_EXCL
+/// | O_NOFOLLOW`, after removing a stale one of the same name (left by a
+/// crashed process that had our pid; `unlink(2)` removes a link itself,
+/// never what it points to). Something that takes the name in between
+/// makes the create fail; nothing is ever written through it.
+fn create_temp(tmp: &Path) -> io::Result<File> {
+    match fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(no_follow())
+        .open(tmp)
 }
 
 /// Removes a file if it exists and makes the removal durable.
@@ -190,5 +337,86 @@ mod tests {
         create_private_dir(&sub).unwrap();
         let mode = fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, DIR_MODE);
+    }
+
+    /// A victim file outside the directory, and a link to it.
+    fn planted(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let victim = dir.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let link = dir.join(name);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        (victim, link)
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let tmp = format!(".state.json.tmp-{}", std::process::id());
+        let (victim, _) = planted(dir.path(), &tmp);
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_replaced_link_is_replaced_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, link) = planted(dir.path(), "doc.json");
+        write_atomic(&link, b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(&link).unwrap(), b"new");
+    }
+
+    #[test]
+    fn an_appended_file_is_never_opened_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (victim, link) = planted(dir.path(), "chat.jsonl.gz");
+        let err = open_private_rw(&link).unwrap_err();
+        assert!(
+            explain(&err).starts_with("is a symbolic link (os error 40)"),
+            "{}",
+            explain(&err)
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = open_private_rw(&fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lilith.json");
+        write_new(&path, b"one").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            FILE_MODE
+        );
+        let err = write_new(&path, b"two").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        // Not even a dangling link is written through.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert_eq!(
+            write_new(&dangling, b"x").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(!dir.path().join("nowhere").exists());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
     }
 }

@@ -53,6 +53,10 @@ pub enum StoreError {
     ReadOnly { path: PathBuf, source: io::Error },
     #[error("`{0}` cannot be used as a directory name inside the data directory")]
     BadName(String),
+    /// The data directory, one of its personality directories, or the
+    /// archive directory is not chatkeep's alone (see [`fsio::check_private_dir`]).
+    #[error("{0}; nothing was changed")]
+    Unsafe(fsio::UnsafeDir),
 }
 
 /// The data directory, held exclusively for as long as this value lives.
@@ -64,7 +68,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating, 0700) the data directory and takes its lock. A second
-    /// process fails here with the holder's pid.
+    /// process fails here with the holder's pid. A data directory, or a
+    /// directory in it, that another user can write (or that is a symbolic
+    /// link, or another user's) is refused here, before anything is written
+    /// in it (see [`check_private_tree`]).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         // Creating the directory or its lock file is the first write: a
         // read-only or foreign data directory shows here, before any request.
@@ -78,7 +85,11 @@ impl Store {
                 _ => StoreError::Io { path, source },
             }
         };
-        fsio::create_private_dir(root).map_err(not_writable(root))?;
+        fsio::create_private_dir(root).map_err(|e| match fsio::into_unsafe_dir(e) {
+            Ok(found) => StoreError::Unsafe(found),
+            Err(e) => not_writable(root)(e),
+        })?;
+        check_private_tree(root)?;
         let lock_path = root.join(LOCK_FILE);
         let mut lock = fsio::open_private_rw(&lock_path).map_err(not_writable(&lock_path))?;
         match lock.try_lock() {
@@ -139,18 +150,46 @@ impl Store {
     }
 }
 
+/// Checks `root` (the data directory, or the archive directory) and each
+/// directory in it that chatkeep could use (a personality's, `archives`)
+/// with [`fsio::check_private_dir`], so that one another user can write is
+/// refused at start-up rather than when its personality's turn comes.
+/// Entries whose names chatkeep never uses (`lost+found` of a mount point)
+/// are left alone; a symbolic link under a usable name is refused. Deeper
+/// directories (`segments/`, `versions/`) are checked when they are used.
+pub fn check_private_tree(root: &Path) -> Result<(), StoreError> {
+    fsio::check_private_dir(root).map_err(StoreError::Unsafe)?;
+    let entries = std::fs::read_dir(root).map_err(|source| StoreError::Io {
+        path: root.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let usable = entry.file_name().to_str().is_some_and(usable_name);
+        let dir_or_link = entry.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink());
+        if usable && dir_or_link {
+            fsio::check_private_dir(&entry.path()).map_err(StoreError::Unsafe)?;
+        }
+    }
+    Ok(())
+}
+
+/// The characters and shape of a name that can become a directory in the
+/// data directory (its reserved names aside).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// Where a personality's files live, without taking the lock: for readers
 /// such as `export` that may run beside a daemon.
 pub fn personality_dir(root: &Path, name: &str) -> Result<PersonalityDir, StoreError> {
     // Same rules as the config's slugs, checked again: this is the one
     // place a name becomes a path.
-    let safe = !crate::config::RESERVED_NAMES.contains(&name)
-        && !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let safe = !crate::config::RESERVED_NAMES.contains(&name) && usable_name(name);
     if !safe {
         return Err(StoreError::BadName(name.escape_debug().to_string()));
     }

@@ -267,7 +267,7 @@ impl Commit<'_> {
         let old = match self.written_overlays.last() {
             Some((name, _, len)) => {
                 let path = self.store.dir.join(name);
-                let f = File::open(&path).map_err(|e| io_err(&path, e))?;
+                let f = fsio::open_read(&path).map_err(|e| io_err(&path, e))?;
                 Records::new(Arc::new(f), *len)
             }
             None => self.store.overlay_records(),
@@ -351,7 +351,7 @@ impl Commit<'_> {
         let current = store.state.overlay.as_ref().map(|o| o.file.clone());
         store.overlay = match &current {
             Some(name) => Some(Arc::new(
-                File::open(store.dir.join(name)).map_err(|e| io_err(&store.dir.join(name), e))?,
+                fsio::open_read(&store.dir.join(name)).map_err(|e| io_err(&store.dir.join(name), e))?,
             )),
             None => None,
         };

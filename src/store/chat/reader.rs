@@ -11,6 +11,7 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 
 use super::ChatStore;
+use crate::store::fsio;
 
 const BUFFER: usize = 1 << 16;
 
@@ -103,7 +104,7 @@ impl Iterator for Lines {
                 }
             }
             let (path, file, start, len) = match self.pending.pop_front()? {
-                Source::Segment { path, start, len } => match File::open(&path) {
+                Source::Segment { path, start, len } => match fsio::open_read(&path) {
                     Ok(file) => (path, Arc::new(file), start, len),
                     Err(e) => return Some(Err(named(&path, e))),
                 },
