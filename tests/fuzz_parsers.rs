@@ -280,6 +280,8 @@ fn json_value() -> BoxedStrategy<String> {
 struct GenMessage {
     text: String,
     id: String,
+    /// The id as it appears in the text: `"7"` for a string, `7` for a number.
+    id_json: String,
     ts: f64,
 }
 
@@ -299,6 +301,9 @@ fn message() -> impl Strategy<Value = GenMessage> {
             .prop_filter("non-empty", |s| !s.is_empty())
             .prop_map(|s| (serde_json::to_string(&s).unwrap(), s)),
         any::<u64>().prop_map(|n| (n.to_string(), n.to_string())),
+        // The same text as a string and as a number: two ids.
+        (0u64..4).prop_map(|n| (format!("\"{n}\""), n.to_string())),
+        (0u64..4).prop_map(|n| (n.to_string(), n.to_string())),
     ];
     let unknown = prop::collection::vec(
         (
@@ -321,6 +326,7 @@ fn message() -> impl Strategy<Value = GenMessage> {
             GenMessage {
                 text: format!("{{{w}{}{w}}}", fields.join(&format!(",{w}"))),
                 id,
+                id_json: id_text,
                 ts,
             }
         },
@@ -377,6 +383,19 @@ proptest! {
             prop_assert_eq!(&m.raw, &minify(&want.text));
             prop_assert_eq!(m.id.as_str(), want.id.as_str());
             prop_assert_eq!(m.ts.as_f64(), want.ts);
+            // The id keeps its type: two ids are one exactly when their
+            // JSON is (canonical for strings, the text for numbers).
+            let string = want.id_json.starts_with('"');
+            prop_assert_eq!(m.id.is_number(), !string);
+            if !string {
+                prop_assert_eq!(m.id.to_json(), want.id_json.clone());
+            }
+        }
+        for (a, wa) in page.iter().zip(&messages) {
+            for (b, wb) in page.iter().zip(&messages) {
+                let same = wa.id == wb.id && wa.id_json.starts_with('"') == wb.id_json.starts_with('"');
+                prop_assert_eq!(a.id == b.id, same, "{} vs {}", wa.id_json, wb.id_json);
+            }
         }
         check_accepted_page(body.as_bytes(), &page)?;
     }
@@ -555,5 +574,20 @@ fn deep_nesting_overflows_no_parser() {
         format!("{}\n", "[a".repeat(DEEP)),
     ] {
         check_config(&toml).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text from the service, shown to a person: no control character survives,
+// and text without any is shown as it is.
+
+proptest! {
+    #[test]
+    fn escaped_service_text_has_no_control_character_left(text in any::<String>()) {
+        let shown = chatkeep::escape::controls(&text);
+        prop_assert!(!shown.chars().any(char::is_control), "{:?}", shown);
+        if !text.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)) {
+            prop_assert_eq!(shown.as_ref(), text.as_str());
+        }
     }
 }
