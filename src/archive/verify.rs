@@ -264,18 +264,29 @@ mod tests {
         }
         let bytes = tar.into_inner().unwrap().finish().unwrap();
         let entry = SnapshotEntry {
-            file: "x-20260101T000000Z.tar.gz".into(),
-            time: chrono::DateTime::UNIX_EPOCH,
-            size: bytes.len() as u64,
-            sha256: hex(&Sha256::digest(&bytes)),
             message_count: messages.len() as u64,
             first_message: Some(first.into()),
             last_message: Some(last.into()),
-            content_digest: String::new(),
-            encrypted: false,
-            members: vec!["x.json".into(), "x_chat_history.json".into()],
+            ..entry_of(&bytes, &["x.json", "x_chat_history.json"])
         };
         (bytes, entry)
+    }
+
+    /// A manifest entry for `bytes` with the right size and SHA-256, listing
+    /// `members`, of an empty history.
+    fn entry_of(bytes: &[u8], members: &[&str]) -> SnapshotEntry {
+        SnapshotEntry {
+            file: "x-20260101T000000Z.tar.gz".into(),
+            time: chrono::DateTime::UNIX_EPOCH,
+            size: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(bytes)),
+            message_count: 0,
+            first_message: None,
+            last_message: None,
+            content_digest: String::new(),
+            encrypted: false,
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+        }
     }
 
     fn problems(bytes: &[u8], entry: &SnapshotEntry, depth: Depth) -> Vec<String> {
@@ -303,18 +314,7 @@ mod tests {
             tar.append(&header, body.as_bytes()).unwrap();
         }
         let bytes = tar.into_inner().unwrap().finish().unwrap();
-        let entry = SnapshotEntry {
-            file: "x-20260101T000000Z.tar.gz".into(),
-            time: chrono::DateTime::UNIX_EPOCH,
-            size: bytes.len() as u64,
-            sha256: hex(&Sha256::digest(&bytes)),
-            message_count: 0,
-            first_message: None,
-            last_message: None,
-            content_digest: String::new(),
-            encrypted: false,
-            members: listed.iter().map(|m| (*m).to_owned()).collect(),
-        };
+        let entry = entry_of(&bytes, listed);
         (bytes, entry)
     }
 

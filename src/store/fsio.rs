@@ -152,17 +152,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// The rename replaces whatever entry has the name `path`: a file, or a
 /// symbolic link itself, never the file a link points to.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    through_temp(path, fill, |_, tmp| fs::rename(tmp, path))
+}
+
+/// Writes and fsyncs a temporary file next to `path` with `fill`, then lets
+/// `place` give it its name (the temporary file is open, at its end), then
+/// fsyncs the directory. On any failure the temporary file is removed.
+fn through_temp(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    place: impl FnOnce(&mut File, &Path) -> io::Result<()>,
+) -> io::Result<()> {
     let (dir, tmp) = temp_path(path)?;
     let mut file = create_temp(&tmp)?;
     let result = (|| {
         fill(&mut file)?;
         file.flush()?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
+        place(&mut file, &tmp)?;
         sync_dir(dir)
     })();
     if result.is_err() {
-        // Best effort: a leftover temp file is harmless but untidy.
+        // Best effort: a leftover temp file is harmless but untidy (and
+        // gone already when `place` renamed it).
         let _ = fs::remove_file(&tmp);
     }
     result
@@ -183,13 +195,8 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// links (FAT), the content is copied into `path` created with `O_EXCL |
 /// O_NOFOLLOW` instead; a crash during that copy can leave it short.
 pub fn write_new_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let (dir, tmp) = temp_path(path)?;
-    let mut file = create_temp(&tmp)?;
-    let result = (|| {
-        fill(&mut file)?;
-        file.flush()?;
-        file.sync_all()?;
-        match fs::hard_link(&tmp, path) {
+    through_temp(path, fill, |file, tmp| {
+        match fs::hard_link(tmp, path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
             Err(e)
@@ -198,17 +205,12 @@ pub fn write_new_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()
                     io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
                 ) =>
             {
-                copy_into_new(&mut file, path)?
+                copy_into_new(file, path)?
             }
             Err(e) => return Err(e),
         }
-        fs::remove_file(&tmp)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        fs::remove_file(tmp)
+    })
 }
 
 /// The fallback of [`write_new_with`] where hard links are not possible.
