@@ -398,3 +398,33 @@ async fn a_listing_of_more_personalities_than_max_personalities_is_refused_and_t
     let (code, out) = sync(&config_path);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// When every message is dated ahead of the clock (a new chat, or this
+/// machine's clock behind the service's), there is no head; later syncs
+/// still compare with what is stored instead of storing it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_dated_wholly_ahead_of_the_clock_is_stored_once() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new(NAME, 0)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let config = load(&config_path);
+    let ahead = chrono::Utc::now().timestamp() + 7200;
+    for k in 0..3 {
+        fake.push_raw_message(
+            NAME,
+            &format!(
+                r#"{{"id":"f{k}","message":"m","reply":"r","ts":{}.5}}"#,
+                ahead + k
+            ),
+        );
+    }
+    for _ in 0..3 {
+        let (code, out) = sync(&config_path);
+        assert_eq!(code, Some(0), "{out}");
+        assert_complete(&export_lines(&config, NAME), &fake, NAME);
+    }
+    let store = ChatStore::open_read_only(&config.storage.data_dir.join(NAME)).unwrap();
+    assert_eq!(store.state().message_count, 3);
+    let out = chatkeep(&config_path).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

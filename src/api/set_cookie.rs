@@ -48,6 +48,7 @@ pub fn session_update<'a>(
     let mut max_age_ended = None;
     let mut expires = None;
     let mut domain = None;
+    let mut path = None;
     for attribute in parts {
         let (key, attribute_value) = attribute.split_once('=').unwrap_or((attribute, ""));
         let attribute_value = attribute_value.trim();
@@ -58,6 +59,8 @@ pub fn session_update<'a>(
                 let bare = attribute_value.strip_prefix('.').unwrap_or(attribute_value);
                 domain = Some(bare.to_ascii_lowercase());
             }
+            // RFC 6265 §5.2.4: a path not starting with `/` is the default.
+            "path" if attribute_value.starts_with('/') => path = Some(attribute_value.to_owned()),
             _ => {}
         }
     }
@@ -67,6 +70,13 @@ pub fn session_update<'a>(
         return Some(SessionUpdate::Ignored(
             "it is for another domain than the service's",
         ));
+    }
+    // A cookie of the same name for another path is another cookie: the
+    // session cookie is sent with every API request, under `/api/`.
+    if let Some(path) = path
+        && !path_matches(API_PATH, &path)
+    {
+        return Some(SessionUpdate::Ignored("it is for another path than the API's"));
     }
     let ended = max_age_ended.unwrap_or_else(|| expires.is_some_and(|at| at <= now));
     Some(if ended {
@@ -78,6 +88,17 @@ pub fn session_update<'a>(
     } else {
         SessionUpdate::Rotated(value)
     })
+}
+
+/// The path every API request starts with.
+const API_PATH: &str = "/api/";
+
+/// RFC 6265 §5.1.4: a cookie with `cookie_path` is sent with a request for
+/// `request_path`.
+fn path_matches(request_path: &str, cookie_path: &str) -> bool {
+    request_path == cookie_path
+        || (request_path.starts_with(cookie_path)
+            && (cookie_path.ends_with('/') || request_path[cookie_path.len()..].starts_with('/')))
 }
 
 /// Whether a `Max-Age` value puts the expiry in the past (it is 0 or
@@ -286,6 +307,23 @@ mod tests {
         assert_eq!(cookie_date("Sun, 06 Nov 1600 08:49:37 GMT"), None);
         assert_eq!(cookie_date("Sun, 06 Nov 1994"), None, "no time");
         assert_eq!(cookie_date("Sun, 123 Nov 1994 08:49:37"), None, "no day");
+    }
+
+    #[test]
+    fn a_cookie_for_another_path_is_another_cookie_and_neither_rotates_nor_ends_the_session() {
+        let other = Some(SessionUpdate::Ignored("it is for another path than the API's"));
+        assert_eq!(update("appSession=x; Path=/other"), other);
+        assert_eq!(update("appSession=deleted; Max-Age=0; Path=/app"), other);
+        assert_eq!(update("appSession=x; Path=/apiary"), other);
+        assert_eq!(update("appSession=x; Path=/api/users/me"), other);
+        for ours in ["/", "/api", "/api/", "", "relative"] {
+            let header = format!("appSession=x; Path={ours}");
+            assert_eq!(update(&header), Some(SessionUpdate::Rotated("x")), "{ours}");
+        }
+        assert_eq!(
+            update("appSession=deleted; Max-Age=0; Path=/"),
+            Some(SessionUpdate::Ended)
+        );
     }
 
     #[test]

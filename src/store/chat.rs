@@ -257,13 +257,15 @@ impl ChatStore {
                 Err(e) => return Err(e),
             };
             if read_state_bytes(&state_path)? == bytes {
-                return Ok(ChatStore {
+                let mut store = ChatStore {
                     dir: dir.to_owned(),
                     state,
                     log,
                     overlay,
                     segment_size: DEFAULT_SEGMENT_SIZE,
-                });
+                };
+                store.type_head_ids()?;
+                return Ok(store);
             }
         }
         Err(ChatStoreError::Busy { path: dir.to_owned() })
@@ -271,6 +273,37 @@ impl ChatStore {
 
     pub fn state(&self) -> &ChatState {
         &self.state
+    }
+
+    /// A state from before ids had a type holds a numeric head id as a
+    /// string: the ids are taken again from the log's newest messages (in
+    /// memory; the next commit writes them).
+    fn type_head_ids(&mut self) -> Result<(), ChatStoreError> {
+        let Some(head) = &self.state.head else {
+            return Ok(());
+        };
+        let numeric = |id: &MessageId| {
+            !id.is_number() && serde_json::from_str::<serde_json::Number>(id.as_str()).is_ok()
+        };
+        if self.state.format >= TYPED_IDS_FORMAT || !head.ids.iter().any(numeric) {
+            return Ok(());
+        }
+        let ts = head.ts;
+        let ids: Vec<MessageId> = self
+            .recent(ts, 0)?
+            .entries
+            .into_iter()
+            .filter(|e| !e.story.as_ref().is_some_and(|s| s.late))
+            .filter_map(|e| e.key)
+            .filter(|k| k.position == ts)
+            .map(|k| k.id)
+            .collect();
+        if !ids.is_empty()
+            && let Some(head) = &mut self.state.head
+        {
+            head.ids = ids;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {

@@ -164,6 +164,7 @@ fn through_temp(
     place: impl FnOnce(&mut File, &Path) -> io::Result<()>,
 ) -> io::Result<()> {
     let (dir, tmp) = temp_path(path)?;
+    let _turn = TempName::claim(&tmp);
     let mut file = create_temp(&tmp)?;
     let result = (|| {
         fill(&mut file)?;
@@ -231,6 +232,35 @@ fn copy_into_new(from: &mut File, path: &Path) -> io::Result<()> {
         let _ = fs::remove_file(path);
     }
     copied
+}
+
+/// A temporary name in use by a writer of this process. The name holds the
+/// pid only, so two threads replacing the same file (the daemon's status
+/// and metrics, written after each personality's sync) take turns: else
+/// one would remove the other's half-written file, or rename it into place.
+struct TempName(PathBuf);
+
+static TEMP_NAMES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+static TEMP_NAME_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+impl TempName {
+    /// Waits until no other thread of this process uses `tmp`, then takes it.
+    fn claim(tmp: &Path) -> TempName {
+        let mut names = TEMP_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        while names.iter().any(|n| n == tmp) {
+            names = TEMP_NAME_FREED.wait(names).unwrap_or_else(|p| p.into_inner());
+        }
+        names.push(tmp.to_owned());
+        TempName(tmp.to_owned())
+    }
+}
+
+impl Drop for TempName {
+    fn drop(&mut self) {
+        let mut names = TEMP_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        names.retain(|n| *n != self.0);
+        TEMP_NAME_FREED.notify_all();
+    }
 }
 
 /// The directory of `path` and the temporary name next to it,
@@ -348,6 +378,34 @@ mod tests {
         let link = dir.join(name);
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         (victim, link)
+    }
+
+    #[test]
+    fn threads_replacing_one_file_at_once_each_leave_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|t| vec![b'a' + t; 64 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for body in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(path, body).unwrap();
+                    }
+                });
+            }
+        });
+        let left = fs::read(&path).unwrap();
+        assert!(
+            contents.contains(&left),
+            "a mixed or short file of {} bytes",
+            left.len()
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["status.json"]);
     }
 
     #[test]

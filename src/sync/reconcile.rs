@@ -67,7 +67,10 @@ struct Compared {
 impl Compared {
     fn read(store: &ChatStore, cp: &Checkpoint, refreshed: Refreshed) -> Result<Compared, ChatStoreError> {
         let state = store.state();
-        let Some(head) = &state.head else {
+        // No head but late messages: everything stored is dated ahead of
+        // the clock, and must be compared all the same, or each sync would
+        // store it again.
+        let Some(top) = state.head.as_ref().map(|h| h.ts).or_else(|| state.newest()) else {
             return Ok(Compared {
                 entries: Vec::new(),
                 by_id: HashMap::new(),
@@ -80,15 +83,15 @@ impl Compared {
             Refresh::Span(_) => u64::from(refreshed.page_size),
         };
         let span_low = match refreshed.refresh {
-            Refresh::Span(span) => Ts::new(head.ts.as_f64() - span.as_secs_f64()),
+            Refresh::Span(span) => Ts::new(top.as_f64() - span.as_secs_f64()),
             _ => None,
         };
         // Everything the walk received must find its stored copy, if any.
-        let below = [cp.low, span_low, Some(head.ts)]
+        let below = [cp.low, span_low, Some(top)]
             .into_iter()
             .flatten()
             .min_by(|a, b| a.total_cmp(b))
-            .unwrap_or(head.ts);
+            .unwrap_or(top);
         let recent = store.recent(below, at_least)?;
         let complete_above = recent.complete_above;
         let usable = |e: &Entry| {

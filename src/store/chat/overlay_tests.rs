@@ -336,10 +336,17 @@ fn an_overlay_from_before_typed_ids_still_finds_its_numeric_messages() {
     let mut old: serde_json::Value = serde_json::from_slice(&fs::read(&state_path).unwrap()).unwrap();
     old["format"] = 3.into();
     old["overlay"]["len"] = bytes.len().into();
+    assert_eq!(old["head"]["ids"], serde_json::json!([7, "8"]));
+    old["head"]["ids"] = serde_json::json!(["7", "8"]);
     fs::write(&state_path, serde_json::to_vec(&old).unwrap()).unwrap();
 
     let mut store = ChatStore::open(dir.path()).unwrap();
     assert!(store.state().overlay_ids_untyped);
+    assert_eq!(
+        store.state().head.as_ref().unwrap().ids,
+        [MessageId::number("7"), MessageId::from("8")],
+        "head ids are typed again from the log"
+    );
     let want = vec![
         ("7".to_owned(), "v1".to_owned(), 0, true),
         ("\"8\"".to_owned(), "v1".to_owned(), 0, false),
