@@ -737,7 +737,7 @@ fn a_cookie_pasted_as_cookie_file_is_never_shown() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("secrets/[redacted: looks like a cookie value"),
+        stdout.contains("cookie_file = \"[redacted: looks like a cookie value"),
         "{stdout}"
     );
     assert!(!text(&out).contains(TOKEN), "the cookie-like path was shown");

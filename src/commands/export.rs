@@ -2,6 +2,7 @@
 //! conversations.
 
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ pub fn run(
         shape_name: name.as_str(),
     };
     // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
-    let special = out.filter(|p| is_special(p));
+    let special = out.and_then(special_target);
     if let Some(path) = out.filter(|_| special.is_none()) {
         check_parent(path)?;
     }
@@ -62,10 +63,14 @@ pub fn run(
                 .open(path)
                 .map_err(failed)?;
             // Opened without O_CREAT or O_TRUNC, but writing from its start:
-            // never into a regular file that took the device's place.
-            if file.metadata().map_err(failed)?.is_file() {
+            // only into the very device or pipe that was checked, never
+            // into a file or another device that took its name since.
+            let opened = file.metadata().map_err(failed)?;
+            if opened.is_file()
+                || special.is_some_and(|(dev, ino)| (opened.dev(), opened.ino()) != (dev, ino))
+            {
                 return Err(failed(std::io::Error::other(
-                    "it became a regular file after it was checked; run the export again",
+                    "it was replaced after it was checked; run the export again",
                 )));
             }
             write_to(&chat, &meta, format, options, file)?
@@ -78,19 +83,20 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` is a device or a pipe to write to rather than a file to
-/// replace: the path as the person named it, through a symbolic link of
-/// theirs or root's (`/dev/stdout`), but not through one another user
-/// planted (which the atomic write replaces instead).
-fn is_special(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entry) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
+/// The device and inode of `path` when it is a device or a pipe to write
+/// to rather than a file to replace: the path as the person named it,
+/// through a symbolic link of theirs or root's (`/dev/stdout`), but not
+/// through one another user planted (which the atomic write replaces
+/// instead).
+fn special_target(path: &Path) -> Option<(u64, u64)> {
+    let entry = std::fs::symlink_metadata(path).ok()?;
     if entry.file_type().is_symlink() && ![0, fsio::effective_uid()].contains(&entry.uid()) {
-        return false;
+        return None;
     }
-    std::fs::metadata(path).is_ok_and(|m| !m.is_file())
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| !m.is_file())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Refuses (exit 2, nothing written) to export into a directory another

@@ -19,18 +19,35 @@ const MIN_TOKEN_LEN: usize = 20;
 /// token or a JWT is far longer.
 const MAX_EXTENSION_LEN: usize = 8;
 
-/// `path` as messages, logs and `check-config` show it: as it is, except a
-/// last component that looks like a cookie value ([`looks_like_cookie_value`]),
-/// which is replaced by [`REDACTED_COOKIE_PATH`]. A path that is not UTF-8
-/// is shown lossily.
+/// `path` as messages, logs and `check-config` show it: as it is, unless
+/// it may hold a cookie value, then [`REDACTED_COOKIE_PATH`] instead of
+/// all of it. It may when a component looks like one
+/// ([`looks_like_cookie_value`]), or when the last few components read
+/// together do and one of them has the marks of base64 (upper and lower
+/// case and digits, or `+`, `=`): a base64 token holds `/`, so pasted it
+/// becomes several short components. A path that is not UTF-8 is shown
+/// lossily.
 pub fn shown_cookie_path(path: &Path) -> String {
-    let Some(name) = path.file_name() else {
-        return path.display().to_string();
+    let parts: Vec<String> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let base64ish = |part: &String| {
+        let has = |f: fn(&u8) -> bool| part.bytes().any(|b| f(&b));
+        (has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase) && has(u8::is_ascii_digit))
+            || has(|b| *b == b'+' || *b == b'=')
     };
-    if !looks_like_cookie_value(&name.to_string_lossy()) {
-        return path.display().to_string();
+    let hides_token = (0..parts.len()).any(|start| {
+        let tail = &parts[start..];
+        looks_like_cookie_value(&tail.concat()) && (tail.len() == 1 || tail.iter().any(base64ish))
+    });
+    if hides_token {
+        return REDACTED_COOKIE_PATH.to_owned();
     }
-    path.with_file_name(REDACTED_COOKIE_PATH).display().to_string()
+    path.to_string_lossy().into_owned()
 }
 
 /// The rule for a file name that is more likely a cookie value: at least
@@ -41,8 +58,7 @@ pub fn shown_cookie_path(path: &Path) -> String {
 ///
 /// Cookie file names (`cookie`, `session.txt`, `chatkeep-session-cookie`)
 /// do not match; tokens (`<32 characters>.<signature>`, a JWT, a hex or
-/// base64 secret) do. A token holding a `/` is split into components and
-/// only its last piece is judged.
+/// base64 secret) do.
 pub fn looks_like_cookie_value(name: &str) -> bool {
     let token_chars = name
         .bytes()
@@ -92,10 +108,27 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_component_is_replaced() {
+    fn a_path_holding_a_token_is_not_shown_at_all() {
         let token = "t0ps3cret-session-token-value";
         let shown = shown_cookie_path(Path::new(&format!("/etc/chatkeep/{token}")));
-        assert_eq!(shown, format!("/etc/chatkeep/{REDACTED_COOKIE_PATH}"));
+        assert_eq!(shown, REDACTED_COOKIE_PATH);
+        // A base64 token with `/`, in short pieces, resolved against the
+        // config's directory.
+        for pasted in [
+            "Xk9fQ2mL/r7TzW4b+Nc8Vd",
+            "ab/Xk9fQ2mLr7Tz/W4bN=",
+            "Xk9f/Q2mL/r7Tz/W4bN/c8Vd",
+        ] {
+            let shown = shown_cookie_path(&Path::new("/etc/chatkeep").join(pasted));
+            assert_eq!(shown, REDACTED_COOKIE_PATH, "{pasted}");
+        }
+        for plain in [
+            "/var/lib/chatkeep2/cookie",
+            "/etc/chatkeep/session-2024/cookie.txt",
+            "secrets/cookie",
+        ] {
+            assert_eq!(shown_cookie_path(Path::new(plain)), plain);
+        }
         assert_eq!(
             shown_cookie_path(Path::new("/etc/chatkeep/cookie")),
             "/etc/chatkeep/cookie"

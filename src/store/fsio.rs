@@ -123,8 +123,18 @@ pub fn open_private_rw(path: &Path) -> io::Result<File> {
 /// Opens a file of the data or archive directory for reading, never
 /// through a symbolic link (`O_NOFOLLOW`: a link there fails with ELOOP,
 /// which [`explain`] words): what chatkeep reads back is what it wrote.
+/// Anything but a regular file is refused; `O_NONBLOCK` keeps a planted
+/// pipe from hanging the open (it changes nothing for a regular file).
 pub fn open_read(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(no_follow()).open(path)
+    let flags = no_follow() | rustix::fs::OFlags::NONBLOCK.bits() as i32;
+    let file = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file; chatkeep reads only files it wrote: move it away",
+        ));
+    }
+    Ok(file)
 }
 
 /// Reads a whole file of the data or archive directory, as
@@ -378,6 +388,16 @@ mod tests {
         let link = dir.join(name);
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         (victim, link)
+    }
+
+    #[test]
+    fn a_pipe_planted_where_a_file_is_read_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success(), "mkfifo (coreutils) is needed");
+        let err = read(&path).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

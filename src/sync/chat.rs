@@ -79,7 +79,8 @@ pub enum ChatSyncError {
     #[error(
         "this walk has spooled {} ({messages} messages) without reaching the stored history or the \
          beginning, the most [storage] max_walk_spool = {} allows; it stops here and keeps them. If the \
-         history really is this large, raise max_walk_spool, and the next run goes on from here",
+         history really is this large, raise max_walk_spool, and the next run goes on from here; to give \
+         the walk up instead, delete this personality's walk-*.spool (nothing stored is touched)",
         format_size(*spooled),
         format_size(*limit)
     )]
