@@ -566,3 +566,20 @@ async fn a_personality_removed_from_the_config_leaves_the_schedule_on_reload() {
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_with_no_personality_warns_that_nothing_is_scheduled() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("one", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &fake.base_url(), &[], 1000.0, EVERY_SECOND);
+    let mut daemon = Daemon::start(&config, &[]);
+    let line = daemon.wait_for("nothing is scheduled", Duration::from_secs(10));
+    assert!(line.contains("WARN"), "{line}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    assert!(
+        !daemon.seen.iter().any(|l| l.contains("scheduled: ")),
+        "{}",
+        daemon.seen.join("\n")
+    );
+}
