@@ -442,3 +442,144 @@ async fn the_audit_schedule_repairs_what_syncs_cannot_see() {
         .count();
     assert_eq!(versions, 2, "the first version and the regenerated one");
 }
+
+/// Runs `chatkeep status --json` against `config`.
+fn status_json(config: &Path) -> serde_json::Value {
+    let out = chatkeep(config).args(["status", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_that_keep_the_schedule_do_not_restart_the_interval_countdown() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("one", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The shortest interval the config allows, and a SIGHUP every 3 s: each
+    // reload used to start the 10 s countdown again, so no sync ever ran.
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["one"],
+        1000.0,
+        "[daemon]\ninterval = \"10s\"\nshutdown_timeout = \"5s\"\n",
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("chatkeep daemon started", Duration::from_secs(10));
+    let started = Instant::now();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        daemon.signal("HUP");
+    }
+    // 15 s after the start, with the last reload just now: the sync due at
+    // 10 s has run.
+    daemon.wait_for("personality=\"one\" outcome=\"ok\"", Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(18),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(fake.chat_requests("one") > 0);
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_says_what_changed_or_that_nothing_did() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("one", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = "[daemon]\nschedule = \"0 0 * * * *\"\nshutdown_timeout = \"5s\"\n";
+    let config = daemon_config(dir.path(), &fake.base_url(), &["one"], 1000.0, hourly);
+    let mut daemon = Daemon::start(&config, &[]);
+    // Start-up says what is scheduled and when it next runs.
+    let line = daemon.wait_for("scheduled", Duration::from_secs(10));
+    assert!(line.contains("next_run="), "{line}");
+    daemon.wait_for("chatkeep daemon started", Duration::from_secs(10));
+
+    daemon.signal("HUP");
+    let line = daemon.wait_for("config reloaded", Duration::from_secs(10));
+    assert!(line.contains("nothing changed"), "{line}");
+
+    // A personality added, and the default schedule changed.
+    daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["one", "two"],
+        1000.0,
+        "[daemon]\nschedule = \"0 30 * * * *\"\nshutdown_timeout = \"5s\"\n",
+    );
+    daemon.seen.clear();
+    daemon.signal("HUP");
+    let line = daemon.wait_for("config reloaded", Duration::from_secs(10));
+    assert!(line.contains("added: two"), "{line}");
+    assert!(line.contains("schedule changed: default"), "{line}");
+    assert!(!line.contains("nothing changed"), "{line}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_personality_removed_from_the_config_leaves_the_schedule_on_reload() {
+    let fake = fake(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("one", 20), PersonalitySpec::new("two", 20)],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_table =
+        "[daemon]\nschedule = \"0 0 * * * *\"\nrun_on_start = true\nshutdown_timeout = \"5s\"\n";
+    let config = daemon_config(
+        dir.path(),
+        &fake.base_url(),
+        &["one", "two"],
+        1000.0,
+        daemon_table,
+    );
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("personality=\"one\" outcome=\"ok\"", Duration::from_secs(10));
+    daemon.wait_for("personality=\"two\" outcome=\"ok\"", Duration::from_secs(10));
+    let data = dir.path().join("data");
+    eventually(|| {
+        let status = read_json(&data.join("status.json"));
+        status["personalities"]["two"]["next_run"].is_string()
+            && !status["personalities"]["two"]["running"]
+                .as_bool()
+                .unwrap_or(true)
+    });
+
+    daemon_config(dir.path(), &fake.base_url(), &["one"], 1000.0, daemon_table);
+    daemon.signal("HUP");
+    let line = daemon.wait_for("config reloaded", Duration::from_secs(10));
+    assert!(line.contains("removed: two"), "{line}");
+    let status = read_json(&data.join("status.json"));
+    assert!(status["personalities"]["one"]["next_run"].is_string(), "{status}");
+    assert!(status["personalities"]["two"]["next_run"].is_null(), "{status}");
+    // `chatkeep status` still lists its backup, with no next run.
+    let report = status_json(&config);
+    let entries = report["personalities"].as_array().unwrap();
+    let two = entries
+        .iter()
+        .find(|e| e["name"] == "two")
+        .expect("two is listed");
+    assert_eq!(two["configured"], false, "{report}");
+    assert!(two["next_run"].is_null(), "{report}");
+    let one = entries.iter().find(|e| e["name"] == "one").unwrap();
+    assert!(one["next_run"].is_string(), "{report}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_with_no_personality_warns_that_nothing_is_scheduled() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("one", 20)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &fake.base_url(), &[], 1000.0, EVERY_SECOND);
+    let mut daemon = Daemon::start(&config, &[]);
+    let line = daemon.wait_for("nothing is scheduled", Duration::from_secs(10));
+    assert!(line.contains("WARN"), "{line}");
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    assert!(
+        !daemon.seen.iter().any(|l| l.contains("scheduled: ")),
+        "{}",
+        daemon.seen.join("\n")
+    );
+}

@@ -2,7 +2,7 @@
 //! tick that finds the personality still running, retry a transient failure
 //! with backoff before the next tick, write status and metrics, tell systemd.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::notify;
+use super::schedules::{self, Changes, Fires};
 use crate::api::ApiClient;
 use crate::api::documents::Category;
 use crate::commands::{Fatal, build_client};
@@ -69,18 +70,6 @@ struct PersonalityState {
     retries: u32,
 }
 
-/// What a scheduler job starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Fires {
-    /// Syncs: of one personality with its own schedule, or (`None`) of
-    /// those on the default schedule, read from the config at each tick.
-    Sync(Option<String>),
-    /// Snapshots of every configured personality (`archive_schedule`).
-    Archive,
-    /// Audits of every configured personality (`audit_schedule`).
-    Audit,
-}
-
 /// Why a sync starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -98,10 +87,14 @@ pub struct Shared {
     store: Arc<Store>,
     runtime: RwLock<Arc<Runtime>>,
     scheduler: JobScheduler,
-    /// Scheduler jobs and the personalities each one fires (`None`: the
-    /// default schedule, whose list is read from the config at each tick).
-    jobs: Mutex<HashMap<Uuid, Fires>>,
+    /// The scheduler's jobs: what each one fires, its id and the schedule
+    /// it was made with. A reload replaces only the jobs whose schedule
+    /// changed, so the others keep their next tick.
+    jobs: Mutex<BTreeMap<Fires, (Uuid, Schedule)>>,
     personalities: Mutex<BTreeMap<String, PersonalityState>>,
+    /// The personalities discovery found at the last tick of the default
+    /// schedule; with the configured ones, what the daemon syncs.
+    discovered: Mutex<BTreeSet<String>>,
     counters: Mutex<Counters>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -116,16 +109,17 @@ impl Shared {
             store,
             runtime: RwLock::new(Arc::new(runtime)),
             scheduler,
-            jobs: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(BTreeMap::new()),
             personalities: Mutex::new(BTreeMap::new()),
+            discovered: Mutex::new(BTreeSet::new()),
             counters: Mutex::new(Counters::default()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             started: Utc::now(),
         });
-        shared.schedule_jobs().await?;
-        shared.scheduler.start().await?;
         let config = shared.runtime().config.clone();
+        shared.reconcile_jobs(&config).await?;
+        shared.scheduler.start().await?;
         if config.daemon.run_on_start {
             for slug in shared.configured_names(&config, true) {
                 shared.enqueue(slug, Trigger::Start);
@@ -166,13 +160,99 @@ impl Shared {
                 return;
             }
         };
-        let count = runtime.config.personalities.len();
+        let mut changes = Changes::between(&old.config, &runtime.config);
+        changes.cookie = runtime.client.cookie().token() != old.client.cookie().token();
+        let config = runtime.config.clone();
         *self.runtime.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(runtime);
-        if let Err(e) = self.schedule_jobs().await {
+        if let Err(e) = self.reconcile_jobs(&config).await {
             tracing::error!(error = %e, "rescheduling after reload failed");
         }
-        tracing::info!(personalities = count, "config reloaded");
+        self.forget_unscheduled(&config);
+        // The status file is current by the time the log says so.
         self.write_status().await;
+        tracing::info!(
+            personalities = config.personalities.len(),
+            "config reloaded: {changes}"
+        );
+        if changes.touches_schedules() {
+            self.log_schedule().await;
+        }
+    }
+
+    /// Drops what the daemon holds of personalities it no longer syncs
+    /// (removed from the config, not discovered): their pending retries and
+    /// their place in the status. One still running finishes its sync and
+    /// is dropped by the next reload.
+    fn forget_unscheduled(&self, config: &Config) {
+        let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|name, state| state.running || self.is_scheduled(config, name));
+    }
+
+    /// Whether `name` is synced under `config`: configured, or found by
+    /// discovery at the last default tick while discovery is on.
+    fn is_scheduled(&self, config: &Config, name: &str) -> bool {
+        config.personalities.iter().any(|p| p.name.as_str() == name)
+            || ((config.discover.owned || config.discover.recent)
+                && self
+                    .discovered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(name))
+    }
+
+    /// Logs each schedule and when it next fires; warns when nothing is to
+    /// be synced.
+    pub async fn log_schedule(&self) {
+        let config = self.runtime().config.clone();
+        let jobs: Vec<(Fires, Uuid, Schedule)> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(fires, (id, schedule))| (fires.clone(), *id, schedule.clone()))
+            .collect();
+        let discovering = config.discover.owned || config.discover.recent;
+        let mut scheduler = self.scheduler.clone();
+        for (fires, id, schedule) in jobs {
+            let next = scheduler.next_tick_for_job(id).await.ok().flatten();
+            let next_run = next.map_or_else(
+                || "unknown".to_owned(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            let schedule = schedules::describe(&schedule);
+            match fires {
+                Fires::Sync(None) => {
+                    let names = self.configured_names(&config, false);
+                    if names.is_empty() && !discovering {
+                        continue;
+                    }
+                    tracing::info!(
+                        schedule,
+                        next_run,
+                        personalities = names.join(", "),
+                        discovered = discovering,
+                        "scheduled: the default schedule"
+                    );
+                }
+                Fires::Sync(Some(name)) => tracing::info!(
+                    personality = name,
+                    schedule,
+                    next_run,
+                    "scheduled: a personality's own schedule"
+                ),
+                Fires::Archive => {
+                    tracing::info!(schedule, next_run, "scheduled: snapshots of every personality")
+                }
+                Fires::Audit => tracing::info!(schedule, next_run, "scheduled: audits of every personality"),
+            }
+        }
+        if config.personalities.is_empty() && !discovering {
+            tracing::warn!(
+                config = %config.source.display(),
+                "no personality is configured and [discover] is off: nothing is scheduled; \
+                 add a [[personality]] block to the config and reload"
+            );
+        }
     }
 
     /// Stops scheduling and waits up to `timeout` for running syncs.
@@ -189,40 +269,37 @@ impl Shared {
         finished
     }
 
-    /// Replaces every scheduler job with those of the current config.
-    async fn schedule_jobs(self: &Arc<Self>) -> Result<(), JobSchedulerError> {
-        let old: Vec<Uuid> = self
+    /// Makes the scheduler's jobs those `config` wants: a job whose
+    /// schedule is unchanged stays as it is (with its next tick), one whose
+    /// schedule changed is replaced, one no longer wanted is removed.
+    async fn reconcile_jobs(self: &Arc<Self>, config: &Config) -> Result<(), JobSchedulerError> {
+        let wanted = schedules::wanted(config);
+        let stale: Vec<(Fires, Uuid)> = self
             .jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(id, _)| id)
+            .iter()
+            .filter(|(fires, (_, schedule))| wanted.get(*fires) != Some(schedule))
+            .map(|(fires, (id, _))| (fires.clone(), *id))
             .collect();
-        for id in old {
+        for (fires, id) in stale {
             self.scheduler.remove(&id).await?;
+            self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&fires);
         }
-        let config = self.runtime().config.clone();
-        let mut wanted = vec![(config.daemon.schedule.clone(), Fires::Sync(None))];
-        for p in &config.personalities {
-            if let Some(cron) = &p.schedule {
-                wanted.push((
-                    Schedule::Cron(cron.clone()),
-                    Fires::Sync(Some(p.name.to_string())),
-                ));
+        for (fires, schedule) in wanted {
+            if self
+                .jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&fires)
+            {
+                continue;
             }
-        }
-        if let Some(cron) = &config.daemon.archive_schedule {
-            wanted.push((Schedule::Cron(cron.clone()), Fires::Archive));
-        }
-        if let Some(cron) = &config.daemon.audit_schedule {
-            wanted.push((Schedule::Cron(cron.clone()), Fires::Audit));
-        }
-        for (schedule, fires) in wanted {
             let id = self.scheduler.add(self.job(&schedule, fires.clone())?).await?;
             self.jobs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id, fires);
+                .insert(fires, (id, schedule));
         }
         Ok(())
     }
@@ -267,7 +344,9 @@ impl Shared {
             Some(name) => vec![name],
             None => {
                 let mut names = self.configured_names(&runtime.config, false);
-                for slug in self.discovered(&runtime).await {
+                let found = self.discovered(&runtime).await;
+                *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = found.iter().cloned().collect();
+                for slug in found {
                     if !names.contains(&slug)
                         && !runtime
                             .config
@@ -480,7 +559,12 @@ impl Shared {
             let name = name.to_owned();
             self.tasks.spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => shared.enqueue(name, Trigger::Retry),
+                    _ = tokio::time::sleep(delay) => {
+                        // A reload may have removed it meanwhile.
+                        if shared.is_scheduled(&shared.runtime().config, &name) {
+                            shared.enqueue(name, Trigger::Retry);
+                        }
+                    }
                     _ = shared.shutdown.cancelled() => {}
                 }
             });
@@ -505,8 +589,8 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter_map(|(k, v)| match v {
-                Fires::Sync(only) => Some((*k, only.clone())),
+            .filter_map(|(fires, (id, _))| match fires {
+                Fires::Sync(only) => Some((*id, only.clone())),
                 Fires::Archive | Fires::Audit => None,
             })
             .collect();
@@ -525,11 +609,13 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut names: Vec<String> = config.personalities.iter().map(|p| p.name.to_string()).collect();
+        // Besides the configured ones: those discovery found, and one
+        // removed from the config while its sync still runs.
         names.extend(
             states
-                .keys()
-                .filter(|k| !names.contains(k))
-                .cloned()
+                .iter()
+                .filter(|(k, state)| !names.contains(k) && (state.running || self.is_scheduled(config, k)))
+                .map(|(k, _)| k.clone())
                 .collect::<Vec<_>>(),
         );
         let mut personalities = BTreeMap::new();
@@ -540,7 +626,12 @@ impl Shared {
                 .iter()
                 .find(|p| p.name.as_str() == name)
                 .and_then(|p| p.schedule.as_ref());
-            let next_run = next_runs.get(&own.map(|_| name.clone())).copied().flatten();
+            // A personality the daemon no longer syncs has no next run.
+            let next_run = if self.is_scheduled(config, name) {
+                next_runs.get(&own.map(|_| name.clone())).copied().flatten()
+            } else {
+                None
+            };
             personalities.insert(
                 name.clone(),
                 DaemonPersonality {

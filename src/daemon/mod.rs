@@ -8,10 +8,13 @@
 //!   SIGINT exits at once (safe: every checkpoint is on disk).
 //! - SIGHUP: re-read and validate the config and the cookie; on error keep
 //!   the running ones; personalities and schedules added or removed take
-//!   effect without a restart.
+//!   effect without a restart. A schedule the reload leaves as it was keeps
+//!   its next run (an `interval` countdown is not restarted); the log line
+//!   says what changed.
 
 mod jobs;
 mod notify;
+mod schedules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +42,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     notify::spawn_watchdog(shared.shutdown_token());
     notify::ready();
     tracing::info!(config = %config_path.display(), pid = std::process::id(), "chatkeep daemon started");
+    shared.log_schedule().await;
 
     while let Some(signal) = signals.next().await {
         match signal {
