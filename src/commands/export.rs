@@ -86,12 +86,14 @@ pub fn run(
 
 /// Says on standard error when a walk has fetched messages that are not
 /// stored yet (a sync running now, or one interrupted before its walk
-/// ended, as a first backup often is): the export holds only what is
-/// stored, which may be nothing at all.
+/// ended, as a first backup often is), or when a first walk has begun: the
+/// export holds only what is stored, which may be nothing at all.
 fn warn_of_unfinished_walk(chat: &crate::store::ChatStore, name: &PersonalitySlug) {
     let walk = match chat.walk_in_progress() {
-        Ok(Some(walk)) => walk,
-        Ok(None) => return,
+        // A walk that has fetched nothing new leaves a stored history
+        // complete as far as anyone knows; a first one leaves none yet.
+        Ok(Some(walk)) if walk.spooled > 0 || chat.state().message_count == 0 => walk,
+        Ok(_) => return,
         Err(e) => {
             eprintln!("warning: cannot read the unfinished walk of `{name}`: {e}");
             return;
