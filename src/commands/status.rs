@@ -1,6 +1,7 @@
 //! `chatkeep status`: a table (or one JSON document) of each personality's
-//! last sync and next run, read from the status files alone: no network and
-//! no lock, so it works beside a running daemon. Its exit code makes it a
+//! last sync and next run, read from the status files (and an unfinished
+//! walk's spool) alone: no network and no lock, so it works beside a
+//! running daemon. Its exit code makes it a
 //! health check: 0 when every configured personality's last sync ended ok
 //! (or was interrupted by a shutdown, and the one before it ended ok).
 
@@ -54,9 +55,9 @@ pub struct Report {
     /// When the report was made; ages are relative to it.
     pub now: DateTime<Utc>,
     pub data_dir: PathBuf,
-    /// Every configured personality is healthy ([`Entry::healthy`]). Backups no longer
-    /// in the config are shown but do not count: nothing would ever fix
-    /// their last outcome.
+    /// Every configured personality is healthy ([`Entry::healthy`]).
+    /// Backups no longer in the config are shown but do not count: nothing
+    /// would ever fix their last outcome.
     pub healthy: bool,
     /// The daemon, if it has ever written its status file here.
     pub daemon: Option<DaemonInfo>,
