@@ -28,17 +28,18 @@ pub const METRICS_FILE: &str = "metrics.prom";
 pub struct Counters {
     /// HTTP requests (retries included) per personality.
     pub requests: BTreeMap<String, u64>,
-    /// Syncs that did not end `ok`, per (personality, kind); the kind is the
-    /// outcome (`partial`, `failed`, `auth_expired`, ...).
+    /// Syncs that failed, per (personality, kind); the kind is the outcome
+    /// (`partial`, `failed`, `auth_expired`, ...; never `ok` or
+    /// `interrupted`).
     pub errors: BTreeMap<(String, String), u64>,
 }
 
 impl Counters {
-    /// Counts one finished sync: its requests and, unless it ended `ok`, one
-    /// error of the outcome's kind.
+    /// Counts one finished sync: its requests and, if it failed, one error
+    /// of the outcome's kind (`ok` and `interrupted` are no error).
     pub fn add(&mut self, status: &PersonalityStatus) {
         *self.requests.entry(status.personality.clone()).or_default() += status.requests;
-        if status.outcome != Outcome::Ok {
+        if status.outcome.is_error() {
             let key = (status.personality.clone(), status.outcome.as_str().to_owned());
             *self.errors.entry(key).or_default() += 1;
         }
@@ -83,10 +84,21 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
     out.family(
         "chatkeep_last_run_ok",
         "gauge",
-        "1 if the last sync ended ok, 0 otherwise.",
+        "1 if the last sync ended ok, or was interrupted by a shutdown after one that did (or before any finished); 0 otherwise.",
     );
     for (name, s) in &latest {
-        out.sample(&[("personality", name)], u8::from(s.outcome == Outcome::Ok));
+        out.sample(&[("personality", name)], u8::from(s.healthy()));
+    }
+    out.family(
+        "chatkeep_last_run_interrupted",
+        "gauge",
+        "1 if the last sync was stopped by a shutdown before it finished (the next one resumes it), 0 otherwise.",
+    );
+    for (name, s) in &latest {
+        out.sample(
+            &[("personality", name)],
+            u8::from(s.outcome == Outcome::Interrupted),
+        );
     }
     // Gauges of the chat history, as of the last sync that reached it.
     let chat_gauges: [ChatGauge; 5] = [
@@ -143,12 +155,12 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
     out.family(
         "chatkeep_errors_total",
         "counter",
-        "Syncs that did not end ok since the daemon started, by outcome.",
+        "Syncs that failed since the daemon started, by outcome (an interrupted one is no failure).",
     );
     for name in &names {
         let mut kinds: BTreeMap<&str, u64> = Outcome::ALL
             .iter()
-            .filter(|o| **o != Outcome::Ok)
+            .filter(|o| o.is_error())
             .map(|o| (o.as_str(), 0))
             .collect();
         for ((_, kind), n) in counters.errors.iter().filter(|((p, _), _)| p == name) {
@@ -238,6 +250,7 @@ mod tests {
                 ..ChatTotals::default()
             }),
             last_success: (outcome == Outcome::Ok).then_some(finished),
+            previous_outcome: None,
         }
     }
 
@@ -259,10 +272,14 @@ chatkeep_last_success_timestamp_seconds{personality="beta"} 0
 # TYPE chatkeep_last_run_timestamp_seconds gauge
 chatkeep_last_run_timestamp_seconds{personality="alpha"} 1714564800
 chatkeep_last_run_timestamp_seconds{personality="beta"} 1714566600.25
-# HELP chatkeep_last_run_ok 1 if the last sync ended ok, 0 otherwise.
+# HELP chatkeep_last_run_ok 1 if the last sync ended ok, or was interrupted by a shutdown after one that did (or before any finished); 0 otherwise.
 # TYPE chatkeep_last_run_ok gauge
 chatkeep_last_run_ok{personality="alpha"} 1
 chatkeep_last_run_ok{personality="beta"} 0
+# HELP chatkeep_last_run_interrupted 1 if the last sync was stopped by a shutdown before it finished (the next one resumes it), 0 otherwise.
+# TYPE chatkeep_last_run_interrupted gauge
+chatkeep_last_run_interrupted{personality="alpha"} 0
+chatkeep_last_run_interrupted{personality="beta"} 0
 # HELP chatkeep_messages Chat messages stored, as of the last sync that reached the chat history.
 # TYPE chatkeep_messages gauge
 chatkeep_messages{personality="alpha"} 120
@@ -282,7 +299,7 @@ chatkeep_history_beginning_confirmed{personality="alpha"} 1
 # TYPE chatkeep_requests_total counter
 chatkeep_requests_total{personality="alpha"} 4
 chatkeep_requests_total{personality="beta"} 2
-# HELP chatkeep_errors_total Syncs that did not end ok since the daemon started, by outcome.
+# HELP chatkeep_errors_total Syncs that failed since the daemon started, by outcome (an interrupted one is no failure).
 # TYPE chatkeep_errors_total counter
 chatkeep_errors_total{personality="alpha",kind="auth_expired"} 0
 chatkeep_errors_total{personality="alpha",kind="bot_wall"} 0
@@ -296,6 +313,49 @@ chatkeep_errors_total{personality="beta",kind="partial"} 0
 chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
 "#;
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn an_interrupted_sync_is_no_error_and_keeps_the_health_of_the_one_before() {
+        let first = status(
+            "first",
+            Outcome::Interrupted,
+            "2024-05-01T12:00:00Z",
+            3,
+            Some((0, 0)),
+        );
+        let after_ok = PersonalityStatus {
+            previous_outcome: Some(Outcome::Ok),
+            ..status("after-ok", Outcome::Interrupted, "2024-05-01T12:00:00Z", 3, None)
+        };
+        let after_failure = PersonalityStatus {
+            previous_outcome: Some(Outcome::Failed),
+            ..status(
+                "after-failure",
+                Outcome::Interrupted,
+                "2024-05-01T12:00:00Z",
+                3,
+                None,
+            )
+        };
+        let mut counters = Counters::default();
+        for s in [&first, &after_ok, &after_failure] {
+            counters.add(s);
+        }
+        assert!(counters.errors.is_empty(), "{counters:?}");
+        let text = render(&[first, after_ok, after_failure], &counters);
+        for (name, ok) in [("first", 1), ("after-ok", 1), ("after-failure", 0)] {
+            let ok = format!("chatkeep_last_run_ok{{personality=\"{name}\"}} {ok}\n");
+            let interrupted = format!("chatkeep_last_run_interrupted{{personality=\"{name}\"}} 1\n");
+            assert!(text.contains(&ok) && text.contains(&interrupted), "{text}");
+        }
+        assert!(!text.contains("kind=\"interrupted\""), "{text}");
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("chatkeep_errors_total") && !l.ends_with(" 0")),
+            "{text}"
+        );
     }
 
     #[test]

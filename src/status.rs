@@ -28,6 +28,10 @@ pub enum Outcome {
     BotWall,
     /// The service kept answering 429 past the retries.
     RateLimited,
+    /// Stopped by a shutdown (Ctrl-C, SIGTERM) before it finished, with no
+    /// section failed: a clean stop, not a failure. An unfinished chat walk
+    /// keeps its checkpoint and the next sync resumes it.
+    Interrupted,
 }
 
 impl Outcome {
@@ -39,7 +43,14 @@ impl Outcome {
             Outcome::AuthExpired => "auth_expired",
             Outcome::BotWall => "bot_wall",
             Outcome::RateLimited => "rate_limited",
+            Outcome::Interrupted => "interrupted",
         }
+    }
+
+    /// A failure of some kind: counted as an error in the metrics and
+    /// unhealthy in `chatkeep status`. `ok` and `interrupted` are not.
+    pub fn is_error(self) -> bool {
+        !matches!(self, Outcome::Ok | Outcome::Interrupted)
     }
 }
 
@@ -83,6 +94,13 @@ pub enum SectionStatus {
     Skipped,
     /// Not attempted because an earlier failure stopped the personality.
     NotAttempted,
+    /// Stopped by a shutdown before it finished; `spooled` messages were
+    /// fetched by the unfinished walk but are not stored yet (the next sync
+    /// resumes the walk and stores them).
+    Interrupted {
+        #[serde(default)]
+        spooled: u64,
+    },
     Failed {
         error: String,
     },
@@ -125,6 +143,11 @@ pub struct PersonalityStatus {
     pub chat: Option<ChatTotals>,
     /// The last time a sync of this personality ended `ok`.
     pub last_success: Option<DateTime<Utc>>,
+    /// Only when `outcome` is `interrupted`: how the last sync before it
+    /// that was not interrupted ended (none if none has). A stop does not
+    /// make a failed backup healthy, nor a healthy one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_outcome: Option<Outcome>,
 }
 
 const STATUS_FILE: &str = "status.json";
@@ -136,10 +159,30 @@ impl PersonalityStatus {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Writes the status file atomically, carrying `last_success` forward.
+    /// Whether this sync leaves the backup healthy, for health checks: it
+    /// ended `ok`, or it was interrupted and the last sync that was not
+    /// ended `ok` (or none has: a first backup stopped part way).
+    pub fn healthy(&self) -> bool {
+        match self.outcome {
+            Outcome::Ok => true,
+            Outcome::Interrupted => self.previous_outcome.is_none_or(|o| o == Outcome::Ok),
+            _ => false,
+        }
+    }
+
+    /// Writes the status file atomically, carrying `last_success` forward,
+    /// and, for an interrupted sync, the outcome of the last one that was
+    /// not.
     pub fn write(mut self, dir: &PersonalityDir) -> Result<(), StoreError> {
         if self.outcome != Outcome::Ok {
-            self.last_success = PersonalityStatus::read(dir).and_then(|s| s.last_success);
+            let before = PersonalityStatus::read(dir);
+            self.last_success = before.as_ref().and_then(|s| s.last_success);
+            self.previous_outcome = match before {
+                _ if self.outcome != Outcome::Interrupted => None,
+                Some(s) if s.outcome == Outcome::Interrupted => s.previous_outcome,
+                Some(s) => Some(s.outcome),
+                None => None,
+            };
         }
         let path = dir.path().join(STATUS_FILE);
         let io_err = |source| StoreError::Io {
@@ -154,15 +197,16 @@ impl PersonalityStatus {
 }
 
 impl Outcome {
-    /// Every outcome, `ok` first; the others are the error kinds counted in
-    /// the metrics.
-    pub const ALL: [Outcome; 6] = [
+    /// Every outcome, `ok` first and `interrupted` last; the others are the
+    /// error kinds counted in the metrics ([`Outcome::is_error`]).
+    pub const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::Partial,
         Outcome::Failed,
         Outcome::AuthExpired,
         Outcome::BotWall,
         Outcome::RateLimited,
+        Outcome::Interrupted,
     ];
 }
 
@@ -267,6 +311,67 @@ impl DaemonStatus {
     /// namespace reads as dead.
     pub fn is_alive(&self) -> bool {
         self.pid != 0 && Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+#[cfg(test)]
+mod personality_status_tests {
+    use super::*;
+
+    fn sample(outcome: Outcome) -> PersonalityStatus {
+        let at: DateTime<Utc> = "2024-05-01T12:00:00Z".parse().unwrap();
+        PersonalityStatus {
+            personality: "lilith".into(),
+            personality_id: None,
+            last_started: at,
+            last_finished: at,
+            outcome,
+            error: None,
+            sections: BTreeMap::new(),
+            requests: 1,
+            chat: None,
+            last_success: (outcome == Outcome::Ok).then_some(at),
+            previous_outcome: None,
+        }
+    }
+
+    #[test]
+    fn an_interrupted_sync_carries_the_outcome_of_the_last_one_that_finished() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = crate::store::personality_dir(data.path(), "lilith").unwrap();
+        let read = || PersonalityStatus::read(&dir).unwrap();
+        sample(Outcome::Interrupted).write(&dir).unwrap();
+        assert_eq!((read().previous_outcome, read().healthy()), (None, true));
+        sample(Outcome::Failed).write(&dir).unwrap();
+        for _ in 0..2 {
+            sample(Outcome::Interrupted).write(&dir).unwrap();
+            assert_eq!(read().previous_outcome, Some(Outcome::Failed));
+            assert!(!read().healthy());
+        }
+        sample(Outcome::Ok).write(&dir).unwrap();
+        sample(Outcome::Interrupted).write(&dir).unwrap();
+        assert_eq!(read().previous_outcome, Some(Outcome::Ok));
+        assert!(read().healthy() && read().last_success.is_some());
+        sample(Outcome::Partial).write(&dir).unwrap();
+        assert_eq!((read().previous_outcome, read().healthy()), (None, false));
+    }
+
+    #[test]
+    fn a_file_from_before_interrupted_existed_still_reads() {
+        let old = r#"{"personality":"lilith","personality_id":null,
+            "last_started":"2024-05-01T12:00:00Z","last_finished":"2024-05-01T12:00:01Z",
+            "outcome":"partial","error":"stopped at a page boundary",
+            "sections":{"chat":{"state":"failed","error":"stopped at a page boundary"}},
+            "requests":3,"chat":null,"last_success":null}"#;
+        let status: PersonalityStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (status.outcome, status.previous_outcome),
+            (Outcome::Partial, None)
+        );
+        let new = serde_json::to_string(&sample(Outcome::Ok)).unwrap();
+        assert!(!new.contains("previous_outcome"), "{new}");
+        let section: SectionStatus = serde_json::from_str(r#"{"state":"interrupted"}"#).unwrap();
+        assert_eq!(section, SectionStatus::Interrupted { spooled: 0 });
     }
 }
 

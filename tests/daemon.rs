@@ -208,13 +208,68 @@ async fn sigterm_mid_walk_stops_at_a_page_boundary_within_the_timeout_and_the_ne
         "took {:?}",
         stop_at.elapsed()
     );
-    let status = read_json(&dir.path().join("data/long/status.json"));
-    assert!(
-        status["error"].as_str().unwrap_or("").contains("page boundary"),
-        "{status}"
-    );
     let done = fake.chat_requests("long");
     assert!(done < 90, "the walk did not stop early ({done} requests)");
+
+    // A clean stop is no failure: recorded as `interrupted`, healthy for
+    // `status` and the metrics, with what the walk fetched so far.
+    let status = read_json(&dir.path().join("data/long/status.json"));
+    assert_eq!(status["outcome"], "interrupted", "{status}");
+    assert_eq!(status["error"], serde_json::Value::Null, "{status}");
+    assert_eq!(status["sections"]["chat"]["state"], "interrupted", "{status}");
+    let spooled = status["sections"]["chat"]["spooled"].as_u64().unwrap();
+    assert!(spooled > 0 && spooled < 5000, "{status}");
+    let out = chatkeep(&config).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("long ") && l.contains(" interrupted ")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "long: the chat history is still being fetched: {spooled} messages fetched"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stdout.contains("FAILED") && !stdout.contains("partial"),
+        "{}",
+        text(&out)
+    );
+    let metrics = std::fs::read_to_string(dir.path().join("data/metrics.prom")).unwrap();
+    assert!(
+        metrics.contains("chatkeep_last_run_ok{personality=\"long\"} 1\n")
+            && metrics.contains("chatkeep_last_run_interrupted{personality=\"long\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("chatkeep_errors_total"))
+            .all(|l| l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let daemon_status = read_json(&dir.path().join("data/status.json"));
+    assert_eq!(
+        daemon_status["personalities"]["long"]["last_outcome"], "interrupted",
+        "{daemon_status}"
+    );
+    // Export says the history is not all there yet, rather than silently
+    // writing what is stored.
+    let out = chatkeep(&config).args(["export", "long"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "the chat history of `long` is still being fetched: {spooled} messages fetched are not stored yet"
+        )),
+        "{}",
+        text(&out)
+    );
 
     // The one-shot sync resumes it and ends complete.
     let out = chatkeep(&config).arg("sync").output().unwrap();
@@ -226,6 +281,19 @@ async fn sigterm_mid_walk_stops_at_a_page_boundary_within_the_timeout_and_the_ne
     );
     assert!(fake.chat_requests("long") < done + 100);
     assert_complete(&export_lines(&load(&config), "long"), &fake, "long");
+    let out = chatkeep(&config).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("still being fetched"),
+        "{}",
+        text(&out)
+    );
+    let out = chatkeep(&config).args(["export", "long"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        text(&out).lines().take(3).collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

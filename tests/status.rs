@@ -389,3 +389,161 @@ async fn status_agrees_with_what_a_real_sync_did() {
     assert_eq!(run.code, Some(0), "{}", run.all);
     assert_eq!(row(&run.stdout, "lilith")[2..5], ["ok", "30", "0"]);
 }
+
+#[test]
+fn an_interrupted_sync_is_healthy_unless_the_one_before_it_failed() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    // A status file from before `interrupted` existed still reads.
+    write_status(&data, "lilith", "ok", now, Some((10, 1)), None);
+    write_status(&data, "eve", "ok", now, Some((10, 1)), None);
+    let interrupt = |name: &str, previous: Option<&str>| {
+        let path = data.join(name).join("status.json");
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        doc["outcome"] = "interrupted".into();
+        doc["sections"] = serde_json::json!({"chat": {"state": "interrupted", "spooled": 50}});
+        if let Some(previous) = previous {
+            doc["previous_outcome"] = previous.into();
+        }
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    };
+    interrupt("lilith", Some("ok"));
+    interrupt("eve", None);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(row(&run.stdout, "lilith")[2], "interrupted", "{}", run.all);
+
+    interrupt("eve", Some("failed"));
+    let run = status(&config, true);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let eve = &doc["personalities"][1];
+    assert_eq!(
+        (&eve["outcome"], &eve["previous_outcome"], &eve["healthy"]),
+        (
+            &Value::from("interrupted"),
+            &Value::from("failed"),
+            &Value::from(false)
+        ),
+        "{}",
+        run.all
+    );
+    let run = status(&config, false);
+    assert!(
+        run.stdout
+            .contains("eve: interrupted by a shutdown; the last sync that finished ended failed\n"),
+        "{}",
+        run.all
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_first_backup_is_interrupted_not_failed_and_shows_what_was_fetched() {
+    use chatkeep::fake::{FakeConfig, PersonalitySpec};
+    const MESSAGES: usize = 3000;
+    let fake = fake(
+        FakeConfig::default(),
+        vec![PersonalitySpec::new("first", MESSAGES)],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // ~60 pages at 40 requests/s: caught mid-walk.
+    let config = write_config(dir.path(), &fake.base_url(), &["first"], 40.0, "");
+    let child = chatkeep(&config)
+        .arg("sync")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fake.chat_requests("first") < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // SIGINT, as Ctrl-C sends it.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let sync = child.wait_with_output().unwrap();
+    let requests = fake.chat_requests("first");
+    assert!(requests < 50, "the walk did not stop early ({requests} requests)");
+    let summary = String::from_utf8_lossy(&sync.stdout);
+    assert!(
+        summary.starts_with("first: interrupted; ")
+            && summary.contains("; chat: interrupted, ")
+            && summary.contains(" messages fetched and not stored yet"),
+        "{}",
+        text(&sync)
+    );
+    assert!(
+        !String::from_utf8_lossy(&sync.stdout).contains("FAILED"),
+        "{}",
+        text(&sync)
+    );
+
+    let run = status(&config, true);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "an interrupted first backup is no failure: {}",
+        run.all
+    );
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let first = &doc["personalities"][0];
+    assert_eq!(
+        (&first["outcome"], &first["messages"], &first["error"]),
+        (&Value::from("interrupted"), &Value::from(0), &Value::Null),
+        "{}",
+        run.all
+    );
+    let spooled = first["spooled"].as_u64().unwrap();
+    assert!(spooled > 0 && spooled < MESSAGES as u64, "{}", run.all);
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(
+        row(&run.stdout, "first")[2..4],
+        ["interrupted", "0"],
+        "{}",
+        run.all
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "first: the chat history is still being fetched: {spooled} messages fetched, not stored yet"
+        )),
+        "{}",
+        run.all
+    );
+
+    // Export writes what is stored, and says on stderr that it is not all.
+    let out = chatkeep(&config)
+        .args(["export", "first", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "nothing is stored yet: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "warning: the chat history of `first` is still being fetched: {spooled} messages fetched are \
+             not stored yet, so this export holds only the 0 stored"
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // The next sync resumes the walk and completes the history.
+    let again = chatkeep(&config).arg("sync").output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(fake.chat_requests("first") < requests + 70);
+    assert_complete(&export_lines(&load(&config), "first"), &fake, "first");
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert_eq!(row(&run.stdout, "first")[2..4], ["ok", "3000"], "{}", run.all);
+    assert!(!run.stdout.contains("still being fetched"), "{}", run.all);
+    let out = chatkeep(&config).args(["export", "first"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -28,6 +28,7 @@ pub fn run(
         )));
     }
     let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    warn_of_unfinished_walk(&chat, name);
     let shape_id = chat.state().personality_id.clone().unwrap_or_default();
     let meta = ExportMeta {
         shape_id: &shape_id,
@@ -81,6 +82,30 @@ pub fn run(
         eprintln!("wrote {written} of {name} to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on standard error when a walk has fetched messages that are not
+/// stored yet (a sync running now, or one interrupted before its walk
+/// ended, as a first backup often is), or when a first walk has begun: the
+/// export holds only what is stored, which may be nothing at all.
+fn warn_of_unfinished_walk(chat: &crate::store::ChatStore, name: &PersonalitySlug) {
+    let walk = match chat.walk_in_progress() {
+        // A walk that has fetched nothing new leaves a stored history
+        // complete as far as anyone knows; a first one leaves none yet.
+        Ok(Some(walk)) if walk.spooled > 0 || chat.state().message_count == 0 => walk,
+        Ok(_) => return,
+        Err(e) => {
+            eprintln!("warning: cannot read the unfinished walk of `{name}`: {e}");
+            return;
+        }
+    };
+    eprintln!(
+        "warning: the chat history of `{name}` is still being fetched: {} messages fetched are not \
+         stored yet, so this export holds only the {} stored; it is complete once a sync finishes the walk \
+         (`chatkeep sync {name}`, or the daemon's next run)",
+        walk.spooled,
+        chat.state().message_count
+    );
 }
 
 /// The device and inode of `path` when it is a device or a pipe to write

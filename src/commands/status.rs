@@ -1,7 +1,9 @@
 //! `chatkeep status`: a table (or one JSON document) of each personality's
-//! last sync and next run, read from the status files alone: no network and
-//! no lock, so it works beside a running daemon. Its exit code makes it a
-//! health check: 0 when every configured personality's last sync ended ok.
+//! last sync and next run, read from the status files (and an unfinished
+//! walk's spool) alone: no network and no lock, so it works beside a
+//! running daemon. Its exit code makes it a
+//! health check: 0 when every configured personality's last sync ended ok
+//! (or was interrupted by a shutdown, and the one before it ended ok).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -53,9 +55,9 @@ pub struct Report {
     /// When the report was made; ages are relative to it.
     pub now: DateTime<Utc>,
     pub data_dir: PathBuf,
-    /// Every configured personality's last sync ended ok. Backups no longer
-    /// in the config are shown but do not count: nothing would ever fix
-    /// their last outcome.
+    /// Every configured personality is healthy ([`Entry::healthy`]).
+    /// Backups no longer in the config are shown but do not count: nothing
+    /// would ever fix their last outcome.
     pub healthy: bool,
     /// The daemon, if it has ever written its status file here.
     pub daemon: Option<DaemonInfo>,
@@ -79,11 +81,16 @@ pub struct Entry {
     pub name: String,
     /// In the config; otherwise a backup left from an earlier config.
     pub configured: bool,
-    /// The last sync ended ok.
+    /// The last sync ended ok, or was interrupted by a shutdown and the
+    /// last one that finished ended ok (or none has finished yet).
     pub healthy: bool,
     /// How the last sync ended; none if it never ran or its status file is
     /// unreadable.
     pub outcome: Option<Outcome>,
+    /// When the last sync was interrupted: how the last one that was not
+    /// ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_outcome: Option<Outcome>,
     /// The last sync's first error, or why there is no outcome.
     pub error: Option<String>,
     pub last_started: Option<DateTime<Utc>>,
@@ -92,6 +99,10 @@ pub struct Entry {
     pub last_success: Option<DateTime<Utc>>,
     /// Chat messages stored.
     pub messages: Option<u64>,
+    /// A chat walk under way, or interrupted and waiting for the next sync:
+    /// the messages it has fetched that are not stored yet (not counted in
+    /// `messages`).
+    pub spooled: Option<u64>,
     /// Chat messages the last sync added.
     pub new_last_run: Option<u64>,
     /// HTTP requests the last sync made.
@@ -209,16 +220,26 @@ impl Entry {
             None => None,
         };
         let chat = status.as_ref().and_then(|s| s.chat.as_ref());
+        // Read from the walk's spool, not the status file: it also counts a
+        // walk running now or one a crash cut short.
+        let spooled = dir
+            .as_ref()
+            .ok()
+            .and_then(|d| crate::store::ChatStore::open_read_only(d.path()).ok())
+            .and_then(|chat| chat.walk_in_progress().ok().flatten())
+            .map(|walk| walk.spooled);
         Entry {
             name: name.to_owned(),
             configured,
-            healthy: status.as_ref().is_some_and(|s| s.outcome == Outcome::Ok),
+            healthy: status.as_ref().is_some_and(PersonalityStatus::healthy),
             outcome: status.as_ref().map(|s| s.outcome),
+            previous_outcome: status.as_ref().and_then(|s| s.previous_outcome),
             error,
             last_started: status.as_ref().map(|s| s.last_started),
             last_run: status.as_ref().map(|s| s.last_finished),
             last_success: status.as_ref().and_then(|s| s.last_success),
             messages: chat.map(|c| c.total),
+            spooled,
             new_last_run: chat.map(|c| c.new),
             requests_last_run: status.as_ref().map(|s| s.requests),
             running: schedule.running,
@@ -255,6 +276,20 @@ impl Entry {
             ));
         }
         Some(text)
+    }
+
+    /// What a chat walk that is not committed yet has fetched: a first
+    /// backup shows 0 messages until its walk ends.
+    fn walk_text(&self) -> Option<String> {
+        let spooled = self.spooled.filter(|n| *n > 0)?;
+        Some(if self.running {
+            format!("fetching the chat history: {spooled} messages fetched so far, stored when the walk ends")
+        } else {
+            format!(
+                "the chat history is still being fetched: {spooled} messages fetched, not stored yet \
+                 (the next sync resumes the walk and stores them)"
+            )
+        })
     }
 
     fn outcome_text(&self) -> &'static str {
@@ -335,9 +370,19 @@ impl Report {
             if let Some(history) = e.history_text(self.now) {
                 out.push_str(&format!("{}: {history}\n", e.name));
             }
+            if let Some(walk) = e.walk_text() {
+                out.push_str(&format!("{}: {walk}\n", e.name));
+            }
             if let Some(error) = &e.error {
                 let error = crate::escape::controls(error);
                 out.push_str(&format!("{}: {}: {error}\n", e.name, e.outcome_text()));
+            }
+            if let Some(previous) = e.previous_outcome.filter(|o| o.is_error()) {
+                out.push_str(&format!(
+                    "{}: interrupted by a shutdown; the last sync that finished ended {}\n",
+                    e.name,
+                    previous.as_str()
+                ));
             }
             if !e.configured {
                 out.push_str(&format!(
@@ -377,7 +422,8 @@ impl Report {
 }
 
 /// Aligned columns: numbers (MESSAGES, NEW) to the right, the rest to the
-/// left. With `colour`, the outcome is green when ok and red otherwise.
+/// left. With `colour`, the outcome is green when ok, yellow when
+/// interrupted and red otherwise.
 fn table(rows: &[[String; 7]], colour: bool) -> String {
     const RIGHT: [bool; 7] = [false, false, false, true, true, false, false];
     const OUTCOME: usize = 2;
@@ -393,6 +439,7 @@ fn table(rows: &[[String; 7]], colour: bool) -> String {
             let text = match (colour && i > 0 && c == OUTCOME, cell.as_str()) {
                 (false, _) => cell.clone(),
                 (true, "ok") => format!("\x1b[32m{cell}\x1b[0m"),
+                (true, "interrupted") => format!("\x1b[33m{cell}\x1b[0m"),
                 (true, _) => format!("\x1b[31m{cell}\x1b[0m"),
             };
             if c > 0 {
@@ -472,11 +519,13 @@ mod tests {
             configured: true,
             healthy: outcome == Some(Outcome::Ok),
             outcome,
+            previous_outcome: None,
             error: None,
             last_started: None,
             last_run: outcome.map(|_| at("2024-05-01T12:00:00Z")),
             last_success: None,
             messages: outcome.map(|_| 1234),
+            spooled: None,
             new_last_run: outcome.map(|_| 5),
             requests_last_run: None,
             running: false,
@@ -585,5 +634,34 @@ daemon: running, pid 42, chatkeep 0.1.0, started 2024-05-01 09:00 (6h ago), conf
             .replace("\x1b[0m", "");
         assert_eq!(stripped, plain);
         assert!(!plain.contains('\x1b'));
+    }
+
+    #[test]
+    fn an_interrupted_walk_says_how_much_it_fetched_and_what_came_before() {
+        let mut first = entry("first", Some(Outcome::Interrupted));
+        (first.messages, first.new_last_run, first.spooled) = (Some(0), Some(0), Some(1618));
+        let mut after_failure = entry("again", Some(Outcome::Interrupted));
+        after_failure.previous_outcome = Some(Outcome::Failed);
+        let mut running = entry("busy", Some(Outcome::Ok));
+        (running.running, running.spooled) = (true, Some(40));
+        let text = report(vec![first, after_failure, running], true).render(false);
+        assert!(
+            text.contains(
+                "first: the chat history is still being fetched: 1618 messages fetched, not stored yet \
+                 (the next sync resumes the walk and stores them)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("again: interrupted by a shutdown; the last sync that finished ended failed\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("busy: fetching the chat history: 40 messages fetched so far"),
+            "{text}"
+        );
+        assert!(!text.contains("first: interrupted by"), "{text}");
+        let coloured = report(vec![entry("x", Some(Outcome::Interrupted))], true).render(true);
+        assert!(coloured.contains("\x1b[33minterrupted\x1b[0m"), "{coloured}");
     }
 }

@@ -680,10 +680,18 @@ fn status_line(status: &DaemonStatus) -> String {
     let failed = status
         .personalities
         .values()
-        .filter(|p| p.last_outcome.is_some_and(|o| o != Outcome::Ok))
+        .filter(|p| p.last_outcome.is_some_and(Outcome::is_error))
         .count();
     let next = status.personalities.values().filter_map(|p| p.next_run).min();
+    let interrupted = status
+        .personalities
+        .values()
+        .filter(|p| p.last_outcome == Some(Outcome::Interrupted))
+        .count();
     let mut line = format!("{total} personalities: {running} running, {ok} ok, {failed} not ok");
+    if interrupted > 0 {
+        line.push_str(&format!(", {interrupted} interrupted"));
+    }
     if let Some(next) = next {
         line.push_str(&format!("; next run {}", next.format("%Y-%m-%d %H:%M:%S UTC")));
     }

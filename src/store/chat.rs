@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
-use super::spool::{Spool, SpoolError};
+use super::spool::{self, Spool, SpoolError, WalkInProgress};
 use crate::config::DEFAULT_SEGMENT_SIZE;
 use crate::message::{MessageId, Ts};
 pub use commit::{Commit, CommitSummary};
@@ -336,6 +336,13 @@ impl ChatStore {
     /// True if an interrupted walk is waiting to be resumed or committed.
     pub fn has_pending_walk(&self) -> bool {
         self.spool_path(self.state.next_walk).exists()
+    }
+
+    /// Where the current walk stands (none when there is no walk), read
+    /// without changing anything: a reader beside a sync sees how many
+    /// messages the walk has fetched that are not stored yet.
+    pub fn walk_in_progress(&self) -> Result<Option<WalkInProgress>, ChatStoreError> {
+        Ok(spool::peek(&self.spool_path(self.state.next_walk))?)
     }
 
     /// Opens the spool of an audit's walk: new, or left by an interrupted

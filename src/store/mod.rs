@@ -30,7 +30,7 @@ pub use chat::{
 };
 pub use documents::DocChange;
 pub use rate_state::{RATE_STATE_FILE, RateStateFile};
-pub use spool::{Boundary, Checkpoint, Spool, SpoolError, WalkEnd, WalkKind};
+pub use spool::{Boundary, Checkpoint, Spool, SpoolError, WalkEnd, WalkInProgress, WalkKind};
 
 const LOCK_FILE: &str = ".chatkeep.lock";
 

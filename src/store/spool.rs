@@ -361,6 +361,65 @@ impl Spool {
     }
 }
 
+/// Where an unfinished walk stands, as a reader beside it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkInProgress {
+    pub kind: WalkKind,
+    /// Messages the walk has fetched and spooled, not yet stored.
+    pub spooled: u64,
+    /// The walk finished; only its commit is left.
+    pub done: bool,
+}
+
+/// Reads where the walk spooled at `path` stands from its last whole
+/// record, without changing the file: for readers (`status`, `export`)
+/// that run beside the walk appending to it. `None` when there is no spool
+/// or no whole record in it yet. Only record headers are read up to the
+/// last record, so a long walk's spool costs little.
+pub fn peek(path: &Path) -> Result<Option<WalkInProgress>, SpoolError> {
+    let io_err = |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let file_len = file.metadata().map_err(io_err)?.len();
+    // The offsets of the records the file holds whole, by their headers.
+    let mut offsets = Vec::new();
+    let mut offset = 0u64;
+    let mut header = [0u8; HEADER_LEN as usize];
+    while offset + HEADER_LEN <= file_len {
+        file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        file.read_exact(&mut header).map_err(io_err)?;
+        let len = u64::from(u32::from_le_bytes([header[5], header[6], header[7], header[8]]));
+        if &header[..4] != MAGIC || offset + HEADER_LEN + len > file_len {
+            break;
+        }
+        offsets.push(offset);
+        offset += HEADER_LEN + len;
+    }
+    // A torn or unreadable tail is a write cut short: the record before
+    // it says where the walk stands.
+    for &offset in offsets.iter().rev() {
+        file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        let Ok((kind, payload)) = read_record(&mut BufReader::new(&file)) else {
+            continue;
+        };
+        let Ok((checkpoint, _)) = split_checkpoint(&payload) else {
+            continue;
+        };
+        return Ok(Some(WalkInProgress {
+            kind: checkpoint.kind,
+            spooled: checkpoint.spooled,
+            done: kind == KIND_DONE,
+        }));
+    }
+    Ok(None)
+}
+
 fn read_record(reader: &mut impl Read) -> Result<(u8, Vec<u8>), String> {
     let mut header = [0u8; HEADER_LEN as usize];
     reader
@@ -509,5 +568,45 @@ mod tests {
         let spool = Spool::open(&path).unwrap();
         assert!(spool.checkpoint().is_none());
         assert_eq!(spool.page_count(), 0);
+    }
+
+    #[test]
+    fn peek_reads_the_last_whole_checkpoint_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.spool");
+        assert_eq!(peek(&path).unwrap(), None, "no spool");
+        let mut spool = Spool::open(&path).unwrap();
+        assert_eq!(peek(&path).unwrap(), None, "no record yet");
+        spool.append_page(&checkpoint(3), &[msg("b", 2.0)]).unwrap();
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        spool.append_page(&checkpoint(7), &[msg("a", 1.0)]).unwrap();
+        let want = |spooled, done| {
+            Some(WalkInProgress {
+                kind: WalkKind::Top,
+                spooled,
+                done,
+            })
+        };
+        assert_eq!(peek(&path).unwrap(), want(7, false));
+        // A record torn mid-write (or still being written): the one before.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(good_len + 20).unwrap();
+        assert_eq!(peek(&path).unwrap(), want(3, false));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            good_len + 20,
+            "untouched"
+        );
+        // A whole record with a flipped byte is not trusted either.
+        drop(spool);
+        file.set_len(good_len).unwrap();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.mark_done(&checkpoint(3)).unwrap();
+        assert_eq!(peek(&path).unwrap(), want(3, true));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(peek(&path).unwrap(), want(3, false));
     }
 }

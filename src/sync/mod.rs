@@ -353,12 +353,23 @@ impl Run {
                     );
                     self.chat = Some(report);
                 }
+                // A clean stop, not a failure: the walk keeps its
+                // checkpoint and the next sync resumes it.
                 Err(ChatSyncError::Cancelled) => {
                     self.cancelled = true;
-                    self.fail(
-                        Some(Section::Chat),
-                        Stop::Other(ChatSyncError::Cancelled.to_string()),
+                    let spooled = match chat.walk_in_progress() {
+                        Ok(walk) => walk.map_or(0, |w| w.spooled),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the interrupted walk's spool");
+                            0
+                        }
+                    };
+                    tracing::debug!(
+                        spooled,
+                        "chat walk stopped at a page boundary; the next run resumes it"
                     );
+                    self.sections
+                        .insert(Section::Chat, SectionStatus::Interrupted { spooled });
                 }
                 Err(ChatSyncError::Api(e)) => self.fail(Some(Section::Chat), e.into()),
                 Err(e @ (ChatSyncError::Store(_) | ChatSyncError::SpoolLimit { .. })) => {
@@ -398,6 +409,7 @@ impl Run {
             .count();
         let outcome = match self.halt {
             Some(o) => o,
+            None if failed == 0 && self.cancelled => Outcome::Interrupted,
             None if failed == 0 => Outcome::Ok,
             None if failed < attempted.len() => Outcome::Partial,
             None => Outcome::Failed,
@@ -418,6 +430,7 @@ impl Run {
             requests: client.stats().requests.load(std::sync::atomic::Ordering::Relaxed) - requests_before,
             chat: self.chat_totals.clone(),
             last_success: (outcome == Outcome::Ok).then_some(finished),
+            previous_outcome: None,
         }
     }
 }
@@ -615,6 +628,12 @@ pub fn summary(report: &PersonalityReport) -> String {
             SectionStatus::NotAvailable => format!("{label}: not available to this account"),
             SectionStatus::Skipped => continue,
             SectionStatus::NotAttempted => format!("{label}: not attempted"),
+            SectionStatus::Interrupted { spooled: 0 } => {
+                format!("{label}: interrupted (the next run resumes it)")
+            }
+            SectionStatus::Interrupted { spooled } => format!(
+                "{label}: interrupted, {spooled} messages fetched and not stored yet (the next run resumes the walk and stores them)"
+            ),
             SectionStatus::Failed { .. } => format!("{label}: FAILED"),
         };
         parts.push(text);
