@@ -27,6 +27,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The service refused the session cookie.
     pub const AUTH: u8 = 3;
+    /// Stopped by Ctrl-C or SIGTERM, cleanly, with nothing else wrong: the
+    /// next run resumes (128 + SIGINT, as shells report such a stop).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// An error that ends a command before it does anything, with its exit code.

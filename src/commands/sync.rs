@@ -45,10 +45,19 @@ impl PassOutcome {
     }
 
     pub fn exit_code(&self) -> ExitCode {
+        let outcome = |wanted: Outcome| self.reports.iter().any(|r| r.outcome() == wanted);
+        let failed = self.fatal.is_some()
+            || self.discovery.is_some()
+            || self
+                .reports
+                .iter()
+                .any(|r| !matches!(r.outcome(), Outcome::Ok | Outcome::Interrupted));
         ExitCode::from(if self.auth_failed() {
             exit::AUTH
-        } else if !self.all_ok() {
+        } else if failed {
             exit::FAILED
+        } else if outcome(Outcome::Interrupted) {
+            exit::INTERRUPTED
         } else {
             exit::OK
         })
