@@ -17,6 +17,7 @@ pub mod chat;
 pub mod documents;
 pub mod fsio;
 pub mod rate_state;
+mod remove;
 pub mod spool;
 
 use std::fs::{File, TryLockError};
