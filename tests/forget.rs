@@ -195,3 +195,44 @@ async fn a_backup_no_longer_upstream_is_kept_and_said_so() {
     assert!(data.join("gone/gone.json").is_file());
     assert!(data.join("gone/status.json").is_file());
 }
+
+/// On a terminal (util-linux `script` gives one), forget asks and only a
+/// yes removes. Skipped where `script` is missing.
+#[test]
+fn forget_on_a_terminal_asks_and_only_yes_removes() {
+    let script = Path::new("/usr/bin/script");
+    if !script.exists() {
+        eprintln!("skipped: no /usr/bin/script to give forget a terminal");
+        return;
+    }
+    let (_dir, config, data) = setup(&["lilith"]);
+    backup(&data, "old-friend");
+    let answer = |reply: &str| {
+        let command = format!(
+            "'{}' --config '{}' forget old-friend",
+            env!("CARGO_BIN_EXE_chatkeep"),
+            config.display()
+        );
+        let mut child = std::process::Command::new(script)
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), reply.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = answer("n\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("[y/N]") && text(&out).contains("nothing removed"),
+        "{}",
+        text(&out)
+    );
+    assert!(data.join("old-friend/old-friend.json").is_file());
+    let out = answer("y\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!data.join("old-friend").exists(), "{}", text(&out));
+}
