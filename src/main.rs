@@ -224,10 +224,39 @@ enum Command {
     /// when any did not or never ran, so it can serve as a health check.
     /// Backups no longer in the config are listed but not counted; whether
     /// the daemon runs is shown but not counted either.
+    ///
+    /// A config file that does not load (a bad edit, which a running daemon
+    /// refuses on reload) does not stop it: it says so, with the line and
+    /// column, and reports all the same from the data directory given by
+    /// --data-dir, else from `[storage] data_dir` read from the file as far
+    /// as it parses. It then counts the personalities the file still names
+    /// and those the running daemon schedules. Without either directory it
+    /// exits 2.
     Status {
         /// Print one JSON document instead of the table.
         #[arg(long)]
         json: bool,
+        /// Read this data directory instead of the config's; works without a valid config.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Remove the backup of a personality that is no longer wanted.
+    ///
+    /// Deletes <data_dir>/<NAME> and everything in it: a leftover of a
+    /// typo, or the backup of a personality removed from the config. Asks
+    /// first (y/N) on a terminal; elsewhere --yes must confirm. Refused
+    /// while NAME is in a [[personality]] block of the config (remove it
+    /// there first), and while a daemon, sync or archive holds the data
+    /// directory (exit 2). Snapshots in the archive directory are not
+    /// touched; remove them by hand if they are unwanted too.
+    ///
+    /// Exit 0 when removed, 1 when declined at the prompt, 2 when refused.
+    Forget {
+        /// Personality name (slug).
+        name: PersonalitySlug,
+        /// Remove without asking.
+        #[arg(long, short)]
+        yes: bool,
     },
     /// Validate the config and print it with defaults filled in, secrets redacted.
     CheckConfig,
@@ -356,9 +385,12 @@ fn main() -> ExitCode {
                     CookieAction::Check => commands::cookie::check(&config).await,
                 }
             }
-            Command::Status { json } => {
+            Command::Status { json, data_dir } => {
+                commands::status::run(&cli.config, data_dir.as_deref(), json)
+            }
+            Command::Forget { name, yes } => {
                 let config = commands::load_config(&cli.config)?;
-                commands::status::run(&config, json)
+                commands::forget::run(&config, &name, yes)
             }
             Command::CheckConfig => commands::check_config(&cli.config),
             Command::Demo { dir } => commands::demo::run(dir).await,

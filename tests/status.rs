@@ -345,12 +345,24 @@ fn works_while_another_process_holds_the_data_directory() {
 fn a_personality_cannot_take_the_name_of_chatkeeps_own_files() {
     // A personality named like the daemon's status file would need a
     // directory where that file is: the config refuses the name, with its
-    // position, before anything touches the data directory.
+    // position, before anything touches the data directory. `status` says
+    // so and reports what it can without it (lilith never ran: exit 1).
     let (_dir, config, data) = setup(&["lilith", "status.json"]);
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("\"status.json\""))
+        .unwrap()
+        + 1;
     let run = status(&config, false);
-    assert_eq!(run.code, Some(2), "{}", run.all);
+    assert_eq!(run.code, Some(1), "{}", run.all);
     assert!(run.all.contains("chatkeep's own files"), "{}", run.all);
-    assert!(run.all.contains(&format!("{}:", config.display())), "{}", run.all);
+    assert!(
+        run.all
+            .contains(&format!("{} is invalid (line {line},", config.display())),
+        "{}",
+        run.all
+    );
     assert!(!data.join("status.json").exists());
 
     // A backup directory of that name left by hand is listed, and the
@@ -388,6 +400,144 @@ async fn status_agrees_with_what_a_real_sync_did() {
     let run = status(&config, false);
     assert_eq!(run.code, Some(0), "{}", run.all);
     assert_eq!(row(&run.stdout, "lilith")[2..5], ["ok", "30", "0"]);
+}
+
+/// Replaces `from` with `to` in the config file: a bad edit.
+fn edit(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(config, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The 1-based line of the config file holding `needle`.
+fn line_of(config: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(config).unwrap();
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn a_broken_config_is_said_to_be_invalid_and_the_status_still_reported() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((12, 2)), None);
+    write_status(&data, "eve", "ok", now, Some((7, 0)), None);
+    // Broken TOML: the whole file does not parse.
+    edit(&config, "burst = 1", "burst = lots");
+    let line = line_of(&config, "burst = lots");
+
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "every personality is ok: {}", run.all);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "warning: the config file {} is invalid (line {line}, column",
+            config.display()
+        )),
+        "{}",
+        run.all
+    );
+    assert!(run.stdout.contains("[storage] data_dir"), "{}", run.all);
+    assert_eq!(row(&run.stdout, "lilith")[2..4], ["ok", "12"]);
+    assert_eq!(row(&run.stdout, "eve")[2..4], ["ok", "7"]);
+
+    let json = status(&config, true);
+    assert_eq!(json.code, Some(0), "{}", json.all);
+    let doc: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+    assert_eq!(doc["config_error"]["line"], line);
+    assert_eq!(doc["data_dir"], data.to_str().unwrap());
+    assert_eq!(doc["personalities"].as_array().unwrap().len(), 2);
+    assert!(json.all.contains("is invalid"), "{}", json.all);
+
+    // The outcomes still decide the exit code.
+    write_status(
+        &data,
+        "eve",
+        "failed",
+        now,
+        None,
+        Some("the service answered 500"),
+    );
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(1), "{}", run.all);
+    assert!(
+        run.stdout.contains("eve: failed: the service answered 500"),
+        "{}",
+        run.all
+    );
+}
+
+#[test]
+fn a_config_that_parses_but_does_not_validate_is_reported_with_line_and_column() {
+    let (_dir, config, data) = setup(&["lilith"]);
+    write_status(&data, "lilith", "ok", Utc::now(), Some((3, 0)), None);
+    edit(&config, "burst = 1", "burst = \"many\"");
+    let line = line_of(&config, "burst = \"many\"");
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(0), "{}", run.all);
+    assert!(
+        run.stdout
+            .contains(&format!("is invalid (line {line}, column 9)")),
+        "{}",
+        run.all
+    );
+    assert_eq!(row(&run.stdout, "lilith")[2], "ok");
+}
+
+#[test]
+fn with_a_broken_config_the_running_daemons_personalities_count() {
+    let (_dir, config, data) = setup(&["lilith", "eve"]);
+    let now = Utc::now();
+    write_status(&data, "lilith", "ok", now, Some((1, 0)), None);
+    write_status(
+        &data,
+        "eve",
+        "failed",
+        now,
+        None,
+        Some("the service answered 500"),
+    );
+    // The bad edit is in eve's own block: the file no longer names her,
+    // but the daemon (this process stands in for it) still backs her up.
+    edit(&config, "name = \"eve\"", "name = eve");
+    write_daemon(&data, std::process::id(), &[("lilith", now), ("eve", now)]);
+    let run = status(&config, true);
+    assert_eq!(run.code, Some(1), "eve's failure counts: {}", run.all);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let eve = doc["personalities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "eve")
+        .cloned()
+        .unwrap();
+    assert_eq!(eve["configured"], true);
+}
+
+#[test]
+fn without_a_data_directory_to_read_status_exits_2_naming_data_dir_flag() {
+    let (dir, config, data) = setup(&["lilith"]);
+    write_status(&data, "lilith", "ok", Utc::now(), Some((1, 0)), None);
+    edit(&config, "data_dir = \"data\"", "data_dir = data");
+    let run = status(&config, false);
+    assert_eq!(run.code, Some(2), "{}", run.all);
+    assert!(
+        run.all.contains(&format!("{}:", config.display())) && run.all.contains("--data-dir"),
+        "{}",
+        run.all
+    );
+
+    // --data-dir: reports, with a broken config or none at all.
+    for config in [config.clone(), dir.path().join("missing.toml")] {
+        let out = chatkeep(&config)
+            .arg("status")
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("given by --data-dir"), "{stdout}");
+        assert_eq!(row(&stdout, "lilith")[2], "ok");
+    }
 }
 
 #[test]

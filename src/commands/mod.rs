@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cookie;
 pub mod demo;
 pub mod export;
+pub mod forget;
 pub mod serve_fake;
 pub mod status;
 pub mod sync;

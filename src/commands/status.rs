@@ -1,9 +1,14 @@
 //! `chatkeep status`: a table (or one JSON document) of each personality's
 //! last sync and next run, read from the status files (and an unfinished
 //! walk's spool) alone: no network and no lock, so it works beside a
-//! running daemon. Its exit code makes it a
-//! health check: 0 when every configured personality's last sync ended ok
-//! (or was interrupted by a shutdown, and the one before it ended ok).
+//! running daemon. Its exit code makes it a health check: 0 when every
+//! configured personality's last sync ended ok (or was interrupted by a
+//! shutdown, and the one before it ended ok).
+//!
+//! It does not need a valid config: after a bad edit (which a running
+//! daemon refuses on reload, keeping the config it has), `status` says the
+//! file is invalid and reports all the same, from the data directory given
+//! with `--data-dir` or read leniently from the file (see [`Sources`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,15 +18,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Fatal, exit};
-use crate::config::Config;
+use crate::config::lenient::Hints;
+use crate::config::{Config, ConfigError};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus, is_reserved_name};
 use crate::store::personality_dir;
 
 /// Prints the status of the configured personalities, and of any other
 /// personality directory in the data directory that has a status file.
-pub fn run(config: &Config, json: bool) -> Result<ExitCode, Fatal> {
-    let report = Report::collect(config, Utc::now())?;
+/// `data_dir`, from `--data-dir`, replaces the config's.
+pub fn run(config_path: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode, Fatal> {
+    let sources = Sources::find(config_path, data_dir)?;
+    let report = Report::collect(sources, Utc::now())?;
     let text = if json {
+        if let Some(problem) = &report.config_error {
+            eprintln!("warning: {}", crate::escape::controls(&problem.sentence()));
+        }
         let mut text = serde_json::to_string_pretty(&report)
             .map_err(|e| Fatal::usage(format!("cannot render the status as JSON: {e}")))?;
         text.push('\n');
@@ -49,6 +60,114 @@ pub fn run(config: &Config, json: bool) -> Result<ExitCode, Fatal> {
     })
 }
 
+/// Where `status` reads, and which personalities count in its exit code.
+///
+/// With a valid config: its data directory (or `--data-dir`), its archive
+/// directory and its personalities. With a config that cannot be loaded:
+/// the data directory from `--data-dir`, else `[storage] data_dir` read
+/// from the file as far as it parses ([`Hints`]); the personalities counted
+/// are those the file still names, and those a running daemon schedules
+/// (it keeps the config it last loaded). Without either directory, `status`
+/// fails as before (exit 2), saying to pass `--data-dir`.
+#[derive(Debug)]
+pub struct Sources {
+    pub data_dir: PathBuf,
+    /// Where the snapshots are, if known.
+    pub archive_dir: Option<PathBuf>,
+    pub configured: Vec<String>,
+    /// Why the config could not be loaded, if it could not.
+    pub config_error: Option<ConfigProblem>,
+}
+
+/// A config file `status` reported without.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigProblem {
+    pub path: PathBuf,
+    /// Where in the file (1-based; the column counts characters), when the
+    /// file was read.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    /// How the data directory was found without it: `--data-dir`, or
+    /// `[storage] data_dir` read from the file as far as it parses.
+    pub data_dir_from: String,
+}
+
+impl ConfigProblem {
+    fn sentence(&self) -> String {
+        let at = match (self.line, self.column) {
+            (Some(line), Some(column)) => format!(" (line {line}, column {column})"),
+            _ => String::new(),
+        };
+        format!(
+            "the config file {} is invalid{at}: {}\n  this status is read from the data directory \
+             given by {}; a running daemon keeps the config it last loaded. Fix the file, then \
+             check it with `chatkeep check-config`.",
+            self.path.display(),
+            self.message,
+            self.data_dir_from
+        )
+    }
+}
+
+impl Sources {
+    /// Loads the config at `config_path` if it is valid; else finds the
+    /// data directory without it (see [`Sources`]).
+    pub fn find(config_path: &Path, data_dir: Option<&Path>) -> Result<Sources, Fatal> {
+        let error = match Config::load(config_path) {
+            Ok(config) => {
+                return Ok(Sources {
+                    data_dir: data_dir.map_or_else(|| config.storage.data_dir.clone(), Path::to_owned),
+                    archive_dir: Some(config.archive.dir.clone()),
+                    configured: config.personalities.iter().map(|p| p.name.to_string()).collect(),
+                    config_error: None,
+                });
+            }
+            Err(e) => e,
+        };
+        let hints = match &error {
+            ConfigError::Invalid { .. } => std::fs::read(config_path)
+                .map(|bytes| Hints::read(&String::from_utf8_lossy(&bytes), config_path))
+                .unwrap_or_default(),
+            ConfigError::Read { .. } => Hints::default(),
+        };
+        let (line, column, message) = match &error {
+            ConfigError::Invalid {
+                line,
+                column,
+                message,
+                ..
+            } => (Some(*line), Some(*column), message.clone()),
+            ConfigError::Read { source, .. } => (None, None, format!("cannot read it: {source}")),
+        };
+        let (data_dir, from) = match (data_dir, &hints.data_dir) {
+            (Some(dir), _) => (dir.to_owned(), "--data-dir".to_owned()),
+            (None, Some(dir)) => (
+                dir.clone(),
+                "its [storage] data_dir, read from the file as far as it parses".to_owned(),
+            ),
+            (None, None) => {
+                return Err(Fatal::usage(format!(
+                    "{error}\n`chatkeep status --data-dir DIR` reports from the data directory DIR \
+                     without a valid config"
+                )));
+            }
+        };
+        Ok(Sources {
+            archive_dir: hints.archive_dir(),
+            configured: hints.personalities.iter().map(|p| p.to_string()).collect(),
+            config_error: Some(ConfigProblem {
+                path: config_path.to_owned(),
+                line,
+                column,
+                message,
+                data_dir_from: from,
+            }),
+            data_dir,
+        })
+    }
+}
+
 /// Everything `chatkeep status` shows; serialised as is for `--json`.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -62,6 +181,8 @@ pub struct Report {
     /// The daemon, if it has ever written its status file here.
     pub daemon: Option<DaemonInfo>,
     pub personalities: Vec<Entry>,
+    /// The config file could not be loaded; the report is read without it.
+    pub config_error: Option<ConfigProblem>,
 }
 
 /// The daemon status file's header, and whether its process is alive.
@@ -129,10 +250,15 @@ pub struct Entry {
 }
 
 impl Report {
-    /// Reads the status files under the config's data directory.
-    pub fn collect(config: &Config, now: DateTime<Utc>) -> Result<Report, Fatal> {
-        let data_dir = &config.storage.data_dir;
-        let daemon = DaemonStatus::read(data_dir);
+    /// Reads the status files under the data directory of `sources`.
+    pub fn collect(sources: Sources, now: DateTime<Utc>) -> Result<Report, Fatal> {
+        let Sources {
+            data_dir,
+            archive_dir,
+            mut configured,
+            config_error,
+        } = sources;
+        let daemon = DaemonStatus::read(&data_dir);
         let alive = daemon.as_ref().is_some_and(DaemonStatus::is_alive);
         let schedule = |name: &str| {
             daemon
@@ -141,19 +267,28 @@ impl Report {
                 .and_then(|d| d.personalities.get(name).cloned())
                 .unwrap_or_default()
         };
-        let mut personalities: Vec<Entry> = config
-            .personalities
+        // Without a valid config, what the running daemon schedules is the
+        // config in force.
+        if let Some(d) = daemon.as_ref().filter(|_| alive && config_error.is_some()) {
+            for name in d.personalities.keys() {
+                if !configured.contains(name) {
+                    configured.push(name.clone());
+                }
+            }
+        }
+        let archives = archive_dir.as_deref();
+        let mut personalities: Vec<Entry> = configured
             .iter()
-            .map(|p| Entry::read(config, data_dir, p.name.as_str(), true, schedule(p.name.as_str())))
+            .map(|name| Entry::read(archives, &data_dir, name, true, schedule(name)))
             .collect();
-        for name in unconfigured_backups(data_dir, config)? {
+        for name in unconfigured_backups(&data_dir, &configured)? {
             let sched = schedule(&name);
-            personalities.push(Entry::read(config, data_dir, &name, false, sched));
+            personalities.push(Entry::read(archives, &data_dir, &name, false, sched));
         }
         Ok(Report {
             now,
-            data_dir: data_dir.clone(),
             healthy: personalities.iter().filter(|e| e.configured).all(|e| e.healthy),
+            data_dir,
             daemon: daemon.map(|d| DaemonInfo {
                 running: alive,
                 pid: d.pid,
@@ -163,6 +298,7 @@ impl Report {
                 updated: d.updated,
             }),
             personalities,
+            config_error,
         })
     }
 }
@@ -170,7 +306,7 @@ impl Report {
 /// Directories in the data directory that are not configured personalities
 /// but hold a status file, sorted by name. A missing data directory holds
 /// none; one that cannot be read is an error.
-fn unconfigured_backups(data_dir: &Path, config: &Config) -> Result<Vec<String>, Fatal> {
+fn unconfigured_backups(data_dir: &Path, configured: &[String]) -> Result<Vec<String>, Fatal> {
     let entries = match std::fs::read_dir(data_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -183,7 +319,7 @@ fn unconfigured_backups(data_dir: &Path, config: &Config) -> Result<Vec<String>,
     };
     let mut names: Vec<String> = entries
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| !config.personalities.iter().any(|p| p.name.as_str() == name))
+        .filter(|name| !configured.contains(name))
         // Hidden files, the lock and temporary files are not personalities;
         // `status.json` is a directory only if a personality has that name.
         .filter(|name| personality_dir(data_dir, name).is_ok_and(|d| d.path().join(STATUS_FILE).is_file()))
@@ -196,7 +332,7 @@ const STATUS_FILE: &str = "status.json";
 
 impl Entry {
     fn read(
-        config: &Config,
+        archive_root: Option<&Path>,
         data_dir: &Path,
         name: &str,
         configured: bool,
@@ -204,9 +340,9 @@ impl Entry {
     ) -> Entry {
         let dir = personality_dir(data_dir, name);
         // The newest snapshot in the personality's manifest, if any.
-        let last_archive = crate::archive::archive_dir(config, name)
-            .ok()
-            .and_then(|d| crate::archive::manifest::Manifest::load(&d, name).ok())
+        let last_archive = archive_root
+            .and_then(|root| personality_dir(root, name).ok())
+            .and_then(|d| crate::archive::manifest::Manifest::load(d.path(), name).ok())
             .and_then(|m| m.newest().map(|e| e.time));
         let status = dir.as_ref().ok().and_then(PersonalityStatus::read);
         // A file that exists but does not parse is not "never ran".
@@ -328,7 +464,8 @@ impl Report {
     pub fn render(&self, colour: bool) -> String {
         if self.personalities.is_empty() {
             return format!(
-                "no personality is configured and {} holds no backup\n",
+                "{}no personality is configured and {} holds no backup\n",
+                self.config_line(),
                 self.data_dir.display()
             );
         }
@@ -357,11 +494,20 @@ impl Report {
                 e.last_archive.map_or(DASH.to_owned(), |t| when(t, self.now)),
             ]);
         }
-        let mut out = table(&rows, colour);
+        let mut out = self.config_line();
+        out.push_str(&table(&rows, colour));
         out.push('\n');
         out.push_str(&self.notes());
         out.push_str(&self.daemon_line());
         out
+    }
+
+    /// First of all, that the config file is invalid, if it is.
+    fn config_line(&self) -> String {
+        match &self.config_error {
+            Some(problem) => format!("warning: {}\n\n", crate::escape::controls(&problem.sentence())),
+            None => String::new(),
+        }
     }
 
     fn notes(&self) -> String {
@@ -554,6 +700,7 @@ mod tests {
                 updated: at("2024-05-01T14:59:00Z"),
             }),
             personalities,
+            config_error: None,
         }
     }
 

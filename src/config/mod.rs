@@ -1093,6 +1093,7 @@ fn duration_from_str(s: &str) -> Result<Duration, String> {
 
 mod cookie_path;
 mod cron;
+pub mod lenient;
 mod read;
 mod render;
 #[cfg(test)]

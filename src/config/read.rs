@@ -1035,7 +1035,7 @@ pub(super) fn base_dir(source: &Path) -> PathBuf {
 /// `path` if absolute, else `base_dir/path`, without `.` components.
 /// `..` is kept: removing it without looking at the disk would be wrong
 /// across symbolic links.
-fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+pub(super) fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     let joined = base_dir.join(path);
     let mut resolved = PathBuf::new();
     for component in joined.components() {

@@ -4,6 +4,7 @@
 //! <data_dir>/
 //!   .chatkeep.lock            one process per data directory
 //!   rate_limit.state          the token bucket, left for the next process (see rate_state)
+//!   .removing-<name>/         a personality directory being removed (see remove)
 //!   <name>/
 //!     <name>.json             the profile, as last fetched
 //!     chat_state.json         the sealed segments, committed length of the open log, head
@@ -17,6 +18,7 @@ pub mod chat;
 pub mod documents;
 pub mod fsio;
 pub mod rate_state;
+mod remove;
 pub mod spool;
 
 use std::fs::{File, TryLockError};

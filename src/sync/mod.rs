@@ -181,6 +181,7 @@ pub async fn sync_personality(
         cancelled: false,
         personality_id: None,
         only_transient: true,
+        unknown: false,
     };
     let dir = match ctx.store.personality(name) {
         Ok(dir) => Some(dir),
@@ -189,14 +190,25 @@ pub async fn sync_personality(
             None
         }
     };
+    // A name the service does not know, with nothing here before, leaves
+    // nothing here after: no directory for `status` to list forever.
+    let existed = dir.as_ref().is_some_and(|d| d.path().exists());
     if let Some(dir) = &dir {
         run.sync(ctx, dir, name, plan, on_page).await;
     }
     let status = run.status(name, started, ctx.client, requests_before);
-    if let Some(dir) = &dir
-        && let Err(e) = status.clone().write(dir)
-    {
-        tracing::error!(personality = name, error = %e, "cannot write the status file");
+    match &dir {
+        Some(_) if run.unknown && !existed => {
+            if let Err(e) = ctx.store.remove_personality(name) {
+                tracing::warn!(personality = name, error = %e, "cannot remove the directory of an unknown name");
+            }
+        }
+        Some(dir) => {
+            if let Err(e) = status.clone().write(dir) {
+                tracing::error!(personality = name, error = %e, "cannot write the status file");
+            }
+        }
+        None => {}
     }
     PersonalityReport {
         retryable: run.first_error.is_some() && run.only_transient && !run.cancelled,
@@ -218,6 +230,9 @@ struct Run {
     personality_id: Option<String>,
     /// No failure so far was anything but transient.
     only_transient: bool,
+    /// The service does not know the name and there is no backup of it:
+    /// most likely a typo.
+    unknown: bool,
 }
 
 impl Run {
@@ -269,13 +284,16 @@ impl Run {
         let profile = match ctx.client.profile(name).await {
             Ok(p) => p,
             Err(ApiError::NotFound { .. }) => {
-                return self.fail(
-                    None,
-                    Stop::Other(format!(
+                let message = if dir.holds_backup() {
+                    format!(
                         "`{name}` was not found upstream (deleted or renamed?); its backup in {} is kept",
                         dir.path().display()
-                    )),
-                );
+                    )
+                } else {
+                    self.unknown = true;
+                    unknown_name(name, dir)
+                };
+                return self.fail(None, Stop::Other(message));
             }
             Err(e) => return self.fail(None, e.into()),
         };
@@ -433,6 +451,20 @@ impl Run {
             previous_outcome: None,
         }
     }
+}
+
+/// What a sync says of a name the service does not know and that has no
+/// backup here. A directory an earlier run left (a status file, nothing
+/// backed up) is named, with the command that removes it.
+fn unknown_name(name: &str, dir: &PersonalityDir) -> String {
+    let mut message = format!("no such personality `{name}` (check the spelling)");
+    if dir.path().exists() {
+        message.push_str(&format!(
+            "; `chatkeep forget {name}` removes what an earlier run left in {}",
+            dir.path().display()
+        ));
+    }
+    message
 }
 
 /// What an audit of one personality ended with.
