@@ -13,6 +13,7 @@ pub mod fake;
 pub mod logging;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod status;
 pub mod store;

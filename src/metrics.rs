@@ -1,25 +1,30 @@
-//! Prometheus metrics as a text file, `<data_dir>/metrics.prom`, for
-//! node_exporter's textfile collector: when each personality last
-//! succeeded, how many messages it holds, and the requests and errors the
-//! daemon has counted since it started.
+//! Prometheus metrics as a text file, `<data_dir>/metrics.prom` unless
+//! `[metrics] file` says otherwise, for node_exporter's textfile collector:
+//! when each personality last succeeded, how many messages it holds, and
+//! the requests and errors the daemon has counted since it started.
 //!
 //! The file is replaced atomically; its temporary name does not end in
 //! `.prom`, so the collector never reads a half-written file. Like every
-//! file chatkeep writes it is mode 0600 inside a 0700 directory: a
-//! node_exporter running as another user needs to be given access (for
-//! example a group and an ACL, or a copy made by a timer).
+//! file chatkeep writes it is mode 0600, unless `[metrics] group` names a
+//! group: then it is 0640 with that group, so a node_exporter running as
+//! another user can read it. Such a file must lie outside the data
+//! directory, which stays 0700 (the config refuses it otherwise), in a
+//! directory the group can reach; [`unreachable_dir`] finds one that
+//! stands in the way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use crate::config::MetricsConfig;
 use crate::status::{ChatTotals, Outcome, PersonalityStatus};
 use crate::store::fsio;
 
 /// The metrics file's name in the data directory.
-pub const METRICS_FILE: &str = "metrics.prom";
+pub const METRICS_FILE: &str = crate::config::DEFAULT_METRICS_FILE_NAME;
 
 /// Counts the daemon accumulates over its life, one [`Counters::add`] per
 /// finished sync. They start at zero when the daemon starts; Prometheus
@@ -46,14 +51,96 @@ impl Counters {
     }
 }
 
-/// Writes `<data_dir>/metrics.prom` atomically from the latest status of
-/// each personality and the daemon's counters.
-pub fn write_metrics(data_dir: &Path, statuses: &[PersonalityStatus], counters: &Counters) -> io::Result<()> {
-    fsio::create_private_dir(data_dir)?;
-    fsio::write_atomic(
-        &data_dir.join(METRICS_FILE),
-        render(statuses, counters).as_bytes(),
-    )
+/// Writes the metrics file (`target.file`) atomically from the latest
+/// status of each personality and the daemon's counters: private, or
+/// readable by `target.group`. A file in `data_dir` creates it if needed;
+/// another directory is checked as an output directory (nobody else may
+/// write there) and created 0700 if missing.
+pub fn write_metrics(
+    data_dir: &Path,
+    target: &MetricsConfig,
+    statuses: &[PersonalityStatus],
+    counters: &Counters,
+) -> io::Result<()> {
+    let dir = parent_dir(&target.file);
+    if dir == data_dir {
+        fsio::create_private_dir(data_dir)?;
+    } else {
+        fsio::create_output_dir(dir)?;
+    }
+    let text = render(statuses, counters);
+    match &target.group {
+        None => fsio::write_atomic(&target.file, text.as_bytes()),
+        Some(group) => fsio::write_atomic_for_group(&target.file, text.as_bytes(), group_id(group)?),
+    }
+}
+
+/// The number of `group`: itself if it is a number, else looked up in
+/// `/etc/group` (a group known only to another name service, such as LDAP,
+/// must be given by number).
+pub fn group_id(group: &str) -> io::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")?;
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("metrics.group: no group {group:?} in /etc/group (give its number instead)"),
+            )
+        })
+}
+
+/// The first directory on the way to `file` that members of group `gid`
+/// cannot pass (search permission, for the group if the directory is
+/// theirs, else for others), or that cannot be read; `None` if they can
+/// reach it. Access control lists are not looked at: one may grant what
+/// the mode bits do not.
+pub fn unreachable_dir(file: &Path, gid: u32) -> Option<PathBuf> {
+    let dir = parent_dir(file);
+    dir.ancestors().find_map(|dir| {
+        let reachable = std::fs::metadata(dir).is_ok_and(|meta| {
+            let bit = if meta.gid() == gid { 0o010 } else { 0o001 };
+            meta.mode() & bit != 0
+        });
+        (!reachable).then(|| dir.to_owned())
+    })
+}
+
+/// Logs a warning if `[metrics] group` is set but cannot read the file.
+pub fn warn_if_unreadable(target: &MetricsConfig) {
+    let Some(group) = &target.group else {
+        return;
+    };
+    match group_id(group) {
+        Ok(gid) => {
+            if let Some(dir) = unreachable_dir(&target.file, gid) {
+                tracing::warn!(
+                    file = %target.file.display(),
+                    group = %group,
+                    "metrics.group cannot reach the metrics file: {} lets neither that group nor \
+                     others through (no x permission); give it g+x with that group, or o+x",
+                    dir.display()
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the metrics file cannot be given its group"),
+    }
+}
+
+fn parent_dir(file: &Path) -> &Path {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The metrics in the Prometheus text exposition format (version 0.0.4).
@@ -391,8 +478,9 @@ chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let s = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 1, Some((1, 1)));
-        write_metrics(&data, std::slice::from_ref(&s), &Counters::default()).unwrap();
-        write_metrics(&data, &[s], &Counters::default()).unwrap();
+        let target = MetricsConfig::with_data_dir(&data);
+        write_metrics(&data, &target, std::slice::from_ref(&s), &Counters::default()).unwrap();
+        write_metrics(&data, &target, &[s], &Counters::default()).unwrap();
         let path = data.join(METRICS_FILE);
         assert!(
             std::fs::read_to_string(&path)

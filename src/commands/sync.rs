@@ -8,6 +8,7 @@ use super::{Fatal, build_client, exit};
 use crate::api::documents::Category;
 use crate::api::{Account, ApiClient, ApiError};
 use crate::config::{Config, PersonalitySlug};
+use crate::notify::{Notifier, PassResult};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
 use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
@@ -42,6 +43,29 @@ impl PassOutcome {
         self.fatal.is_none()
             && self.discovery.is_none()
             && self.reports.iter().all(|r| r.outcome() == Outcome::Ok)
+    }
+
+    /// What the pass tells the ping URL: a failure if anything failed
+    /// (interrupted syncs are no failure), and one line per personality
+    /// with its outcome only, never an error's text.
+    pub fn ping(&self) -> (PassResult, String) {
+        let failed = self.fatal.is_some()
+            || self.discovery.is_some()
+            || self.reports.iter().any(|r| r.outcome().is_error());
+        let mut body: Vec<String> = self
+            .reports
+            .iter()
+            .map(|r| format!("{}: {}", r.name(), r.outcome().as_str()))
+            .collect();
+        if self.fatal.is_some() || self.discovery.is_some() {
+            body.push("the account's personalities could not be listed".to_owned());
+        }
+        let result = if failed {
+            PassResult::Failure
+        } else {
+            PassResult::Success
+        };
+        (result, body.join("\n"))
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -150,11 +174,14 @@ pub async fn run_pass(
     }
     let account = AccountCache::default();
     let ctx = SyncContext::new(config, &client, &store, &account, cancel);
+    let notifier = Notifier::new(config, Some(client.cookie().token()));
     for name in chosen {
         let mut progress = SyncProgress::new(name.as_str());
         let plan = Plan::for_personality(config, &name);
+        let was_failing = Notifier::was_failing(store.root(), name.as_str());
         let report = sync_personality(&ctx, name.as_str(), &plan, |p| progress.page(p)).await;
         progress.finish();
+        notifier.personality_finished(&report, was_failing).await;
         println!("{}", summary(&report));
         if let Some(chat) = &report.chat {
             for w in &chat.warnings {
@@ -212,6 +239,19 @@ pub async fn run(
     selection: Selection,
 ) -> Result<ExitCode, Fatal> {
     let cancel = cancel_on_signals();
-    let outcome = run_pass(config, names, selection, &cancel).await?;
+    // Pings carry no error text, so this notifier needs no cookie to cut out.
+    let pings = Notifier::new(config, None);
+    pings.ping_start().await;
+    let outcome = match run_pass(config, names, selection, &cancel).await {
+        Ok(outcome) => outcome,
+        Err(fatal) => {
+            pings
+                .ping_end(PassResult::Failure, "chatkeep sync could not run; see its log")
+                .await;
+            return Err(fatal);
+        }
+    };
+    let (result, body) = outcome.ping();
+    pings.ping_end(result, &body).await;
     Ok(outcome.exit_code())
 }

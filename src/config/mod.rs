@@ -130,6 +130,13 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Name of the archive directory inside the data directory when the config
 /// names none; one of [`RESERVED_NAMES`].
 pub const DEFAULT_ARCHIVE_DIR_NAME: &str = "archives";
+/// Default of `[notify] timeout`: how long a hook or a ping may take.
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most of `[notify] timeout`.
+pub const MAX_NOTIFY_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The metrics file's name in the data directory, the default of
+/// `[metrics] file`.
+pub const DEFAULT_METRICS_FILE_NAME: &str = "metrics.prom";
 /// Gzip level of snapshots when the config says nothing: zlib's own default,
 /// the usual balance of time and size.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
@@ -163,6 +170,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Snapshots: where, how compressed, how many kept, encrypted to whom.
     pub archive: ArchiveConfig,
+    /// Who is told when a sync fails or recovers: hooks and a ping URL.
+    pub notify: NotifyConfig,
+    /// Where the metrics file goes and which group may read it.
+    pub metrics: MetricsConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -705,6 +716,60 @@ impl ArchiveConfig {
     /// True when snapshots are to be encrypted.
     pub fn encrypts(&self) -> bool {
         !self.age_recipients.is_empty() || self.age_recipients_file.is_some()
+    }
+}
+
+/// The `[notify]` table: commands run when a personality's sync fails or
+/// recovers, and a healthchecks.io-style URL pinged around each pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// Run (without a shell) when a personality's sync ends in an error
+    /// outcome (never `ok` or `interrupted`): the program, then its
+    /// arguments. `None`: nothing is run.
+    pub on_failure: Option<Vec<String>>,
+    /// Run when a personality's sync ends `ok` and the one before it (not
+    /// counting interrupted ones) had failed.
+    pub on_recovery: Option<Vec<String>>,
+    /// How long a hook may run before it is killed, and a ping may take;
+    /// longer than zero, at most [`MAX_NOTIFY_TIMEOUT`].
+    pub timeout: Duration,
+    /// `<url>/start`, `<url>` and `<url>/fail` are requested when a pass
+    /// begins, succeeds and fails; `http://` or `https://`, no trailing
+    /// slash, no query. `None`: no pings.
+    pub ping_url: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            on_failure: None,
+            on_recovery: None,
+            timeout: DEFAULT_NOTIFY_TIMEOUT,
+            ping_url: None,
+        }
+    }
+}
+
+/// The `[metrics]` table: where the daemon writes its Prometheus text file
+/// and who may read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// The file; a relative path has been resolved against the config
+    /// file's directory. Default: `<data_dir>/metrics.prom`.
+    pub file: PathBuf,
+    /// A group (a name, or a number) whose members may read the file: it is
+    /// then written mode 0640 with that group instead of 0600. Only with a
+    /// `file` outside the data directory, which stays private.
+    pub group: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The defaults, the file in `data_dir`.
+    pub fn with_data_dir(data_dir: &Path) -> MetricsConfig {
+        MetricsConfig {
+            file: data_dir.join(DEFAULT_METRICS_FILE_NAME),
+            group: None,
+        }
     }
 }
 

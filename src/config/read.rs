@@ -6,6 +6,7 @@ use super::*;
 mod archive;
 mod daemon;
 mod log;
+mod notify;
 mod sync;
 
 use daemon::read_cron;
@@ -24,11 +25,13 @@ const TOP_KEYS: &[&str] = &[
     "daemon",
     "log",
     "archive",
+    "notify",
+    "metrics",
     "personality",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
-const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive] and \
-     [[personality]]";
+const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive], \
+     [notify], [metrics] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "allow_insecure_http",
@@ -74,6 +77,8 @@ pub(super) const ARCHIVE_KEYS: &[&str] = &[
     "age_recipients",
     "age_recipients_file",
 ];
+pub(super) const NOTIFY_KEYS: &[&str] = &["on_failure", "on_recovery", "timeout", "ping_url"];
+pub(super) const METRICS_KEYS: &[&str] = &["file", "group"];
 pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule", "tail_check", "refresh"];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
@@ -158,6 +163,11 @@ impl<'t> Reader<'t> {
             Ok(section) => self.archive(section, data_dir),
             Err(()) => None,
         };
+        let notify = self.optional_table(&root, "notify", "[notify]", Self::notify);
+        let metrics = match self.table(&root, "metrics", "[metrics]", false) {
+            Ok(section) => self.metrics(section, data_dir),
+            Err(()) => None,
+        };
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
@@ -168,6 +178,8 @@ impl<'t> Reader<'t> {
             daemon: daemon?,
             log: log?,
             archive: archive?,
+            notify: notify?,
+            metrics: metrics?,
             personalities: personalities?,
             source: source.to_owned(),
         })

@@ -15,6 +15,8 @@ pub(super) struct Rendered<'a> {
     daemon: RenderedDaemon<'a>,
     log: RenderedLog<'a>,
     archive: RenderedArchive<'a>,
+    notify: RenderedNotify<'a>,
+    metrics: RenderedMetrics<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -135,6 +137,24 @@ impl<'a> From<&'a ArchiveConfig> for RenderedArchive<'a> {
 }
 
 #[derive(Serialize)]
+struct RenderedNotify<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_failure: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_recovery: Option<&'a [String]>,
+    timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RenderedMetrics<'a> {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,6 +234,16 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 level: &config.log.level,
             },
             archive: RenderedArchive::from(&config.archive),
+            notify: RenderedNotify {
+                on_failure: config.notify.on_failure.as_deref(),
+                on_recovery: config.notify.on_recovery.as_deref(),
+                timeout: format_duration(config.notify.timeout),
+                ping_url: config.notify.ping_url.as_deref(),
+            },
+            metrics: RenderedMetrics {
+                file: config.metrics.file.to_string_lossy().into_owned(),
+                group: config.metrics.group.as_deref(),
+            },
             personality: config
                 .personalities
                 .iter()

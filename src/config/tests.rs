@@ -1,12 +1,13 @@
 use super::read::{
-    ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS,
-    STORAGE_KEYS, SYNC_KEYS, line_column,
+    ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, METRICS_KEYS, NOTIFY_KEYS, PERSONALITY_KEYS,
+    RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
 };
 use super::*;
 
 mod archive;
 mod daemon;
 mod log;
+mod notify;
 mod storage;
 mod sync;
 
@@ -292,6 +293,8 @@ fn example_config_loads_and_lists_every_key() {
         "[daemon]",
         "[log]",
         "[archive]",
+        "[notify]",
+        "[metrics]",
         "[[personality]]",
     ];
     for table in tables {
@@ -306,6 +309,8 @@ fn example_config_loads_and_lists_every_key() {
         DAEMON_KEYS,
         LOG_KEYS,
         ARCHIVE_KEYS,
+        NOTIFY_KEYS,
+        METRICS_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -331,6 +336,10 @@ const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &[
     "audit_schedule",
     "age_recipients",
     "age_recipients_file",
+    "on_failure",
+    "on_recovery",
+    "ping_url",
+    "group",
 ];
 
 /// The example config, and for each commented-out setting in it, its line
@@ -395,7 +404,9 @@ fn every_commented_key_without_a_default_is_valid_alone() {
     let commented = Config::from_toml_str(&text, &path).expect("example");
     let mut tried = 0;
     for (number, _, setting) in settings.iter().filter(|(_, is_default, _)| !is_default) {
-        if setting.starts_with("cookie") || setting.starts_with("name") {
+        // metrics.group needs a metrics.file outside data_dir (see
+        // tests/notify.rs).
+        if setting.starts_with("cookie") || setting.starts_with("name") || setting.starts_with("group") {
             continue;
         }
         let uncommented = with_lines(&text, &[(*number, setting)]);
@@ -446,7 +457,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover], [daemon], [log], [archive] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon], [log], [archive], [notify], [metrics] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),

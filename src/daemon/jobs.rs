@@ -23,6 +23,7 @@ use crate::commands::{Fatal, build_client};
 use crate::config::{Config, PersonalitySlug, Schedule};
 use crate::credentials;
 use crate::metrics::{self, Counters};
+use crate::notify::{Notifier, PassResult};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
 use crate::store::{Store, personality_dir};
 use crate::sync::{
@@ -483,8 +484,25 @@ impl Shared {
             self.finish_cancelled(&name);
             return self.write_status().await;
         }
+        // The ping URL hears of each personality's sync as a pass of its
+        // own: a start, then a success or a failure.
+        let notifier = Notifier::new(config, Some(runtime.client.cookie().token()));
+        notifier.ping_start().await;
+        let was_failing = Notifier::was_failing(self.store.root(), &name);
         let report = sync_personality(&ctx, &name, &plan, |_| {}).await;
         self.finish(&name, &report).await;
+        notifier.personality_finished(&report, was_failing).await;
+        let result = if report.outcome().is_error() {
+            PassResult::Failure
+        } else {
+            PassResult::Success
+        };
+        notifier
+            .ping_end(
+                result,
+                &format!("{}: {}", report.name(), report.outcome().as_str()),
+            )
+            .await;
     }
 
     /// One snapshot (and retention) of `name`, off the async threads.
@@ -661,8 +679,8 @@ impl Shared {
             .filter_map(|d| PersonalityStatus::read(&d))
             .collect();
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = metrics::write_metrics(data_dir, &statuses, &counters) {
-            tracing::error!(error = %e, "cannot write metrics.prom");
+        if let Err(e) = metrics::write_metrics(data_dir, &config.metrics, &statuses, &counters) {
+            tracing::error!(error = %e, file = %config.metrics.file.display(), "cannot write the metrics file");
         }
         notify::status(&status_line(&status));
     }

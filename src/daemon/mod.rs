@@ -35,6 +35,7 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Fatal::usage(format!("cannot install signal handlers: {e}")))?;
     let config_path: PathBuf = config.source.clone();
+    crate::metrics::warn_if_unreadable(&config.metrics);
     let runtime = Runtime::new(Arc::new(config), &store)?;
     let shared = Shared::start(store, runtime)
         .await

@@ -155,6 +155,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
 }
 
+/// Mode of the one kind of file another user may read: the metrics file
+/// given to a group (`[metrics] group`), for node_exporter.
+pub const GROUP_READ_FILE_MODE: u32 = 0o640;
+
+/// Like [`write_atomic`], for a file the members of group `gid` may read.
+/// The temporary file is created as every other one (0600, exclusively,
+/// never through a link); only once it is written is it given the group
+/// and mode [`GROUP_READ_FILE_MODE`], through its open descriptor, and then
+/// renamed into place. So the group never reads a half-written file, and
+/// nothing else chatkeep writes changes mode.
+pub fn write_atomic_for_group(path: &Path, bytes: &[u8], gid: u32) -> io::Result<()> {
+    write_atomic_with(path, |file| {
+        file.write_all(bytes)?;
+        std::os::unix::fs::fchown(&*file, None, Some(gid))?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(GROUP_READ_FILE_MODE))
+    })
+}
+
 /// Like [`write_atomic`], but the content is streamed by `fill`, so large
 /// files never need to be held in memory. The file is open for reading
 /// too, so that `fill` can check what it wrote before it takes effect.
