@@ -361,6 +361,28 @@ mod tests {
     }
 
     #[test]
+    fn a_file_for_a_group_is_0640_with_that_group_and_the_temp_file_is_gone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.prom");
+        // Our own group: any user may give a file its own group.
+        let gid = rustix::process::getegid().as_raw();
+        write_atomic(&path, b"old").unwrap();
+        write_atomic_for_group(&path, b"new", gid).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, GROUP_READ_FILE_MODE);
+        assert_eq!(meta.gid(), gid);
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Other files keep the private mode.
+        write_atomic(&path, b"again").unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            FILE_MODE
+        );
+    }
+
+    #[test]
     fn failed_fill_keeps_the_old_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("doc.json");
