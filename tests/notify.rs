@@ -315,3 +315,44 @@ async fn the_daemon_pings_and_writes_metrics_for_a_group_where_configured() {
         "{stderr}"
     );
 }
+
+/// The daemon runs `on_failure` for a failed sync too, and pings its
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_on_failure_and_pings_fail_for_a_failed_sync() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("one", 30)]).await;
+    let pings = PingListener::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hooks.log");
+    let tail = format!(
+        "[daemon]\nrun_on_start = true\nschedule = \"0 0 0 1 1 *\"\n\n\
+         [notify]\nping_url = \"{}\"\n\
+         on_failure = [\"sh\", \"-c\", \"echo \\\"$CHATKEEP_PERSONALITY $CHATKEEP_OUTCOME\\\" >> {}\"]\n",
+        pings.url,
+        log.display()
+    );
+    let config = config_with(dir.path(), &fake.base_url(), &tail);
+    let mut child = chatkeep(&config)
+        .arg("run")
+        .env(COOKIE_VAR, WRONG_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pings.seen().len() < 2 || read(&log).is_empty() {
+        assert!(Instant::now() < deadline, "pings: {:?}", pings.seen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
+    assert_eq!(read(&log), "one auth_expired\n", "{stderr}");
+    assert_eq!(
+        pings.seen(),
+        ["POST /ping/abc/start ", "POST /ping/abc/fail one: auth_expired"],
+        "{stderr}"
+    );
+    assert!(!stderr.contains(WRONG_TOKEN), "{stderr}");
+}

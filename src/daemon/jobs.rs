@@ -458,7 +458,7 @@ impl Shared {
             permit = runtime.workers.clone().acquire_owned() => permit,
             _ = self.shutdown.cancelled() => return self.finish_cancelled(&name),
         };
-        let Ok(_permit) = permit else {
+        let Ok(permit) = permit else {
             return self.finish_cancelled(&name);
         };
         if trigger == Trigger::Archive {
@@ -491,6 +491,8 @@ impl Shared {
         let was_failing = Notifier::was_failing(self.store.root(), &name);
         let report = sync_personality(&ctx, &name, &plan, |_| {}).await;
         self.finish(&name, &report).await;
+        // A hook may take up to its timeout: it does not hold a worker.
+        drop(permit);
         notifier.personality_finished(&report, was_failing).await;
         let result = if report.outcome().is_error() {
             PassResult::Failure
