@@ -22,8 +22,9 @@ pub const CREDENTIAL_NAME: &str = "cookie";
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error(
-        "cannot read the cookie file {}: {source}; store a cookie with `chatkeep cookie set`",
-        shown_cookie_path(path)
+        "cannot read the cookie file {} (service.cookie_file): {}",
+        shown_cookie_path(path),
+        file_problem(source)
     )]
     File { path: PathBuf, source: std::io::Error },
     #[error("environment variable {0} is not set or not valid UTF-8")]
@@ -40,6 +41,19 @@ pub enum CredentialError {
          it with `chatkeep cookie set`"
     )]
     Ended(Origin),
+}
+
+/// Why a cookie file cannot be read, and what to do.
+fn file_problem(e: &std::io::Error) -> String {
+    const SET: &str = "store the session cookie there with `chatkeep cookie set` (it reads the cookie \
+                       from a hidden prompt), or set cookie_file in [service] to the file that holds it";
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!("it does not exist; {SET}"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{e}; make it readable by the user chatkeep runs as (and by nobody else: chmod 600)")
+        }
+        _ => format!("{e}; {SET}"),
+    }
 }
 
 /// Where the cookie was read from, for messages (never the value).

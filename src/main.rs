@@ -259,7 +259,19 @@ enum Command {
         yes: bool,
     },
     /// Validate the config and print it with defaults filled in, secrets redacted.
-    CheckConfig,
+    ///
+    /// Then checks, without the network, what a run needs: the session
+    /// cookie readable and plausible (never shown), the data and archive
+    /// directories writable or creatable, the log directory creatable. Each
+    /// check prints a line on standard error. Nothing is written.
+    ///
+    /// Exit 0 when all is well, 2 when the config or a check fails; with
+    /// --online, then as `chatkeep cookie check`.
+    CheckConfig {
+        /// Also ask the service which account the cookie logs in as (`cookie check`).
+        #[arg(long)]
+        online: bool,
+    },
     /// Offline demo: a full and an incremental backup against a built-in fake service.
     Demo {
         /// Where to put the demo's config, data and exports (default: a new temporary directory).
@@ -392,7 +404,7 @@ fn main() -> ExitCode {
                 let config = commands::load_config(&cli.config)?;
                 commands::forget::run(&config, &name, yes)
             }
-            Command::CheckConfig => commands::check_config(&cli.config),
+            Command::CheckConfig { online } => commands::check_config::run(&cli.config, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
         }
