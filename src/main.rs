@@ -16,7 +16,8 @@ Exit codes: 0 all good; 1 a personality failed (the others were backed up);
 2 usage, config or data directory error; 3 the service refused the session cookie.
 
 Start with `chatkeep demo` to see a full and an incremental backup against a
-built-in fake service, offline.";
+built-in fake service, offline; then `chatkeep serve-fake` runs that service
+on its own, to try a config of yours against it.";
 
 /// Keeps a complete, lossless backup of AI personalities and their chat history.
 #[derive(Debug, Parser)]
@@ -278,8 +279,15 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Run the built-in fake service (for benchmarks and manual tests).
-    #[command(hide = true)]
+    /// Run the built-in fake service on loopback, to try a config without an account.
+    ///
+    /// Prints its base URL (http://127.0.0.1:PORT) on the first line of
+    /// standard output, then serves one generated personality until Ctrl-C
+    /// or SIGTERM. Point a config's base_url at that URL (jargon =
+    /// "shapes"), and its cookie_file at a file holding the --token given
+    /// here; then `check-config --online`, `sync`, `run`, `status`,
+    /// `export` and the rest work as against the service. See "Trying it
+    /// out" in the README.
     ServeFake(commands::serve_fake::Args),
 }
 
