@@ -263,8 +263,9 @@ enum Command {
     ///
     /// Then checks, without the network, what a run needs: the session
     /// cookie readable and plausible (never shown), the data and archive
-    /// directories writable or creatable, the log directory creatable. Each
-    /// check prints a line on standard error. Nothing is written.
+    /// directories writable or creatable, the log directory creatable, all
+    /// by the user running check-config (run it as the service's user).
+    /// Each check prints a line on standard error. Nothing is left behind.
     ///
     /// Exit 0 when all is well, 2 when the config or a check fails; with
     /// --online, then as `chatkeep cookie check`.
