@@ -267,3 +267,21 @@ async fn a_refused_cookie_is_said_once_in_words() {
     assert!(!all.contains("auth_expired"), "{all}");
     assert!(!all.contains(TOKEN));
 }
+
+#[test]
+fn check_config_refuses_a_data_directory_others_can_write_as_sync_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9", &["lilith"], 1.0, "");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    set_mode(&data, 0o777);
+    let out = chatkeep(&config).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: storage.data_dir:") && err.contains("writable by its group and others"),
+        "{err}"
+    );
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -18,6 +18,7 @@ use rustix::fs::{Access, AtFlags, CWD};
 use super::{Fatal, exit, load_config};
 use crate::config::Config;
 use crate::credentials;
+use crate::store::fsio;
 
 /// `check-config [--online]`.
 pub async fn run(path: &Path, online: bool) -> Result<ExitCode, Fatal> {
@@ -62,13 +63,21 @@ fn offline_checks(config: &Config) -> usize {
         }
     };
     report("session cookie", cookie_plausible(config));
+    // Each as the command that makes it checks it: the data and archive
+    // directories with the personality directories in them, the log
+    // directory alone.
+    let tree = |dir: &Path| crate::store::check_private_tree(dir).map_err(|e| e.to_string());
+    let alone = |dir: &Path| fsio::check_private_dir(dir).map_err(|e| e.to_string());
     report(
         "storage.data_dir",
-        directory(&config.storage.data_dir, "data_dir in [storage]"),
+        directory(&config.storage.data_dir, "data_dir in [storage]", tree),
     );
-    report("archive.dir", directory(&config.archive.dir, "dir in [archive]"));
+    report(
+        "archive.dir",
+        directory(&config.archive.dir, "dir in [archive]", tree),
+    );
     if let Some(dir) = &config.log.dir {
-        report("log.dir", directory(dir, "dir in [log]"));
+        report("log.dir", directory(dir, "dir in [log]", alone));
     }
     problems
 }
@@ -80,10 +89,10 @@ fn cookie_plausible(config: &Config) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `dir` is a directory this user can write in, or can be created: the
-/// nearest existing directory above it is writable. `set` says where the
-/// key is, for the remedy.
-fn directory(dir: &Path, set: &str) -> Result<String, String> {
+/// `dir` is a directory this user can write in and that `private` accepts
+/// (chatkeep's alone), or can be created: the nearest existing directory
+/// above it is writable. `set` says where the key is, for the remedy.
+fn directory(dir: &Path, set: &str, private: impl Fn(&Path) -> Result<(), String>) -> Result<String, String> {
     let shown = dir.display();
     let remedy = format!("make it writable by this user, or set {set} to another directory");
     match std::fs::metadata(dir) {
@@ -93,9 +102,8 @@ fn directory(dir: &Path, set: &str) -> Result<String, String> {
             ));
         }
         Ok(_) => {
-            return writable(dir)
-                .map(|()| format!("{shown} is writable"))
-                .map_err(|e| format!("{shown} is not writable by this user ({e}); {remedy}"));
+            writable(dir).map_err(|e| format!("{shown} is not writable by this user ({e}); {remedy}"))?;
+            return private(dir).map(|()| format!("{shown} is writable"));
         }
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
         Err(e) => return Err(format!("{shown}: {e}; {remedy}")),
