@@ -22,10 +22,16 @@ pub const CREDENTIAL_NAME: &str = "cookie";
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error(
-        "cannot read the cookie file {}: {source}; store a cookie with `chatkeep cookie set`",
-        shown_cookie_path(path)
+        "cannot read the cookie file {} ({key}): {}",
+        shown_cookie_path(path),
+        file_problem(source)
     )]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        /// Where the path comes from: `service.cookie_file`, or systemd.
+        key: &'static str,
+        source: std::io::Error,
+    },
     #[error("environment variable {0} is not set or not valid UTF-8")]
     Env(String),
     #[error(
@@ -40,6 +46,19 @@ pub enum CredentialError {
          it with `chatkeep cookie set`"
     )]
     Ended(Origin),
+}
+
+/// Why a cookie file cannot be read, and what to do.
+fn file_problem(e: &std::io::Error) -> String {
+    const SET: &str = "store the session cookie there with `chatkeep cookie set` (it reads the cookie \
+                       from a hidden prompt), or set cookie_file in [service] to the file that holds it";
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!("it does not exist; {SET}"),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{e}; make it readable by the user chatkeep runs as (and by nobody else: chmod 600)")
+        }
+        _ => format!("{e}; {SET}"),
+    }
 }
 
 /// Where the cookie was read from, for messages (never the value).
@@ -66,10 +85,16 @@ impl std::fmt::Display for Origin {
 /// wins over the configured source, since the unit file put it there on purpose.
 pub fn load(service: &ServiceConfig) -> Result<(SessionCookie, Origin), CredentialError> {
     let (text, origin) = match (credential_path(), &service.cookie) {
-        (Some(path), _) => (read_file(&path)?, Origin::Credential(path)),
+        (Some(path), _) => (
+            read_file(&path, "the systemd credential, LoadCredential=cookie:...")?,
+            Origin::Credential(path),
+        ),
         (None, CookieSource::File(path)) => {
             warn_if_shared(path);
-            (read_file(path)?, Origin::File(path.clone()))
+            (
+                read_file(path, "service.cookie_file")?,
+                Origin::File(path.clone()),
+            )
         }
         (None, CookieSource::Env(var)) => (
             std::env::var(var).map_err(|_| CredentialError::Env(var.clone()))?,
@@ -136,9 +161,10 @@ pub fn credential_path() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
-fn read_file(path: &Path) -> Result<String, CredentialError> {
+fn read_file(path: &Path, key: &'static str) -> Result<String, CredentialError> {
     std::fs::read_to_string(path).map_err(|source| CredentialError::File {
         path: path.to_owned(),
+        key,
         source,
     })
 }

@@ -44,7 +44,9 @@ pub fn init_with(log: &LogConfig, verbose: u8, quiet: bool) -> LogGuard {
             Ok(appender) => Some(tracing_appender::non_blocking(appender)),
             Err(e) => {
                 eprintln!(
-                    "warning: cannot log to {}: {e}; logging to standard error only",
+                    "warning: log.dir = \"{}\" cannot be used: {e}; set dir in [log] to a directory \
+                     chatkeep can create and write, or remove it to log to standard error only \
+                     (check it with `chatkeep check-config`); logging to standard error only",
                     dir.display()
                 );
                 None

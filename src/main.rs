@@ -16,7 +16,8 @@ Exit codes: 0 all good; 1 a personality failed (the others were backed up);
 2 usage, config or data directory error; 3 the service refused the session cookie.
 
 Start with `chatkeep demo` to see a full and an incremental backup against a
-built-in fake service, offline.";
+built-in fake service, offline; then `chatkeep serve-fake` runs that service
+on its own, to try a config of yours against it.";
 
 /// Keeps a complete, lossless backup of AI personalities and their chat history.
 #[derive(Debug, Parser)]
@@ -259,15 +260,35 @@ enum Command {
         yes: bool,
     },
     /// Validate the config and print it with defaults filled in, secrets redacted.
-    CheckConfig,
+    ///
+    /// Then checks, without the network, what a run needs: the session
+    /// cookie readable and plausible (never shown), the data and archive
+    /// directories writable or creatable, the log directory creatable, all
+    /// by the user running check-config (run it as the service's user).
+    /// Each check prints a line on standard error. Nothing is left behind.
+    ///
+    /// Exit 0 when all is well, 2 when the config or a check fails; with
+    /// --online, then as `chatkeep cookie check`.
+    CheckConfig {
+        /// Also ask the service which account the cookie logs in as (`cookie check`).
+        #[arg(long)]
+        online: bool,
+    },
     /// Offline demo: a full and an incremental backup against a built-in fake service.
     Demo {
         /// Where to put the demo's config, data and exports (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Run the built-in fake service (for benchmarks and manual tests).
-    #[command(hide = true)]
+    /// Run the built-in fake service on loopback, to try a config without an account.
+    ///
+    /// Prints its base URL (http://127.0.0.1:PORT) on the first line of
+    /// standard output, then serves one generated personality until Ctrl-C
+    /// or SIGTERM. Point a config's base_url at that URL (jargon =
+    /// "shapes"), and its cookie_file at a file holding the --token given
+    /// here; then `check-config --online`, `sync`, `run`, `status`,
+    /// `export` and the rest work as against the service. See "Trying it
+    /// out" in the README.
     ServeFake(commands::serve_fake::Args),
 }
 
@@ -392,7 +413,7 @@ fn main() -> ExitCode {
                 let config = commands::load_config(&cli.config)?;
                 commands::forget::run(&config, &name, yes)
             }
-            Command::CheckConfig => commands::check_config(&cli.config),
+            Command::CheckConfig { online } => commands::check_config::run(&cli.config, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
         }

@@ -374,7 +374,9 @@ async fn a_cleared_session_cookie_ends_the_session_is_never_saved_and_cookie_set
     let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 1000.0, "");
     let mut outputs = Outputs::default();
     let ended = |out: &Output| {
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Said once: in the summary (standard output) of a sync, in the
+        // error (standard error) of the other commands.
+        let stderr = text(out);
         assert_eq!(out.status.code(), Some(3), "{}", text(out));
         assert!(
             stderr.contains("the service ended the session") && stderr.contains("cookie set"),
@@ -718,7 +720,7 @@ async fn plain_http_to_another_host_is_refused_and_allowed_only_with_a_warning()
 fn a_cookie_pasted_as_cookie_file_is_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "http://127.0.0.1:9", &[], 1.0, "");
-    // check-config never reads the cookie file, let alone shows it.
+    // check-config reads the cookie file, but never shows it.
     let out = chatkeep(&config).arg("check-config").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains(TOKEN), "the cookie file's content was shown");
@@ -734,7 +736,7 @@ fn a_cookie_pasted_as_cookie_file_is_never_shown() {
     )
     .unwrap();
     let out = chatkeep(&config).arg("check-config").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "no such cookie file: {}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("cookie_file = \"[redacted: looks like a cookie value"),
@@ -742,10 +744,11 @@ fn a_cookie_pasted_as_cookie_file_is_never_shown() {
     );
     assert!(!text(&out).contains(TOKEN), "the cookie-like path was shown");
 
-    // No file by that name: the error names it, hidden the same way.
-    for args in [&["cookie", "check"][..], &["sync"]] {
+    // No file by that name: the error names it, hidden the same way (a
+    // config error, exit 2: the service refused nothing).
+    for args in [&["cookie", "check"][..], &["sync"], &["check-config"]] {
         let out = chatkeep(&config).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("cannot read the cookie file") && stderr.contains("[redacted"),

@@ -108,4 +108,29 @@ fn demo_runs_offline_and_its_export_matches_the_fake() {
         !text(&out).contains("demo-session-token"),
         "the demo cookie leaked"
     );
+
+    // The commands it suggests work as printed, its service gone: each
+    // `  $ ` line, run by a shell, the last one removing what it left.
+    let commands: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("  $ ")).collect();
+    assert!(commands.len() >= 4, "{stdout}");
+    assert!(commands.iter().all(|c| !c.starts_with("chatkeep ")), "{stdout}");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.ends_with(" export bramble --format markdown")),
+        "{stdout}"
+    );
+    for command in &commands {
+        let run = std::process::Command::new("sh")
+            .args(["-c", command])
+            .env_remove("CHATKEEP_CONFIG")
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{command}: {}", text(&run));
+    }
+    assert_eq!(
+        commands.last().copied(),
+        Some(format!("rm -r {}", dir.path().display()).as_str())
+    );
+    assert!(!dir.path().exists(), "the demo's directory is still there");
 }

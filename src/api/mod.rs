@@ -559,20 +559,33 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ApiErro
 }
 
 fn network_error(e: &reqwest::Error) -> ApiError {
-    let what = if e.is_timeout() {
-        "timed out"
+    // The host and port only: a URL's path or query could carry anything.
+    let host = e.url().and_then(|u| {
+        let port = u
+            .port_or_known_default()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        u.host_str().map(|h| format!("{h}{port}"))
+    });
+    let to = host.as_ref().map(|h| format!(" to {h}")).unwrap_or_default();
+    let mut message = if e.is_timeout() {
+        format!("timed out{to}")
     } else if e.is_connect() {
-        "could not connect"
+        format!("could not connect{to}")
     } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the answer"
+        "connection broke while reading the answer".to_owned()
     } else {
-        "request failed"
+        "request failed".to_owned()
     };
-    let mut message = what.to_owned();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         message = format!("{message}: {s}");
         source = s.source();
+    }
+    if let (Some(host), true) = (&host, e.is_connect() || e.is_timeout()) {
+        message.push_str(&format!(
+            "; check service.base_url in the config, and that {host} is up and reachable from this machine"
+        ));
     }
     ApiError::Network { message, attempts: 1 }
 }

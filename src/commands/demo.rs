@@ -164,16 +164,50 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     print_tree(&config.storage.data_dir, "  ");
     print_tree(&exports, "  ");
     println!();
-    println!(
-        "Try: chatkeep --config {} export bramble --format markdown",
-        config_path.display()
-    );
     fake.shutdown().await;
+    print_next_steps(&dir, &config_path);
     Ok(ExitCode::from(if same && verified == ExitCode::SUCCESS {
         exit::OK
     } else {
         exit::FAILED
     }))
+}
+
+/// Commands to try next, each working as printed: the binary by its real
+/// path (after `cargo run` no `chatkeep` is on PATH), and only commands
+/// that read the backup, since the fake service ends with the demo.
+fn print_next_steps(dir: &Path, config_path: &Path) {
+    let exe = std::env::current_exe()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .unwrap_or_else(|_| PathBuf::from("chatkeep"));
+    let base = format!("{} --config {}", shell_word(&exe), shell_word(config_path));
+    println!("The fake service stopped with the demo; these commands read what it backed up:");
+    for args in ["status", "export bramble --format markdown", "verify"] {
+        println!("  $ {base} {args}");
+    }
+    println!(
+        "To try a sync of your own against a fake service, run `{} serve-fake --help` (see \"Trying \
+         it out\" in the README).",
+        shell_word(&exe)
+    );
+    println!();
+    println!(
+        "The demo's config, cookie, backup and exports are in {}; remove them with:",
+        dir.display()
+    );
+    println!("  $ rm -r {}", shell_word(dir));
+}
+
+/// `path` as one word for a POSIX shell: as it is when that is safe, else
+/// in single quotes.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 async fn start_fake() -> Result<FakeService, Fatal> {

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod check_config;
 pub mod cookie;
 pub mod demo;
 pub mod export;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use crate::api::{ApiClient, ClientOptions, RateLimiter, SessionChange};
 use crate::config::{Config, ConfigError, RateLimitConfig};
 use crate::credentials;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Exit codes, as documented in `--help`.
 pub mod exit {
@@ -72,27 +73,30 @@ pub fn load_config(path: &Path) -> Result<Config, Fatal> {
 /// [`crate::store::check_private_tree`]). A missing archive directory is
 /// made 0700 when the first snapshot needs it.
 pub fn open_store(config: &Config) -> Result<Store, Fatal> {
-    let store = Store::open(&config.storage.data_dir).map_err(Fatal::usage)?;
+    let data_dir = &config.storage.data_dir;
+    let store = Store::open(data_dir).map_err(|e| unusable_dir(config, "storage.data_dir", data_dir, e))?;
     let archives = &config.archive.dir;
     if std::fs::symlink_metadata(archives).is_ok() {
-        crate::store::check_private_tree(archives).map_err(Fatal::usage)?;
+        crate::store::check_private_tree(archives)
+            .map_err(|e| unusable_dir(config, "archive.dir", archives, e))?;
     }
     Ok(store)
 }
 
-/// `check-config`: validates and prints the effective config, secrets redacted.
-pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
-    let config = load_config(path)?;
-    print!("{}", config.to_redacted_toml());
-    if let Some(warning) = config.service.insecure_http_warning() {
-        eprintln!("warning: {warning}");
+/// A directory the config names that cannot be used: the key, its value
+/// and what to do. An error that already says it (a read-only data
+/// directory) or is not the directory's fault (another process holds it)
+/// is shown as it is.
+fn unusable_dir(config: &Config, key: &str, dir: &Path, e: StoreError) -> Fatal {
+    match e {
+        StoreError::Io { .. } | StoreError::Unsafe(_) => Fatal::usage(format!(
+            "{key} = \"{}\" cannot be used: {e}; fix that, or set {key} in {} to a directory \
+             chatkeep can create or write (check it with `chatkeep check-config`)",
+            dir.display(),
+            config.source.display()
+        )),
+        e => Fatal::usage(e),
     }
-    eprintln!(
-        "{}: valid, {} personalities",
-        path.display(),
-        config.personalities.len()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The client for the configured account: its cookie (as the service last
@@ -134,12 +138,18 @@ fn rate_limiter(config: &Config, store: Option<&Store>) -> Arc<RateLimiter> {
 }
 
 /// The session cookie a sync would send: the configured one or its saved
-/// rotation. A cookie that cannot be read, or whose session the service
-/// ended, ends the command with exit 3.
+/// rotation. A cookie that cannot be read or is malformed ends the command
+/// with exit 2 (a config error); one whose session the service ended, with
+/// exit 3.
 pub fn load_session(config: &Config) -> Result<credentials::Session, Fatal> {
     let session =
         credentials::load_session(&config.service, &config.storage.data_dir).map_err(|e| Fatal {
-            code: exit::AUTH,
+            // Only a session the service ended is its refusal; a cookie
+            // that cannot be read or parsed is a config error.
+            code: match e {
+                credentials::CredentialError::Ended(_) => exit::AUTH,
+                _ => exit::USAGE,
+            },
             message: e.to_string(),
         })?;
     tracing::debug!(

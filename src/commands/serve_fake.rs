@@ -1,5 +1,6 @@
-//! `chatkeep serve-fake` (hidden): the built-in fake service as its own
-//! process, so benchmarks measure chatkeep alone.
+//! `chatkeep serve-fake`: the built-in fake service as its own process,
+//! to try a config without an account, and so that benchmarks measure
+//! chatkeep alone.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ pub struct Args {
     /// Shuffle the messages inside each page.
     #[arg(long)]
     shuffled: bool,
-    /// Require this session token.
+    /// Require this session token (the cookie `__Secure-better-auth.session_token`).
     #[arg(long)]
     token: Option<String>,
     /// Seed for the generated history.

@@ -243,7 +243,13 @@ impl Run {
     fn fail(&mut self, section: Option<Section>, stop: Stop) {
         let message = stop.to_string();
         self.only_transient &= stop.is_transient();
-        tracing::warn!(section = section.map(Section::as_str), error = %message, "section failed");
+        // A failure that stops the personality as its first error is shown
+        // by the summary line (and the daemon's log of it): said once.
+        if (stop.halts() || section.is_none()) && self.first_error.is_none() {
+            tracing::debug!(section = section.map(Section::as_str), error = %message, "section failed");
+        } else {
+            tracing::warn!(section = section.map(Section::as_str), error = %message, "section failed");
+        }
         if stop.halts() || section.is_none() {
             self.halt = Some(stop.outcome());
         }
@@ -670,12 +676,20 @@ pub fn summary(report: &PersonalityReport) -> String {
         };
         parts.push(text);
     }
-    let mut line = format!(
-        "{}: {}; {}",
-        report.name(),
-        report.outcome().as_str(),
-        parts.join("; ")
-    );
+    let untouched = parts.iter().all(|p| p.ends_with(": not attempted"));
+    let mut line = match report.outcome() {
+        // Said in words: `auth_expired` is the status files' name for it.
+        Outcome::AuthExpired if untouched => format!(
+            "{}: the service refused the session cookie; nothing was backed up",
+            report.name()
+        ),
+        Outcome::AuthExpired => format!(
+            "{}: the service refused the session cookie; {}",
+            report.name(),
+            parts.join("; ")
+        ),
+        outcome => format!("{}: {}; {}", report.name(), outcome.as_str(), parts.join("; ")),
+    };
     if let Some(e) = &report.status.error {
         line.push_str(&format!("\n  error: {}", crate::escape::controls(e)));
     }
