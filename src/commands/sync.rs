@@ -10,7 +10,9 @@ use crate::api::{Account, ApiClient, ApiError};
 use crate::config::{Config, PersonalitySlug};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
-use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
+use crate::sync::{
+    AccountCache, PersonalityReport, Plan, SyncContext, log_summary, summary, sync_personality,
+};
 
 /// Which personalities a pass covers besides the configured ones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -156,6 +158,10 @@ pub async fn run_pass(
         let report = sync_personality(&ctx, name.as_str(), &plan, |p| progress.page(p)).await;
         progress.finish();
         println!("{}", summary(&report));
+        if let Some(e) = &report.status.error {
+            println!("  error: {}", crate::escape::controls(e));
+        }
+        log_summary(&report);
         if let Some(chat) = &report.chat {
             for w in &chat.warnings {
                 println!("  warning: {}", crate::escape::controls(w));
