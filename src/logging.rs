@@ -21,7 +21,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
-pub use journal::SOCKET_ENV as JOURNAL_SOCKET_ENV;
+pub use journal::{SOCKET_ENV as JOURNAL_SOCKET_ENV, stderr_is_journal};
 
 /// Keeps the file writer's background thread alive; drop it last.
 pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);

@@ -200,3 +200,26 @@ async fn sync_honours_the_log_table() {
     let printed = String::from_utf8_lossy(&check.stdout);
     assert!(printed.parse::<toml::Table>().is_ok(), "{printed}");
 }
+
+/// A command's fatal error, printed rather than logged, is filed as an
+/// error by the journal too: systemd reads the `<3>` in front.
+#[test]
+fn on_the_journal_a_fatal_error_carries_its_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9", &["lilith"], 1.0, "");
+    let store = chatkeep::store::Store::open(&dir.path().join("data")).unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let out = chatkeep(&config)
+        .arg("sync")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("CHATKEEP_JOURNAL_SOCKET", dir.path().join("nobody-listens"))
+        .stderr(Stdio::from(stderr))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let written = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(written.starts_with("<3>error: "), "{written}");
+    drop(store);
+}

@@ -132,10 +132,7 @@ pub async fn run_pass(
     let mut outcome = PassOutcome::default();
     let (chosen, discovery) = select(config, names, selection, &client).await;
     if let Some(e) = discovery {
-        eprintln!(
-            "error: cannot list the account's personalities: {}",
-            crate::escape::controls(&e.to_string())
-        );
+        tracing::error!(error = %e, "cannot list the account's personalities");
         // Nothing else can succeed after an auth failure; anything else
         // leaves the named and configured personalities to sync.
         if chosen.is_empty() || matches!(e, ApiError::Auth { .. }) {
