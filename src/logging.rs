@@ -26,15 +26,27 @@ pub use journal::{SOCKET_ENV as JOURNAL_SOCKET_ENV, stderr_is_journal};
 /// Keeps the file writer's background thread alive; drop it last.
 pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
 
+/// What to say when `[log] dir` cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnusableDir {
+    /// A warning on standard error: the commands that back up, whose log
+    /// someone will look for.
+    Warn,
+    /// Nothing: the commands that only read for a person (`status`,
+    /// `export`), which root or a monitoring user may run beside the daemon
+    /// on a log directory that is the daemon's and rightly not theirs.
+    Skip,
+}
+
 /// Logging as `log` (the config's `[log]`) asks, or with the defaults for
 /// commands that run without a config (the demo, a config that does not
-/// load). Errors in setting up the log directory are reported on standard
-/// error and the command logs there only.
+/// load). When the log directory cannot be used the command logs to
+/// standard error only, saying so or not as `unusable` asks.
 ///
 /// The log directory is made (or checked) like the data directory: 0700,
 /// ours, writable by nobody else. The files in it are tracing-appender's,
 /// created with the process umask, which `main` sets to 0077: 0600.
-pub fn init(log: Option<&LogConfig>, verbose: u8, quiet: bool) -> LogGuard {
+pub fn init(log: Option<&LogConfig>, verbose: u8, quiet: bool, unusable: UnusableDir) -> LogGuard {
     let default = LogConfig::default();
     let log = log.unwrap_or(&default);
     let file = log.dir.as_ref().and_then(|dir| {
@@ -51,6 +63,7 @@ pub fn init(log: Option<&LogConfig>, verbose: u8, quiet: bool) -> LogGuard {
             });
         match appender {
             Ok(appender) => Some(tracing_appender::non_blocking(appender)),
+            Err(_) if unusable == UnusableDir::Skip => None,
             Err(e) => {
                 eprintln!(
                     "warning: cannot log to {}: {e}; logging to standard error only",

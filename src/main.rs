@@ -308,7 +308,11 @@ fn main() -> ExitCode {
         .reads_config()
         .then(|| commands::load_config(&cli.config));
     let log_config = loaded.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.log);
-    let _log = logging::init(log_config, cli.verbose, quiet);
+    let unusable = match cli.command {
+        Command::Status { .. } | Command::Export { .. } => logging::UnusableDir::Skip,
+        _ => logging::UnusableDir::Warn,
+    };
+    let _log = logging::init(log_config, cli.verbose, quiet, unusable);
     let mut config = || {
         loaded
             .take()

@@ -223,3 +223,32 @@ fn on_the_journal_a_fatal_error_carries_its_priority() {
     assert!(written.starts_with("<3>error: "), "{written}");
     drop(store);
 }
+
+/// `status` and `export`, which root or a monitoring user may run beside
+/// the daemon, say nothing of a log directory they cannot use, and print
+/// what they printed; `check-config` points it out.
+#[test]
+fn status_is_quiet_about_a_log_directory_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9", &["lilith"], 1.0, "");
+    let before = chatkeep(&config).arg("status").output().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+    let mut text_of = std::fs::read_to_string(&config).unwrap();
+    text_of.push_str("\n[log]\ndir = \"not-a-dir\"\n");
+    std::fs::write(&config, text_of).unwrap();
+
+    let after = chatkeep(&config).arg("status").output().unwrap();
+    assert_eq!(after.status.code(), before.status.code(), "{}", text(&after));
+    assert_eq!(after.stdout, before.stdout, "{}", text(&after));
+    assert!(
+        !String::from_utf8_lossy(&after.stderr).contains("cannot log to"),
+        "{}",
+        text(&after)
+    );
+    let check = chatkeep(&config).arg("check-config").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("cannot log to"),
+        "{}",
+        text(&check)
+    );
+}
