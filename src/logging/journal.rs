@@ -23,11 +23,15 @@ const SOCKET: &str = "/run/systemd/journal/socket";
 /// own. Read only when standard error is the journal ([`stderr_is_journal`]).
 pub const SOCKET_ENV: &str = "CHATKEEP_JOURNAL_SOCKET";
 
-/// A message longer than this is cut, so that the datagram fits the
-/// socket's buffer (journald's is 8 MiB; the kernel's default limit is
-/// about 200 KiB). Log events are a line; only a pathological error text
+/// A value (the message, a field) longer than this is cut, so that the
+/// datagram fits the kernel's default limit of about 200 KiB (journald
+/// takes more). Log events are a line; only a pathological error text
 /// comes near it.
-const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_VALUE: usize = 32 * 1024;
+
+/// Fields that would make the datagram longer than this are left out (they
+/// are on MESSAGE, cut, all the same).
+const MAX_DATAGRAM: usize = 160 * 1024;
 
 /// Whether standard error is connected to the journal: systemd sets
 /// `JOURNAL_STREAM` to the `device:inode` of the stream it gives a service
@@ -148,34 +152,38 @@ fn field_name(name: &str) -> String {
 /// no newline; the length-prefixed form the protocol also allows is not
 /// needed.
 fn encode(level: Level, fields: &Fields) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let mut put = |name: &str, value: &str| {
+    fn put(out: &mut Vec<u8>, name: &str, value: &str) {
         out.extend_from_slice(name.as_bytes());
         out.push(b'=');
         out.extend_from_slice(value.as_bytes());
         out.push(b'\n');
-    };
-    put("PRIORITY", &priority(level).to_string());
-    put("SYSLOG_IDENTIFIER", "chatkeep");
-    let mut message = fields.message.as_str();
-    if message.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message = &message[..cut];
     }
+    let mut out = Vec::with_capacity(256);
+    put(&mut out, "PRIORITY", &priority(level).to_string());
+    put(&mut out, "SYSLOG_IDENTIFIER", "chatkeep");
     // The fields are on the message too, as in a text line: `journalctl`
     // shows MESSAGE only, and an error's text is what a person reads.
-    let mut text = message.to_owned();
+    let mut text = fields.message.clone();
     for (name, value) in &fields.others {
         text.push_str(&format!(" {}={value}", name.to_ascii_lowercase()));
     }
-    put("MESSAGE", &text);
+    put(&mut out, "MESSAGE", cut(&text));
     for (name, value) in &fields.others {
-        put(name, value);
+        if out.len() + name.len() + value.len().min(MAX_VALUE) > MAX_DATAGRAM {
+            break;
+        }
+        put(&mut out, name, cut(value));
     }
     out
+}
+
+/// `text`, cut to at most [`MAX_VALUE`] bytes on a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_VALUE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -190,6 +198,19 @@ mod tests {
         assert_eq!(field_name("priority"), "F_PRIORITY");
         assert_eq!(field_name("_x"), "F__X");
         assert_eq!(field_name("r#type"), "R_TYPE");
+    }
+
+    #[test]
+    fn a_huge_journal_event_still_fits_one_datagram() {
+        let huge = "é".repeat(100 * 1024);
+        let fields = Fields {
+            message: huge.clone(),
+            others: (0..8).map(|i| (format!("F{i}"), huge.clone())).collect(),
+        };
+        let datagram = encode(Level::ERROR, &fields);
+        assert!(datagram.len() <= MAX_DATAGRAM + MAX_VALUE, "{}", datagram.len());
+        let text = String::from_utf8(datagram).unwrap();
+        assert!(text.contains("\nF0=é"));
     }
 
     #[test]
