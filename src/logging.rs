@@ -1,6 +1,14 @@
-//! Log output: `tracing` to standard error (colours only on a terminal;
-//! journald keeps the rest) and, when `[log] dir` is set, daily rolling
-//! files there. Level from the config or flags; RUST_LOG overrides both.
+//! Log output. Standard error carries the log: to systemd's journal
+//! through its native protocol when standard error is the journal (a
+//! service or a timer's unit; [`journal`]), with syslog priorities and the
+//! events' fields as journal fields; elsewhere as text or JSON lines, one
+//! event a line (colours only on a terminal). When `[log] dir` is set, daily
+//! rolling files there too, in `[log] format`. Every command logs as `[log]`
+//! says once its config is read; level from the config or flags, RUST_LOG
+//! overrides both. What a command prints for a person (a table, an export)
+//! goes to standard output and is not log.
+
+mod journal;
 
 use std::io::IsTerminal;
 
@@ -13,21 +21,34 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
+pub use journal::{SOCKET_ENV as JOURNAL_SOCKET_ENV, stderr_is_journal};
+
 /// Keeps the file writer's background thread alive; drop it last.
 pub struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
 
-/// Logging for commands that run before (or without) a config.
-pub fn init(verbose: u8, quiet: bool) -> LogGuard {
-    install(level(verbose, quiet, "info"), LogFormat::Text, None)
+/// What to say when `[log] dir` cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnusableDir {
+    /// A warning on standard error: the commands that back up, whose log
+    /// someone will look for.
+    Warn,
+    /// Nothing: the commands that only read for a person (`status`,
+    /// `export`), which root or a monitoring user may run beside the daemon
+    /// on a log directory that is the daemon's and rightly not theirs.
+    Skip,
 }
 
-/// Logging as the config asks, for the daemon. Errors in setting up the log
-/// directory are reported on standard error and the daemon logs there only.
+/// Logging as `log` (the config's `[log]`) asks, or with the defaults for
+/// commands that run without a config (the demo, a config that does not
+/// load). When the log directory cannot be used the command logs to
+/// standard error only, saying so or not as `unusable` asks.
 ///
 /// The log directory is made (or checked) like the data directory: 0700,
 /// ours, writable by nobody else. The files in it are tracing-appender's,
 /// created with the process umask, which `main` sets to 0077: 0600.
-pub fn init_with(log: &LogConfig, verbose: u8, quiet: bool) -> LogGuard {
+pub fn init(log: Option<&LogConfig>, verbose: u8, quiet: bool, unusable: UnusableDir) -> LogGuard {
+    let default = LogConfig::default();
+    let log = log.unwrap_or(&default);
     let file = log.dir.as_ref().and_then(|dir| {
         let appender = crate::store::fsio::create_private_dir(dir)
             .map_err(|e| e.to_string())
@@ -42,6 +63,7 @@ pub fn init_with(log: &LogConfig, verbose: u8, quiet: bool) -> LogGuard {
             });
         match appender {
             Ok(appender) => Some(tracing_appender::non_blocking(appender)),
+            Err(_) if unusable == UnusableDir::Skip => None,
             Err(e) => {
                 eprintln!(
                     "warning: log.dir = \"{}\" cannot be used: {e}; set dir in [log] to a directory \
@@ -77,13 +99,23 @@ fn install(
     let filter = || {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,chatkeep={level}")))
     };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let stderr: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Text => stderr.fmt_fields(escaped_fields()).with_filter(filter()).boxed(),
-        LogFormat::Json => stderr.json().with_filter(filter()).boxed(),
+    let journal = journal::stderr_is_journal()
+        .then(journal::JournalLayer::new)
+        .and_then(Result::ok);
+    let stderr: Box<dyn Layer<Registry> + Send + Sync> = match journal {
+        // The journal stamps the time and keeps the fields; JSON would
+        // only hide them in MESSAGE.
+        Some(journal) => journal.with_filter(filter()).boxed(),
+        None => {
+            let stderr = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false);
+            match format {
+                LogFormat::Text => stderr.fmt_fields(escaped_fields()).with_filter(filter()).boxed(),
+                LogFormat::Json => stderr.json().with_filter(filter()).boxed(),
+            }
+        }
     };
     let mut layers = vec![stderr];
     let guard = file.map(|(writer, guard)| {

@@ -292,6 +292,14 @@ enum Command {
     ServeFake(commands::serve_fake::Args),
 }
 
+impl Command {
+    /// Whether the command has a config to log by: all but the demo (which
+    /// writes its own) and the fake service.
+    fn reads_config(&self) -> bool {
+        !matches!(self, Command::Demo { .. } | Command::ServeFake(_))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum CookieAction {
     /// Save a session cookie to cookie_file (mode 0600) and check it.
@@ -313,8 +321,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
-    // The daemon logs as its config says, once it has read it.
-    let _log = (!matches!(cli.command, Command::Run)).then(|| logging::init(cli.verbose, quiet));
+    // Every command logs as its config's [log] says: read it first. Its
+    // errors wait for the command, which reports them (status and
+    // check-config read the file themselves, and explain a bad one).
+    let mut loaded = cli
+        .command
+        .reads_config()
+        .then(|| commands::load_config(&cli.config));
+    let log_config = loaded.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.log);
+    let unusable = match cli.command {
+        Command::Status { .. } | Command::Export { .. } => logging::UnusableDir::Skip,
+        _ => logging::UnusableDir::Warn,
+    };
+    let _log = logging::init(log_config, cli.verbose, quiet, unusable);
+    let mut config = || {
+        loaded
+            .take()
+            .unwrap_or_else(|| commands::load_config(&cli.config))
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return Fatal::usage(format!("cannot start the async runtime: {e}")).report(),
@@ -322,12 +346,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run => {
-                let config = commands::load_config(&cli.config)?;
-                let _log = logging::init_with(&config.log, cli.verbose, cli.quiet);
+                let config = config()?;
                 chatkeep::daemon::run(config).await
             }
             Command::Sync { names, all } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::sync::run(
                     &config,
                     &names,
@@ -366,19 +389,19 @@ fn main() -> ExitCode {
                     upstream_only,
                     revisions,
                 };
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::export::run(&config, &name, format, &options, output.as_deref())
             }
             Command::Audit { names, repair, json } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::audit::run(&config, &names, repair, json).await
             }
             Command::Archive { names } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::archive::archive(&config, &names)
             }
             Command::Prune { names, dry_run } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::archive::prune(&config, &names, dry_run)
             }
             Command::Verify {
@@ -386,7 +409,7 @@ fn main() -> ExitCode {
                 latest,
                 identity,
             } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::archive::verify(&config, &names, latest, identity.as_deref())
             }
             Command::Restore {
@@ -396,11 +419,11 @@ fn main() -> ExitCode {
                 force,
                 identity,
             } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref())
             }
             Command::Cookie { action } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 match action {
                     CookieAction::Set => commands::cookie::set(&config).await,
                     CookieAction::Check => commands::cookie::check(&config).await,
@@ -410,7 +433,7 @@ fn main() -> ExitCode {
                 commands::status::run(&cli.config, data_dir.as_deref(), json)
             }
             Command::Forget { name, yes } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = config()?;
                 commands::forget::run(&config, &name, yes)
             }
             Command::CheckConfig { online } => commands::check_config::run(&cli.config, online).await,

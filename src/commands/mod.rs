@@ -50,7 +50,14 @@ impl Fatal {
     }
 
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {}", crate::escape::controls(&self.message));
+        // On the journal, the line is filed at priority 3 (err), as
+        // systemd reads a `<N>` prefix on a stream line (SyslogLevelPrefix=).
+        let priority = if crate::logging::stderr_is_journal() {
+            "<3>"
+        } else {
+            ""
+        };
+        eprintln!("{priority}error: {}", crate::escape::controls(&self.message));
         ExitCode::from(self.code)
     }
 }

@@ -11,7 +11,9 @@ use crate::config::{Config, PersonalitySlug};
 use crate::notify::{Notifier, PassResult};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
-use crate::sync::{AccountCache, PersonalityReport, Plan, SyncContext, summary, sync_personality};
+use crate::sync::{
+    AccountCache, PersonalityReport, Plan, SyncContext, log_summary, summary, sync_personality,
+};
 
 /// Which personalities a pass covers besides the configured ones.
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,10 +156,7 @@ pub async fn run_pass(
     let mut outcome = PassOutcome::default();
     let (chosen, discovery) = select(config, names, selection, &client).await;
     if let Some(e) = discovery {
-        eprintln!(
-            "error: cannot list the account's personalities: {}",
-            crate::escape::controls(&e.to_string())
-        );
+        tracing::error!(error = %e, "cannot list the account's personalities");
         // Nothing else can succeed after an auth failure; anything else
         // leaves the named and configured personalities to sync.
         if chosen.is_empty() || matches!(e, ApiError::Auth { .. }) {
@@ -183,6 +182,10 @@ pub async fn run_pass(
         progress.finish();
         notifier.personality_finished(&report, was_failing).await;
         println!("{}", summary(&report));
+        if let Some(e) = &report.status.error {
+            println!("  error: {}", crate::escape::controls(e));
+        }
+        log_summary(&report);
         if let Some(chat) = &report.chat {
             for w in &chat.warnings {
                 println!("  warning: {}", crate::escape::controls(w));

@@ -648,8 +648,10 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// The `[log]` table. Log lines always go to standard error; these say
-/// where else, in what form, and how many.
+/// The `[log]` table, honoured by every command that reads a config. Log
+/// events always go to standard error (natively to the journal when that is
+/// the journal, see `crate::logging`); these say where else, in what form,
+/// and how many.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// A directory where log lines are also written, to files rolled over

@@ -27,7 +27,7 @@ use crate::notify::{Notifier, PassResult};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
 use crate::store::{Store, personality_dir};
 use crate::sync::{
-    AccountCache, PersonalityReport, Plan, SyncContext, audit_personality, summary, sync_personality,
+    AccountCache, PersonalityReport, Plan, SyncContext, audit_personality, log_summary, sync_personality,
 };
 
 /// Retries of a transient failure before waiting for the next tick.
@@ -589,13 +589,8 @@ impl Shared {
                 }
             });
         }
-        // One line per sync, with the fields a log search wants.
-        tracing::info!(
-            personality = name,
-            outcome = report.outcome().as_str(),
-            "{}",
-            summary(report)
-        );
+        // One event per sync, at the level its outcome deserves.
+        log_summary(report);
         self.write_status().await;
     }
 

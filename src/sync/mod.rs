@@ -626,7 +626,9 @@ async fn sync_document(
     })
 }
 
-/// One line saying what changed, for the terminal and the log.
+/// One line saying what changed, for the terminal and the log; the error
+/// that stopped anything is not in it ([`log_summary`] gives it as a field,
+/// `sync` prints it on a line of its own).
 pub fn summary(report: &PersonalityReport) -> String {
     let mut parts = Vec::new();
     for section in Section::all() {
@@ -677,7 +679,7 @@ pub fn summary(report: &PersonalityReport) -> String {
         parts.push(text);
     }
     let untouched = parts.iter().all(|p| p.ends_with(": not attempted"));
-    let mut line = match report.outcome() {
+    match report.outcome() {
         // Said in words: `auth_expired` is the status files' name for it.
         Outcome::AuthExpired if untouched => format!(
             "{}: the service refused the session cookie; nothing was backed up",
@@ -689,9 +691,27 @@ pub fn summary(report: &PersonalityReport) -> String {
             parts.join("; ")
         ),
         outcome => format!("{}: {}; {}", report.name(), outcome.as_str(), parts.join("; ")),
-    };
-    if let Some(e) = &report.status.error {
-        line.push_str(&format!("\n  error: {}", crate::escape::controls(e)));
     }
-    line
+}
+
+/// Logs a personality's sync as one event, with the fields a log search
+/// wants (`personality`, `outcome`, and `error` when something failed), at
+/// the level its outcome deserves: INFO when everything was backed up or a
+/// shutdown stopped it cleanly, WARN when some sections were and the others
+/// will be tried again, ERROR when nothing could be (a failure, a refused
+/// cookie, a bot wall, the rate limit).
+pub fn log_summary(report: &PersonalityReport) {
+    let line = summary(report);
+    let name = report.name();
+    let outcome = report.outcome().as_str();
+    let error = report.status.error.as_deref().map(tracing::field::display);
+    match report.outcome() {
+        Outcome::Ok | Outcome::Interrupted => {
+            tracing::info!(personality = name, outcome, error, "{line}")
+        }
+        Outcome::Partial => tracing::warn!(personality = name, outcome, error, "{line}"),
+        Outcome::Failed | Outcome::AuthExpired | Outcome::BotWall | Outcome::RateLimited => {
+            tracing::error!(personality = name, outcome, error, "{line}")
+        }
+    }
 }
