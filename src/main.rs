@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::{ExportOptions, Format, Split};
+use chatkeep::export::{ExportOptions, Format, Period, Split};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -128,9 +128,16 @@ enum Command {
         /// Output format.
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
-        /// Write to this file (atomically) instead of standard output.
-        #[arg(long, short)]
+        /// Write to this file (atomically) instead of standard output; into a
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl).
+        #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
+        /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         /// Conversations: the silence that ends one, such as 30m, 2h or 90s
         /// (a silence of exactly this long does not) [default: 30m].
         #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
@@ -321,6 +328,8 @@ fn main() -> ExitCode {
                 name,
                 format,
                 output,
+                since,
+                until,
                 gap,
                 min_messages,
                 upstream_only,
@@ -336,6 +345,11 @@ fn main() -> ExitCode {
                         "--revisions applies to --format jsonl only (one line per version)",
                     ));
                 }
+                if let (Some(since), Some(before)) = (since, until)
+                    && since >= before
+                {
+                    return Err(Fatal::usage("--since is after --until: nothing to export"));
+                }
                 let defaults = Split::default();
                 let options = ExportOptions {
                     split: Split {
@@ -344,6 +358,7 @@ fn main() -> ExitCode {
                     },
                     upstream_only,
                     revisions,
+                    period: Period { since, before: until },
                 };
                 let config = commands::load_config(&cli.config)?;
                 commands::export::run(&config, &name, format, &options, output.as_deref())

@@ -96,6 +96,7 @@ pub fn export_text(config: &Config, name: &str, format: Format) -> String {
         &ExportMeta {
             shape_id: &id,
             shape_name: name,
+            display_name: None,
         },
         format,
         &mut out,
