@@ -71,12 +71,13 @@ impl Written {
 impl fmt::Display for Written {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Written::Messages(n) => write!(f, "{n} messages"),
+            Written::Messages(n) => f.write_str(&crate::words::count(*n, "message")),
             Written::Conversations { counts, min_messages } => {
                 write!(
                     f,
-                    "{} conversations ({} messages",
-                    counts.conversations, counts.messages
+                    "{} ({}",
+                    crate::words::count(counts.conversations, "conversation"),
+                    crate::words::count(counts.messages, "message")
                 )?;
                 if counts.skipped_conversations > 0 {
                     write!(

@@ -17,3 +17,4 @@ pub mod progress;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod words;

@@ -22,15 +22,13 @@ built-in fake service, offline.";
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
-    /// Config file (TOML; see config.example.toml).
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "CHATKEEP_CONFIG",
-        default_value = "/etc/chatkeep/config.toml"
-    )]
-    config: PathBuf,
+    /// Config file (TOML; see config.example.toml) [env: CHATKEEP_CONFIG]
+    /// [default: /etc/chatkeep/config.toml]
+    // Not clap's `env` and `default_value`: a value from the environment
+    // makes clap print `--config <CONFIG>` in every usage line as if it
+    // were required. Resolved in `config_path`.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
@@ -280,16 +278,31 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum CookieAction {
-    /// Save a session cookie to cookie_file (mode 0600) and check it.
+    /// Check a session cookie with the service, and save it to cookie_file (mode 0600).
     ///
     /// Reads the cookie, the bare token or name=value, from a prompt that
     /// does not echo, or from the first line of standard input when that is
     /// not a terminal. Then asks the service once which account it logs in
-    /// as. Exit 3 if the service refuses it, 1 if it could not be checked.
+    /// as. Exit 3 if the service refuses it: nothing is saved, the previous
+    /// cookie stays. Exit 1 if it could not be checked: it is saved, unverified.
     Set,
     /// Check the session cookie a sync would send, and print its account.
     Check,
 }
+
+/// The config file: `--config`, else `$CHATKEEP_CONFIG` (when not empty),
+/// else [`DEFAULT_CONFIG`].
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| {
+            std::env::var_os("CHATKEEP_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+const DEFAULT_CONFIG: &str = "/etc/chatkeep/config.toml";
 
 fn main() -> ExitCode {
     // Before anything is created: every file and directory private (0600,
@@ -297,6 +310,7 @@ fn main() -> ExitCode {
     chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
+    let config_path = config_path(cli.config.clone());
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
     // The daemon logs as its config says, once it has read it.
@@ -308,12 +322,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 let _log = logging::init_with(&config.log, cli.verbose, cli.quiet);
                 chatkeep::daemon::run(config).await
             }
             Command::Sync { names, all } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::sync::run(
                     &config,
                     &names,
@@ -360,19 +374,19 @@ fn main() -> ExitCode {
                     revisions,
                     period: Period { since, before: until },
                 };
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::export::run(&config, &name, format, &options, output.as_deref())
             }
             Command::Audit { names, repair, json } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::audit::run(&config, &names, repair, json).await
             }
             Command::Archive { names } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::archive::archive(&config, &names)
             }
             Command::Prune { names, dry_run } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::archive::prune(&config, &names, dry_run)
             }
             Command::Verify {
@@ -380,7 +394,7 @@ fn main() -> ExitCode {
                 latest,
                 identity,
             } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::archive::verify(&config, &names, latest, identity.as_deref())
             }
             Command::Restore {
@@ -390,24 +404,24 @@ fn main() -> ExitCode {
                 force,
                 identity,
             } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref())
             }
             Command::Cookie { action } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 match action {
                     CookieAction::Set => commands::cookie::set(&config).await,
                     CookieAction::Check => commands::cookie::check(&config).await,
                 }
             }
             Command::Status { json, data_dir } => {
-                commands::status::run(&cli.config, data_dir.as_deref(), json)
+                commands::status::run(&config_path, data_dir.as_deref(), json)
             }
             Command::Forget { name, yes } => {
-                let config = commands::load_config(&cli.config)?;
+                let config = commands::load_config(&config_path)?;
                 commands::forget::run(&config, &name, yes)
             }
-            Command::CheckConfig => commands::check_config(&cli.config),
+            Command::CheckConfig => commands::check_config(&config_path),
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
         }

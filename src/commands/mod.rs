@@ -88,9 +88,9 @@ pub fn check_config(path: &Path) -> Result<ExitCode, Fatal> {
         eprintln!("warning: {warning}");
     }
     eprintln!(
-        "{}: valid, {} personalities",
+        "{}: valid, {}",
         path.display(),
-        config.personalities.len()
+        crate::words::counted(config.personalities.len() as u64, "personality", "personalities")
     );
     Ok(ExitCode::SUCCESS)
 }
