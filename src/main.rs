@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
@@ -271,6 +271,27 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script.
+    ///
+    /// For bash: `chatkeep completions bash > /etc/bash_completion.d/chatkeep`
+    /// (or ~/.local/share/bash-completion/completions/chatkeep); for zsh,
+    /// into a directory on $fpath as `_chatkeep`; for fish, into
+    /// ~/.config/fish/completions/chatkeep.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, chatkeep(1), in roff.
+    ///
+    /// `chatkeep man | man -l -` reads it; `chatkeep man --dir DIR` writes
+    /// one page per command (chatkeep.1, chatkeep-sync.1, ...) into DIR,
+    /// such as /usr/local/share/man/man1.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the built-in fake service (for benchmarks and manual tests).
     #[command(hide = true)]
     ServeFake(commands::serve_fake::Args),
@@ -310,6 +331,16 @@ fn main() -> ExitCode {
     chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
+    // Generated from the definitions above: no config, log or runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return commands::docs::completions(Cli::command(), *shell).unwrap_or_else(|f| f.report());
+        }
+        Command::Man { dir } => {
+            return commands::docs::man(Cli::command(), dir.as_deref()).unwrap_or_else(|f| f.report());
+        }
+        _ => {}
+    }
     let config_path = config_path(cli.config.clone());
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
@@ -424,6 +455,7 @@ fn main() -> ExitCode {
             Command::CheckConfig => commands::check_config(&config_path),
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
+            Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before the runtime"),
         }
     });
     let code = result.unwrap_or_else(|fatal| fatal.report());

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod audit;
 pub mod cookie;
 pub mod demo;
+pub mod docs;
 pub mod export;
 pub mod forget;
 pub mod serve_fake;
