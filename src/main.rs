@@ -331,16 +331,6 @@ fn main() -> ExitCode {
     chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
-    // Generated from the definitions above: no config, log or runtime.
-    match &cli.command {
-        Command::Completions { shell } => {
-            return commands::docs::completions(Cli::command(), *shell).unwrap_or_else(|f| f.report());
-        }
-        Command::Man { dir } => {
-            return commands::docs::man(Cli::command(), dir.as_deref()).unwrap_or_else(|f| f.report());
-        }
-        _ => {}
-    }
     let config_path = config_path(cli.config.clone());
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
@@ -455,7 +445,9 @@ fn main() -> ExitCode {
             Command::CheckConfig => commands::check_config(&config_path),
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
-            Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before the runtime"),
+            // Generated from the definitions above; no config needed.
+            Command::Completions { shell } => commands::docs::completions(Cli::command(), shell),
+            Command::Man { dir } => commands::docs::man(Cli::command(), dir.as_deref()),
         }
     });
     let code = result.unwrap_or_else(|fatal| fatal.report());
