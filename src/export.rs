@@ -4,17 +4,16 @@
 //! more memory than a thousand.
 
 pub mod conversations;
+mod markdown;
+mod period;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
-
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::message::{Message, Ts};
 use crate::store::{ChatState, ChatStore, ChatStoreError, Entry, History};
 pub use conversations::{ConversationCounts, Split};
+pub use period::{Period, parse_since, parse_until};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -22,11 +21,27 @@ pub enum Format {
     Json,
     /// One message object per line, oldest first.
     Jsonl,
-    /// A readable transcript.
+    /// A readable transcript: a heading per day, then one `HH:MM` line per
+    /// message, under the personality's display name.
+    #[value(alias = "md")]
     Markdown,
     /// One conversation per line, split at silences longer than `--gap`:
     /// `{start, end, message_count, ids, messages}`.
     Conversations,
+}
+
+impl Format {
+    /// The file an export of `name` goes to in a directory given as
+    /// `--output`: `<name>_chat_history.<ext>`, as earlier tools named it
+    /// (`<name>_conversations.jsonl` for conversations).
+    pub fn file_name(self, name: &str) -> String {
+        match self {
+            Format::Json => format!("{name}_chat_history.json"),
+            Format::Jsonl => format!("{name}_chat_history.jsonl"),
+            Format::Markdown => format!("{name}_chat_history.md"),
+            Format::Conversations => format!("{name}_conversations.jsonl"),
+        }
+    }
 }
 
 /// What an export wrote.
@@ -56,12 +71,13 @@ impl Written {
 impl fmt::Display for Written {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Written::Messages(n) => write!(f, "{n} messages"),
+            Written::Messages(n) => f.write_str(&crate::words::count(*n, "message")),
             Written::Conversations { counts, min_messages } => {
                 write!(
                     f,
-                    "{} conversations ({} messages",
-                    counts.conversations, counts.messages
+                    "{} ({}",
+                    crate::words::count(counts.conversations, "conversation"),
+                    crate::words::count(counts.messages, "message")
                 )?;
                 if counts.skipped_conversations > 0 {
                     write!(
@@ -81,6 +97,9 @@ impl fmt::Display for Written {
 pub struct ExportMeta<'a> {
     pub shape_id: &'a str,
     pub shape_name: &'a str,
+    /// The name the service shows (the profile's `name`), for the
+    /// transcript; `shape_name` when `None`.
+    pub display_name: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +126,8 @@ pub struct ExportOptions {
     /// Also write every earlier version of each message, just before it
     /// (`jsonl` only).
     pub revisions: bool,
+    /// Only the messages placed in this period (`--since`, `--until`).
+    pub period: Period,
 }
 
 impl ExportOptions {
@@ -152,7 +173,8 @@ pub fn write_with(
     let mut lines = Lines::new(store, options)?;
     match format {
         Format::Json => {
-            let date_range = match range(store, options)? {
+            let (count, range) = selected(store, options)?;
+            let date_range = match range {
                 Some((oldest, newest)) => serde_json::json!({
                     "earliest": oldest.to_rfc3339(),
                     "latest": newest.to_rfc3339(),
@@ -171,7 +193,7 @@ pub fn write_with(
                 "  \"shape_name\": {},",
                 serde_json::to_string(meta.shape_name).map_err(io::Error::other)?
             )?;
-            writeln!(out, "  \"message_count\": {expected},")?;
+            writeln!(out, "  \"message_count\": {count},")?;
             writeln!(out, "  \"date_range\": {date_range},")?;
             writeln!(out, "  \"export_date\": \"{export_date}\",")?;
             write!(out, "  \"messages\": [")?;
@@ -192,13 +214,8 @@ pub fn write_with(
             }
         }
         Format::Markdown => {
-            writeln!(out, "# Chat history with {}\n", meta.shape_name)?;
-            let mut n = 0;
-            for entry in lines.entries() {
-                let entry = entry.map_err(ChatStoreError::Read)?;
-                n += 1;
-                write_markdown_message(out, meta.shape_name, &entry, n)?;
-            }
+            let name = meta.display_name.unwrap_or(meta.shape_name);
+            markdown::write(&mut lines, name, out)?;
         }
         Format::Conversations => {
             // Reads the history with cursors of its own, and checks the count.
@@ -210,38 +227,44 @@ pub fn write_with(
         }
     }
     out.flush()?;
-    let count = lines.messages;
-    if count != expected {
-        return Err(ExportError::CountMismatch {
-            found: count,
-            expected,
-        });
+    // Those outside the period were read all the same: the whole history
+    // is checked against the state.
+    let found = lines.messages + lines.outside;
+    if found != expected {
+        return Err(ExportError::CountMismatch { found, expected });
     }
-    Ok(Written::Messages(count))
+    Ok(Written::Messages(lines.messages))
 }
 
-/// The places of the first and last message an export writes.
-fn range(store: &ChatStore, options: &ExportOptions) -> Result<Option<(Ts, Ts)>, ExportError> {
+/// How many messages an export writes, and the places of the first and
+/// last.
+fn selected(store: &ChatStore, options: &ExportOptions) -> Result<(u64, Option<(Ts, Ts)>), ExportError> {
     let state = store.state();
     let newest = state.newest();
-    if !options.upstream_only || state.deleted_upstream() == 0 {
-        return Ok(state.oldest.zip(newest));
+    if options.period.is_all() && (!options.upstream_only || state.deleted_upstream() == 0) {
+        return Ok((options.expected_messages(state), state.oldest.zip(newest)));
     }
-    // Some are left out: the range of the others takes a pass of its own.
+    // Some are left out: the count and range of the others take a pass of
+    // their own.
+    let mut count = 0;
     let mut range: Option<(Ts, Ts)> = None;
     for entry in store.history_with_keys()? {
         let entry = entry.map_err(ChatStoreError::Read)?;
-        if entry.deleted_upstream_at().is_some() {
+        if options.upstream_only && entry.deleted_upstream_at().is_some() {
             continue;
         }
         if let Some(key) = &entry.key {
+            if !options.period.contains(key.position) {
+                continue;
+            }
+            count += 1;
             range = Some(match range {
                 None => (key.position, key.position),
                 Some((first, last)) => (first, if key.position > last { key.position } else { last }),
             });
         }
     }
-    Ok(range)
+    Ok((count, range))
 }
 
 /// The lines an export writes, in order: each message's current version,
@@ -255,21 +278,30 @@ pub struct Lines {
     queue: std::collections::VecDeque<String>,
     /// Current versions yielded so far.
     pub messages: u64,
+    /// Current versions read and left out for being outside the period.
+    pub outside: u64,
 }
 
 impl Lines {
     pub fn new(store: &ChatStore, options: &ExportOptions) -> Result<Lines, ExportError> {
+        // A period needs each message's place.
+        let history = if options.period.is_all() {
+            store.history()?
+        } else {
+            store.history_with_keys()?
+        };
         Ok(Lines {
-            history: store.history()?,
+            history,
             options: *options,
             queue: std::collections::VecDeque::new(),
             messages: 0,
+            outside: 0,
         })
     }
 
     /// The entries themselves (current versions, selected), for formats that
     /// show more than the JSON.
-    fn entries(&mut self) -> impl Iterator<Item = io::Result<Entry>> + '_ {
+    pub(crate) fn entries(&mut self) -> impl Iterator<Item = io::Result<Entry>> + '_ {
         std::iter::from_fn(move || self.next_entry())
     }
 
@@ -280,6 +312,11 @@ impl Lines {
                 Err(e) => return Some(Err(e)),
             };
             if self.options.upstream_only && entry.deleted_upstream_at().is_some() {
+                continue;
+            }
+            let position = entry.key.as_ref().map(|k| k.position);
+            if position.is_some_and(|p| !self.options.period.contains(p)) {
+                self.outside += 1;
                 continue;
             }
             self.messages += 1;
@@ -369,78 +406,4 @@ pub fn annotated(message: &str, notes: &[(&str, String)]) -> String {
     let body = message.trim_end().strip_suffix('}').unwrap_or(message);
     let sep = if body.trim_end().ends_with('{') { "" } else { "," };
     format!("{body}{sep}{note}}}")
-}
-
-/// The fields a transcript shows. Each is taken as raw JSON: the service
-/// sends text, but a stored message keeps whatever it sent, and one field
-/// of another type must not stop the export of a whole history.
-#[derive(Deserialize)]
-struct Transcript<'a> {
-    ts: f64,
-    #[serde(default, borrow)]
-    message: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reply: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    attachment_url: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    voice_reply_url: Option<&'a RawValue>,
-}
-
-/// A field as shown: a string as its text, anything else but null as the
-/// JSON received.
-fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let raw = field?.get();
-    match serde_json::from_str::<Cow<str>>(raw) {
-        Ok(text) => Some(text),
-        Err(_) if raw == "null" => None,
-        Err(_) => Some(Cow::Borrowed(raw)),
-    }
-}
-
-fn write_markdown_message(
-    out: &mut impl Write,
-    name: &str,
-    entry: &Entry,
-    n: u64,
-) -> Result<(), ExportError> {
-    let m: Transcript = serde_json::from_str(&entry.message).map_err(|e| ExportError::BadLine {
-        line: n,
-        reason: e.to_string(),
-    })?;
-    let when = Ts::new(m.ts).map(Ts::to_rfc3339).unwrap_or_default();
-    writeln!(out, "### {when}\n")?;
-    if let Some(text) = shown(m.message).filter(|t| !t.is_empty()) {
-        writeln!(out, "**You:** {}\n", quote_block(&text))?;
-    }
-    if let Some(url) = shown(m.attachment_url) {
-        writeln!(out, "*Attachment:* <{url}>\n")?;
-    }
-    if let Some(text) = shown(m.reply).filter(|t| !t.is_empty()) {
-        writeln!(out, "**{name}:** {}\n", quote_block(&text))?;
-    }
-    if let Some(url) = shown(m.voice_reply_url) {
-        writeln!(out, "*Voice reply:* <{url}>\n")?;
-    }
-    let earlier = entry.earlier().len();
-    if earlier > 0 {
-        let versions = if earlier == 1 { "version" } else { "versions" };
-        writeln!(
-            out,
-            "*Changed upstream since first backed up; {earlier} earlier {versions} kept \
-             (`chatkeep export --format jsonl --revisions`).*\n"
-        )?;
-    }
-    if let Some(at) = entry.deleted_upstream_at() {
-        writeln!(
-            out,
-            "*No longer on the service since {at}; kept in the backup.*\n"
-        )?;
-    }
-    Ok(())
-}
-
-/// Keeps multi-line texts inside their paragraph.
-fn quote_block(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\n', "  \n")
 }

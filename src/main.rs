@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::{ExportOptions, Format, Split};
+use chatkeep::export::{ExportOptions, Format, Period, Split};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -23,15 +23,13 @@ on its own, to try a config of yours against it.";
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
-    /// Config file (TOML; see config.example.toml).
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "CHATKEEP_CONFIG",
-        default_value = "/etc/chatkeep/config.toml"
-    )]
-    config: PathBuf,
+    /// Config file (TOML; see config.example.toml) [env: CHATKEEP_CONFIG]
+    /// [default: /etc/chatkeep/config.toml]
+    // Not clap's `env` and `default_value`: a value from the environment
+    // makes clap print `--config <CONFIG>` in every usage line as if it
+    // were required. Resolved in `config_path`.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
@@ -129,9 +127,16 @@ enum Command {
         /// Output format.
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
-        /// Write to this file (atomically) instead of standard output.
-        #[arg(long, short)]
+        /// Write to this file (atomically) instead of standard output; into a
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl).
+        #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
+        /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         /// Conversations: the silence that ends one, such as 30m, 2h or 90s
         /// (a silence of exactly this long does not) [default: 30m].
         #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
@@ -280,6 +285,27 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script.
+    ///
+    /// For bash: `chatkeep completions bash > /etc/bash_completion.d/chatkeep`
+    /// (or ~/.local/share/bash-completion/completions/chatkeep); for zsh,
+    /// into a directory on $fpath as `_chatkeep`; for fish, into
+    /// ~/.config/fish/completions/chatkeep.fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, chatkeep(1), in roff.
+    ///
+    /// `chatkeep man | man -l -` reads it; `chatkeep man --dir DIR` writes
+    /// one page per command (chatkeep.1, chatkeep-sync.1, ...) into DIR,
+    /// such as /usr/local/share/man/man1.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the built-in fake service on loopback, to try a config without an account.
     ///
     /// Prints its base URL (http://127.0.0.1:PORT) on the first line of
@@ -294,24 +320,43 @@ enum Command {
 
 impl Command {
     /// Whether the command has a config to log by: all but the demo (which
-    /// writes its own) and the fake service.
+    /// writes its own), the fake service, and the completions and man page
+    /// (generated from the definitions alone).
     fn reads_config(&self) -> bool {
-        !matches!(self, Command::Demo { .. } | Command::ServeFake(_))
+        !matches!(
+            self,
+            Command::Demo { .. } | Command::ServeFake(_) | Command::Completions { .. } | Command::Man { .. }
+        )
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum CookieAction {
-    /// Save a session cookie to cookie_file (mode 0600) and check it.
+    /// Check a session cookie with the service, and save it to cookie_file (mode 0600).
     ///
     /// Reads the cookie, the bare token or name=value, from a prompt that
     /// does not echo, or from the first line of standard input when that is
     /// not a terminal. Then asks the service once which account it logs in
-    /// as. Exit 3 if the service refuses it, 1 if it could not be checked.
+    /// as. Exit 3 if the service refuses it: nothing is saved, the previous
+    /// cookie stays. Exit 1 if it could not be checked: it is saved, unverified.
     Set,
     /// Check the session cookie a sync would send, and print its account.
     Check,
 }
+
+/// The config file: `--config`, else `$CHATKEEP_CONFIG` (when not empty),
+/// else [`DEFAULT_CONFIG`].
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| {
+            std::env::var_os("CHATKEEP_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+const DEFAULT_CONFIG: &str = "/etc/chatkeep/config.toml";
 
 fn main() -> ExitCode {
     // Before anything is created: every file and directory private (0600,
@@ -319,6 +364,7 @@ fn main() -> ExitCode {
     chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
+    let config_path = config_path(cli.config.clone());
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
     // Every command logs as its config's [log] says: read it first. Its
@@ -327,7 +373,7 @@ fn main() -> ExitCode {
     let mut loaded = cli
         .command
         .reads_config()
-        .then(|| commands::load_config(&cli.config));
+        .then(|| commands::load_config(&config_path));
     let log_config = loaded.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.log);
     let unusable = match cli.command {
         Command::Status { .. } | Command::Export { .. } => logging::UnusableDir::Skip,
@@ -337,7 +383,7 @@ fn main() -> ExitCode {
     let mut config = || {
         loaded
             .take()
-            .unwrap_or_else(|| commands::load_config(&cli.config))
+            .unwrap_or_else(|| commands::load_config(&config_path))
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -365,6 +411,8 @@ fn main() -> ExitCode {
                 name,
                 format,
                 output,
+                since,
+                until,
                 gap,
                 min_messages,
                 upstream_only,
@@ -380,6 +428,11 @@ fn main() -> ExitCode {
                         "--revisions applies to --format jsonl only (one line per version)",
                     ));
                 }
+                if let (Some(since), Some(before)) = (since, until)
+                    && since >= before
+                {
+                    return Err(Fatal::usage("--since is after --until: nothing to export"));
+                }
                 let defaults = Split::default();
                 let options = ExportOptions {
                     split: Split {
@@ -388,6 +441,7 @@ fn main() -> ExitCode {
                     },
                     upstream_only,
                     revisions,
+                    period: Period { since, before: until },
                 };
                 let config = config()?;
                 commands::export::run(&config, &name, format, &options, output.as_deref())
@@ -430,15 +484,18 @@ fn main() -> ExitCode {
                 }
             }
             Command::Status { json, data_dir } => {
-                commands::status::run(&cli.config, data_dir.as_deref(), json)
+                commands::status::run(&config_path, data_dir.as_deref(), json)
             }
             Command::Forget { name, yes } => {
                 let config = config()?;
                 commands::forget::run(&config, &name, yes)
             }
-            Command::CheckConfig { online } => commands::check_config::run(&cli.config, online).await,
+            Command::CheckConfig { online } => commands::check_config::run(&config_path, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
+            // Generated from the definitions above; no config needed.
+            Command::Completions { shell } => commands::docs::completions(Cli::command(), shell),
+            Command::Man { dir } => commands::docs::man(Cli::command(), dir.as_deref()),
         }
     });
     let code = result.unwrap_or_else(|fatal| fatal.report());

@@ -42,10 +42,10 @@ impl SyncProgress {
     pub fn page(&mut self, p: WalkProgress) {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let text = format!(
-            "{}: {} messages fetched, {} pages, {:.0} msg/s",
+            "{}: {} fetched, {}, {:.0} msg/s",
             self.name,
-            p.spooled,
-            p.requests,
+            crate::words::count(p.spooled, "message"),
+            crate::words::count(p.requests, "page"),
             p.spooled as f64 / secs
         );
         match &self.bar {

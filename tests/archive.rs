@@ -154,6 +154,16 @@ async fn a_snapshot_holds_exactly_what_the_store_holds() {
     let out = b.run(&["archive"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("aria: wrote aria-"), "{}", text(&out));
+    // Each result once: printed, not logged as well.
+    let file = b.manifest("aria").snapshots[0].file.clone();
+    assert_eq!(text(&out).matches(&file).count(), 1, "{}", text(&out));
+    let again = b.run(&["archive", "aria"]);
+    assert_eq!(
+        text(&again).matches("nothing changed").count(),
+        1,
+        "{}",
+        text(&again)
+    );
 
     for (name, messages) in [("aria", 300), ("bramble", 20)] {
         let manifest = b.manifest(name);

@@ -284,6 +284,7 @@ async fn a_refused_cookie_exits_3_with_the_auth_message_from_set_and_check() {
     let config = config_with_cookie_in_new_dir(dir.path(), &fake.base_url());
     let mut outputs = Outputs::default();
 
+    // Without a previous cookie: nothing saved.
     let out = outputs.keep(run_with_stdin(cookie_cmd(&config, "set"), TOKEN));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -291,7 +292,21 @@ async fn a_refused_cookie_exits_3_with_the_auth_message_from_set_and_check() {
         stderr.contains("authentication failed (401) on the first request") && stderr.contains("cookie set"),
         "{stderr}"
     );
-    assert_eq!(mode(&dir.path().join("secrets/cookie")), 0o600);
+    assert!(
+        stderr.contains("it was not saved (no cookie was saved)"),
+        "{stderr}"
+    );
+    let file = dir.path().join("secrets/cookie");
+    assert!(!file.exists());
+
+    // With one: it is kept, and said to be.
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "the-previous-token\n").unwrap();
+    let out = outputs.keep(run_with_stdin(cookie_cmd(&config, "set"), TOKEN));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(" still holds the previous cookie)"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "the-previous-token\n");
 
     let out = outputs.keep(cookie_cmd(&config, "check").output().unwrap());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -300,8 +315,8 @@ async fn a_refused_cookie_exits_3_with_the_auth_message_from_set_and_check() {
         "{}",
         text(&out)
     );
-    assert_eq!(fake.requests().len(), 2, "one request each, no retry");
-    outputs.assert_none_contains(&[TOKEN, "the-one-the-service-wants"]);
+    assert_eq!(fake.requests().len(), 3, "one request each, no retry");
+    outputs.assert_none_contains(&[TOKEN, "the-one-the-service-wants", "the-previous-token"]);
 }
 
 #[test]

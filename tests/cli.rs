@@ -134,3 +134,102 @@ fn demo_runs_offline_and_its_export_matches_the_fake() {
     );
     assert!(!dir.path().exists(), "the demo's directory is still there");
 }
+
+/// The config as `check-config` reads it, with `[daemon]` holding `daemon`
+/// (from the line returned), without the test suite's allowance for fast schedules.
+fn check_daemon(daemon: &str) -> (std::process::Output, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "https://x.example", &[], 1.0, "");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[daemon]\n");
+    let place = format!("{}:{}", path.display(), text.lines().count() + 1);
+    text.push_str(daemon);
+    std::fs::write(&path, text).unwrap();
+    let out = chatkeep(&path)
+        .env_remove(FAST_SCHEDULES)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    (out, place, dir)
+}
+
+#[test]
+fn a_schedule_firing_more_often_than_the_shortest_interval_is_refused_with_its_place() {
+    for schedule in ["* * * * * *", "*/5 * * * * *", "0,5 0 3 * * *"] {
+        let (out, place, _dir) = check_daemon(&format!("schedule = {schedule:?}\n"));
+        assert_eq!(out.status.code(), Some(2), "{schedule}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{place}:12:")), "{stderr}");
+        assert!(
+            stderr.contains("daemon.schedule must not run more often than every 10s"),
+            "{stderr}"
+        );
+    }
+    let (out, _, _dir) = check_daemon("schedule = \"*/10 * * * * *\"\n");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn durations_combine_units() {
+    let (out, _, _dir) = check_daemon("interval = \"1h30m\"\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("interval = \"90m\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn usage_lines_do_not_show_config_as_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chatkeep(&dir.path().join("c.toml"))
+        .env("CHATKEEP_CONFIG", dir.path().join("c.toml"))
+        .arg("export")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Usage: chatkeep export <NAME>"), "{stderr}");
+    // Set only in the environment, as systemd units and shells do.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+        .env("CHATKEEP_CONFIG", dir.path().join("c.toml"))
+        .arg("export")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Usage: chatkeep export <NAME>"), "{stderr}");
+    assert!(!stderr.contains("--config"), "{stderr}");
+    // And the environment still names the config.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+        .env("CHATKEEP_CONFIG", dir.path().join("c.toml"))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("c.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_a_thing_is_said_in_the_singular() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("solo", 1)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &["solo"], 10_000.0, "");
+    let out = chatkeep(&config).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("valid, 1 personality\n"), "{}", text(&out));
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(" 1 requests"), "{}", text(&out));
+    let file = dir.path().join("solo.jsonl");
+    let out = chatkeep(&config)
+        .args(["export", "solo", "-f", "jsonl", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("wrote 1 message of solo"), "{}", text(&out));
+}

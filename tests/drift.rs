@@ -39,6 +39,7 @@ fn export_with(config: &Config, options: ExportOptions) -> Vec<String> {
         &ExportMeta {
             shape_id: "",
             shape_name: NAME,
+            display_name: None,
         },
         Format::Jsonl,
         &options,
@@ -330,6 +331,7 @@ async fn deletions_upstream_are_marked_inside_the_refreshed_range_and_nothing_is
         let meta = ExportMeta {
             shape_id: "",
             shape_name: NAME,
+            display_name: None,
         };
         let mut out = Vec::new();
         export::write_with(&store, &meta, Format::Json, &options, &mut out).unwrap();

@@ -87,6 +87,7 @@ fn exported(store: &ChatStore, options: ExportOptions) -> Vec<String> {
     let meta = ExportMeta {
         shape_id: "",
         shape_name: NAME,
+        display_name: None,
     };
     export::write_with(store, &meta, Format::Jsonl, &options, &mut out).unwrap();
     String::from_utf8(out)

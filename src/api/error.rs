@@ -69,7 +69,10 @@ fn auth_message(failure: AuthFailure, successful_before: u64) -> String {
     let when = if successful_before == 0 {
         "on the first request".to_owned()
     } else {
-        format!("after {successful_before} successful requests")
+        format!(
+            "after {} successful",
+            crate::words::count(successful_before, "request")
+        )
     };
     match failure {
         AuthFailure::Refused { status } if successful_before == 0 => format!(

@@ -195,7 +195,9 @@ pub fn archive_personality_at(
         });
     let mut written = None;
     if unchanged {
-        tracing::info!(
+        // At debug: `chatkeep archive` prints the outcome and the daemon
+        // logs it, each once.
+        tracing::debug!(
             personality = name,
             "nothing changed since the newest snapshot; none made"
         );
@@ -212,7 +214,7 @@ pub fn archive_personality_at(
         manifest.snapshots.push(snapshot.entry.clone());
         manifest.save(&dir)?;
         let elapsed = started.elapsed();
-        tracing::info!(
+        tracing::debug!(
             personality = name,
             file = %snapshot.entry.file,
             bytes = snapshot.entry.size,
@@ -257,12 +259,14 @@ pub fn plan_prune(config: &Config, name: &str) -> Result<PruneReport, ArchiveErr
     })
 }
 
+/// At debug, as the outcome: `chatkeep archive` and `prune` print each
+/// removal, and the daemon logs them with the snapshot.
 fn log_prune(name: &str, report: &PruneReport) {
     for line in report.lines.iter().filter(|l| !l.keep) {
-        tracing::info!(personality = name, file = %line.file, "snapshot removed by retention");
+        tracing::debug!(personality = name, file = %line.file, "snapshot removed by retention");
     }
     for file in &report.leftovers {
-        tracing::info!(personality = name, file = %file, "leftover of an interrupted run removed");
+        tracing::debug!(personality = name, file = %file, "leftover of an interrupted run removed");
     }
 }
 

@@ -289,6 +289,7 @@ fn append_chat<W: Write>(
     let meta = ExportMeta {
         shape_id: &shape_id,
         shape_name: name,
+        display_name: None,
     };
     let member = chat_member(name);
     append_generated(tar, path, name, &member, time, |out| {

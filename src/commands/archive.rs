@@ -54,9 +54,9 @@ fn print_archived(name: &PersonalitySlug, outcome: &ArchiveOutcome) {
         (Some(written), _) => {
             let entry = &written.entry;
             println!(
-                "{name}: wrote {} ({} messages, {} from {} of data, {}) in {:.1} s",
+                "{name}: wrote {} ({}, {} from {} of data, {}) in {:.1} s",
                 entry.file,
-                entry.message_count,
+                crate::words::count(entry.message_count, "message"),
                 size(entry.size),
                 size(written.payload_bytes),
                 if entry.encrypted {
@@ -207,7 +207,11 @@ fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) 
     let source = config.storage.data_dir.join(name.as_str());
     match &report.live {
         Some(live) if live.problems.is_empty() => {
-            println!("{}: ok, {} messages", source.display(), live.messages);
+            println!(
+                "{}: ok, {}",
+                source.display(),
+                crate::words::count(live.messages, "message")
+            );
         }
         Some(live) => {
             for problem in &live.problems {
@@ -230,7 +234,11 @@ fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) 
                 println!("{}: {}", path.display(), crate::escape::controls(problem));
             }
         } else if check.content_checked {
-            println!("{}: ok, {} messages", path.display(), entry.message_count);
+            println!(
+                "{}: ok, {}",
+                path.display(),
+                crate::words::count(entry.message_count, "message")
+            );
         } else {
             println!(
                 "{}: size and SHA-256 ok; encrypted, so its content was not checked \

@@ -17,10 +17,14 @@ use crate::store::fsio;
 const MAX_INPUT: u64 = 64 * 1024;
 
 /// `cookie set`: reads the cookie (hidden prompt on a terminal, else the
-/// first line of standard input), writes it to `cookie_file` (atomically,
-/// 0600), forgets what the service said of the cookie before it (a saved
-/// rotation, or the end of its session: the cookie the person sets always
-/// wins, even the same token again), then checks it like `cookie check`.
+/// first line of standard input) and asks the service whose it is. Only
+/// then is it written to `cookie_file` (atomically, 0600): a cookie the
+/// service refuses never replaces the previous one. One that cannot be
+/// checked (the service unreachable) is saved all the same, and said to be
+/// unverified. Saving it forgets what the service said of the cookie before
+/// it (a saved rotation, or the end of its session: the cookie the person
+/// sets always wins, even the same token again), unless the check itself
+/// just recorded a rotation of the new one.
 pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
     let path = cookie_file(config)?;
     let name = &config.service.cookie_name;
@@ -30,16 +34,44 @@ pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
             "that is not a session cookie: paste the value of the `{name}` cookie, or name=value, on one line"
         ))
     })?;
+    let data_dir = &config.storage.data_dir;
+    // What the data directory says of the previous cookie, to put back if
+    // the service refuses the new one (its check may record the refusal).
+    let rotated_path = credentials::rotated::path(data_dir);
+    let rotated_before = fsio::read(&rotated_path).ok();
+    let session = Session {
+        configured: credentials::Fingerprint::of(cookie.token()),
+        cookie: cookie.clone(),
+        origin: Origin::File(path.clone()),
+        rotated: false,
+    };
+    let checked = ask_whose(config, &session).await?;
+    if let Err(e @ ApiError::Auth { .. }) = &checked {
+        restore_rotated(&rotated_path, rotated_before.as_deref());
+        let kept = if path.exists() {
+            format!("{} still holds the previous cookie", shown_cookie_path(&path))
+        } else {
+            "no cookie was saved".to_owned()
+        };
+        return Err(Fatal {
+            code: exit::AUTH,
+            message: format!(
+                "the service refused the session cookie you gave, so it was not saved ({kept}): {e}"
+            ),
+        });
+    }
     write_cookie_file(&path, &cookie, name)?;
     println!("saved the session cookie to {}", shown_cookie_path(&path));
-    let data_dir = &config.storage.data_dir;
-    credentials::rotated::forget(data_dir).map_err(|e| {
-        Fatal::usage(format!(
-            "saved the session cookie, but cannot remove {}, which the next runs would use instead: \
-             {e}; remove that file",
-            credentials::rotated::path(data_dir).display()
-        ))
-    })?;
+    // A rotation the check recorded is about the new cookie: kept.
+    if fsio::read(&rotated_path).ok() == rotated_before {
+        credentials::rotated::forget(data_dir).map_err(|e| {
+            Fatal::usage(format!(
+                "saved the session cookie, but cannot remove {}, which the next runs would use instead: \
+                 {e}; remove that file",
+                rotated_path.display()
+            ))
+        })?;
+    }
     if let Some(credential) = credentials::credential_path() {
         eprintln!(
             "warning: the systemd credential {} takes precedence over cookie_file; \
@@ -47,15 +79,29 @@ pub async fn set(config: &Config) -> Result<ExitCode, Fatal> {
             credential.display()
         );
     }
-    let session = credentials::session_for(cookie, Origin::File(path.clone()), data_dir)
-        .map_err(|e| Fatal::usage(e.to_string()))?;
-    verify(config, &session, Some(&path)).await
+    report(&session, checked, Some(&path))
+}
+
+/// Puts back what the data directory said of the previous cookie.
+fn restore_rotated(path: &Path, before: Option<&[u8]>) {
+    let result = match before {
+        Some(bytes) => fsio::write_atomic(path, bytes),
+        None if path.exists() => fsio::remove_durably(path),
+        None => Ok(()),
+    };
+    if let Err(e) = result {
+        eprintln!(
+            "warning: cannot restore {}: {e}; the previous cookie is used as configured",
+            path.display()
+        );
+    }
 }
 
 /// `cookie check`: one request with the cookie a sync would send.
 pub async fn check(config: &Config) -> Result<ExitCode, Fatal> {
     let session = load_session(config)?;
-    verify(config, &session, None).await
+    let checked = ask_whose(config, &session).await?;
+    report(&session, checked, None)
 }
 
 /// The file `cookie set` writes; refuses configs that take the cookie from
@@ -117,17 +163,30 @@ fn write_cookie_file(path: &Path, cookie: &SessionCookie, configured_name: &str)
 }
 
 /// Asks `/api/users/me`, once and without retries, whose session this is.
-/// `saved` is where `cookie set` just wrote the cookie, for the messages.
-async fn verify(config: &Config, session: &Session, saved: Option<&Path>) -> Result<ExitCode, Fatal> {
+/// The outer error: no client could be made to ask with.
+async fn ask_whose(
+    config: &Config,
+    session: &Session,
+) -> Result<Result<crate::api::Account, ApiError>, Fatal> {
     let mut one_request = config.clone();
     one_request.service.max_retries = 0;
     let client = client_for(&one_request, session)?;
+    Ok(client.me().await)
+}
+
+/// The answer to [`ask_whose`], for the person. `saved` is where `cookie
+/// set` just wrote the cookie, for the messages.
+fn report(
+    session: &Session,
+    checked: Result<crate::api::Account, ApiError>,
+    saved: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
     let source = if session.rotated {
         format!("{}, as the service last rotated it", session.origin)
     } else {
         session.origin.to_string()
     };
-    match client.me().await {
+    match checked {
         Ok(account) => {
             let name = account.display_name.as_deref().map(printable);
             println!(

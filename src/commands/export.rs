@@ -30,10 +30,19 @@ pub fn run(
     let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
     warn_of_unfinished_walk(&chat, name);
     let shape_id = chat.state().personality_id.clone().unwrap_or_default();
+    let display_name = (format == Format::Markdown)
+        .then(|| display_name(&dir, name))
+        .flatten();
     let meta = ExportMeta {
         shape_id: &shape_id,
         shape_name: name.as_str(),
+        display_name: display_name.as_deref(),
     };
+    // A directory gets the file earlier tools named (`-o exports/`).
+    let in_dir = out
+        .filter(|p| p.is_dir())
+        .map(|d| d.join(format.file_name(name.as_str())));
+    let out = in_dir.as_deref().or(out);
     // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
     let special = out.and_then(special_target);
     if let Some(path) = out.filter(|_| special.is_none()) {
@@ -82,6 +91,30 @@ pub fn run(
         eprintln!("wrote {written} of {name} to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The name the service shows for `name`, from the stored profile (its
+/// `name` field); `None` without a profile or a name in it, so the slug
+/// stands in.
+fn display_name(dir: &crate::store::PersonalityDir, name: &PersonalitySlug) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Profile {
+        name: Option<serde_json::Value>,
+    }
+    let bytes = dir.read_document(&dir.document_path("")).ok().flatten()?;
+    let profile: Profile = match serde_json::from_slice(&bytes) {
+        Ok(profile) => profile,
+        Err(e) => {
+            eprintln!(
+                "warning: the stored profile of `{name}` is unreadable ({e}); the transcript names it `{name}`"
+            );
+            return None;
+        }
+    };
+    match profile.name? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 /// Says on standard error when a walk has fetched messages that are not

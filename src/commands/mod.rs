@@ -5,6 +5,7 @@ pub mod audit;
 pub mod check_config;
 pub mod cookie;
 pub mod demo;
+pub mod docs;
 pub mod export;
 pub mod forget;
 pub mod serve_fake;

@@ -63,6 +63,31 @@ pub(super) fn cron_problem(expression: &str) -> Option<String> {
     }
 }
 
+/// Runs of a valid expression looked at for [`shortest_gap`]: enough for any
+/// pattern that repeats within the hour to show its closest pair many
+/// times over, cheap enough to check at every load.
+const RUNS_CHECKED: usize = 1000;
+
+/// The shortest time between two consecutive runs of `expression` among its
+/// next [`RUNS_CHECKED`] runs, and when the first of those two is; `None`
+/// when it does not parse or runs fewer than twice.
+pub(super) fn shortest_gap(expression: &str) -> Option<(std::time::Duration, chrono::DateTime<Utc>)> {
+    let cron = parser().parse(expression).ok()?;
+    let mut at = cron.find_next_occurrence(&Utc::now(), false).ok()?;
+    let mut shortest: Option<(std::time::Duration, chrono::DateTime<Utc>)> = None;
+    for _ in 0..RUNS_CHECKED {
+        let Ok(next) = cron.find_next_occurrence(&at, false) else {
+            break;
+        };
+        let gap = (next - at).to_std().unwrap_or_default();
+        if shortest.is_none_or(|(s, _)| gap < s) {
+            shortest = Some((gap, at));
+        }
+        at = next;
+    }
+    shortest
+}
+
 /// Which part of a rejected expression is wrong, as precisely as can be
 /// said: the number of fields, or the first field the parser rejects on
 /// its own.

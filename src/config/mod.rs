@@ -89,6 +89,11 @@ pub const DEFAULT_SCHEDULE: &str = "0 0 */6 * * *";
 /// still running and be skipped. A cron schedule can still tick every
 /// second, for tests.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Set (to anything), lets a cron schedule run more often than
+/// [`MIN_INTERVAL`]: for chatkeep's own test suite, which runs the real
+/// daemon on per-second ticks to stay fast. Not documented for users.
+pub const FAST_SCHEDULES_FOR_TESTS: &str = "CHATKEEP_TEST_FAST_SCHEDULES";
 /// Longest `interval` accepted; rarer runs are better said with a cron
 /// schedule.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -1123,39 +1128,61 @@ const MINUTE_MS: u64 = 60 * SECOND_MS;
 const HOUR_MS: u64 = 60 * MINUTE_MS;
 const DAY_MS: u64 = 24 * HOUR_MS;
 
-const DURATION_FORMAT: &str =
-    "a whole number followed by ms, s, m, h or d, such as \"500ms\", \"30s\" or \"2m\"";
+const DURATION_FORMAT: &str = "a whole number followed by ms, s, m, h or d, such as \"500ms\", \"30s\" or \"2m\", \
+     or several from the largest unit down, such as \"1h30m\"";
 
-/// The duration in `s`, or why it is not one (a clause, without the value).
+/// The duration in `s`, or why it is not one (a clause, without the value):
+/// one or more parts, each a whole number and a unit, the units from the
+/// largest down and each at most once (`"1h30m"`, `"2d12h"`, `"1m500ms"`).
 fn duration_from_str(s: &str) -> Result<Duration, String> {
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
     if s.is_empty() {
         return Err("it is empty".to_owned());
     }
-    if number.is_empty() {
-        return Err("it does not start with a number".to_owned());
+    let mut rest = s;
+    let mut total: u64 = 0;
+    let mut previous: Option<(&str, u64)> = None;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        if number.is_empty() {
+            return Err(match previous {
+                None => "it does not start with a number".to_owned(),
+                Some((unit, _)) => format!("{unit:?} is not a unit"),
+            });
+        }
+        if after.is_empty() {
+            return Err("it has no unit".to_owned());
+        }
+        if after.starts_with(['.', ',']) {
+            return Err("fractions are not supported; use a smaller unit, as in \"1500ms\"".to_owned());
+        }
+        let letters = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(letters);
+        let per = match unit {
+            "ms" => 1,
+            "s" => SECOND_MS,
+            "m" => MINUTE_MS,
+            "h" => HOUR_MS,
+            "d" => DAY_MS,
+            _ => return Err(format!("{unit:?} is not a unit")),
+        };
+        if let Some((before, before_per)) = previous
+            && per >= before_per
+        {
+            return Err(format!(
+                "{unit:?} comes after {before:?}; write the units from the largest down, each once"
+            ));
+        }
+        total = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(per))
+            .and_then(|ms| ms.checked_add(total))
+            .ok_or_else(|| "it is too long".to_owned())?;
+        previous = Some((unit, per));
+        rest = next;
     }
-    if unit.is_empty() {
-        return Err("it has no unit".to_owned());
-    }
-    if unit.starts_with(['.', ',']) {
-        return Err("fractions are not supported; use a smaller unit, as in \"1500ms\"".to_owned());
-    }
-    let per = match unit {
-        "ms" => 1,
-        "s" => SECOND_MS,
-        "m" => MINUTE_MS,
-        "h" => HOUR_MS,
-        "d" => DAY_MS,
-        _ => return Err(format!("{unit:?} is not a unit")),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(per))
-        .map(Duration::from_millis)
-        .ok_or_else(|| "it is too long".to_owned())
+    Ok(Duration::from_millis(total))
 }
 
 mod cookie_path;

@@ -518,7 +518,8 @@ fn wrong_types_say_what_is_expected() {
         5,
         11,
         "service.timeout must be a duration, a whole number followed by ms, s, m, h or d, \
-             such as \"500ms\", \"30s\" or \"2m\", got 30",
+             such as \"500ms\", \"30s\" or \"2m\", \
+         or several from the largest unit down, such as \"1h30m\", got 30",
     );
     assert_rejected(
         &with_service("max_retries = 1.5"),
@@ -934,6 +935,10 @@ fn parse_duration_reads_every_unit() {
         ("1h", Duration::from_secs(3600)),
         ("7d", Duration::from_secs(7 * 86_400)),
         ("007s", Duration::from_secs(7)),
+        ("1h30m", Duration::from_secs(5400)),
+        ("2d12h", Duration::from_secs(60 * 3600)),
+        ("1m500ms", Duration::from_millis(60_500)),
+        ("1h0m5s", Duration::from_secs(3605)),
     ] {
         assert_eq!(parse_duration(text), Ok(expected), "{text}");
     }
@@ -947,6 +952,13 @@ fn parse_duration_reads_every_unit() {
         ("30 s", "\" s\" is not a unit"),
         ("30S", "\"S\" is not a unit"),
         ("1w", "\"w\" is not a unit"),
+        (
+            "30m1h",
+            "\"h\" comes after \"m\"; write the units from the largest down",
+        ),
+        ("1m1m", "\"m\" comes after \"m\""),
+        ("1h30", "it has no unit"),
+        ("1h 30m", "\"h \" is not a unit"),
         ("99999999999999999999s", "it is too long"),
         ("18446744073709551615d", "it is too long"),
     ] {

@@ -516,18 +516,29 @@ impl Shared {
             tokio::task::spawn_blocking(move || crate::archive::archive_personality(&store, &config, &who))
                 .await;
         match result {
-            Ok(Ok(outcome)) => match &outcome.written {
-                Some(written) => tracing::info!(
-                    personality = %name,
-                    file = %written.entry.file,
-                    size = written.entry.size,
-                    removed = outcome.prune.removed(),
-                    "snapshot written"
-                ),
-                None => {
-                    tracing::info!(personality = %name, "nothing changed since the newest snapshot; none written")
+            Ok(Ok(outcome)) => {
+                let prune = &outcome.prune;
+                let removed: Vec<&str> = (prune.lines.iter())
+                    .filter(|l| !l.keep)
+                    .map(|l| l.file.as_str())
+                    .chain(prune.leftovers.iter().map(String::as_str))
+                    .collect();
+                let removed = removed.join(" ");
+                match &outcome.written {
+                    Some(written) => tracing::info!(
+                        personality = %name,
+                        file = %written.entry.file,
+                        size = written.entry.size,
+                        removed = %removed,
+                        "snapshot written"
+                    ),
+                    None => tracing::info!(
+                        personality = %name,
+                        removed = %removed,
+                        "nothing changed since the newest snapshot; none written"
+                    ),
                 }
-            },
+            }
             Ok(Err(crate::archive::ArchiveError::NoBackup { .. })) => {
                 tracing::info!(personality = %name, "no backup to snapshot yet")
             }
@@ -703,7 +714,10 @@ fn status_line(status: &DaemonStatus) -> String {
         .values()
         .filter(|p| p.last_outcome == Some(Outcome::Interrupted))
         .count();
-    let mut line = format!("{total} personalities: {running} running, {ok} ok, {failed} not ok");
+    let mut line = format!(
+        "{}: {running} running, {ok} ok, {failed} not ok",
+        crate::words::counted(total as u64, "personality", "personalities")
+    );
     if interrupted > 0 {
         line.push_str(&format!(", {interrupted} interrupted"));
     }

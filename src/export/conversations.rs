@@ -185,7 +185,7 @@ pub fn write(
         counts.messages += count;
     }
     out.flush()?;
-    let found = ahead.line;
+    let found = ahead.line + ahead.lines.outside;
     let expected = options.expected_messages(store.state());
     if found != expected {
         return Err(ExportError::CountMismatch { found, expected });

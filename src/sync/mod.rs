@@ -640,7 +640,10 @@ pub fn summary(report: &PersonalityReport) -> String {
             SectionStatus::Saved {
                 change,
                 entries: Some(n),
-            } => format!("{label} {n} entries ({change})"),
+            } => format!(
+                "{label} {} ({change})",
+                crate::words::counted(*n, "entry", "entries")
+            ),
             SectionStatus::Saved {
                 change,
                 entries: None,
@@ -662,7 +665,7 @@ pub fn summary(report: &PersonalityReport) -> String {
                 if *deleted > 0 {
                     text.push_str(&format!(" / {deleted} gone upstream"));
                 }
-                format!("{text} ({requests} requests)")
+                format!("{text} ({})", crate::words::count(*requests, "request"))
             }
             SectionStatus::None => format!("{label}: none"),
             SectionStatus::NotAvailable => format!("{label}: not available to this account"),
@@ -672,7 +675,8 @@ pub fn summary(report: &PersonalityReport) -> String {
                 format!("{label}: interrupted (the next run resumes it)")
             }
             SectionStatus::Interrupted { spooled } => format!(
-                "{label}: interrupted, {spooled} messages fetched and not stored yet (the next run resumes the walk and stores them)"
+                "{label}: interrupted, {} fetched and not stored yet (the next run resumes the walk and stores them)",
+                crate::words::count(*spooled, "message")
             ),
             SectionStatus::Failed { .. } => format!("{label}: FAILED"),
         };

@@ -356,6 +356,7 @@ fn export_lines(store_dir: &Path, options: &ExportOptions) -> Vec<String> {
         &ExportMeta {
             shape_id: "",
             shape_name: NAME,
+            display_name: None,
         },
         Format::Jsonl,
         options,

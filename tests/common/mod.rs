@@ -12,6 +12,9 @@ use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
 use chatkeep::message::minify;
 use chatkeep::store::ChatStore;
 
+/// See `chatkeep::config::FAST_SCHEDULES_FOR_TESTS`.
+pub const FAST_SCHEDULES: &str = "CHATKEEP_TEST_FAST_SCHEDULES";
+
 pub const TOKEN: &str = "t0ps3cret-session-token-value";
 pub const COOKIE_NAME: &str = "__Secure-better-auth.session_token";
 
@@ -96,6 +99,7 @@ pub fn export_text(config: &Config, name: &str, format: Format) -> String {
         &ExportMeta {
             shape_id: &id,
             shape_name: name,
+            display_name: None,
         },
         format,
         &mut out,
@@ -142,11 +146,13 @@ pub fn assert_complete(exported: &[String], fake: &FakeService, name: &str) {
     );
 }
 
-/// The real binary with a config.
+/// The real binary with a config. Cron schedules may run every second (the
+/// daemon tests tick that fast); `env_remove` it to see what a user gets.
 pub fn chatkeep(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatkeep"));
     cmd.arg("--config")
         .arg(config)
+        .env(FAST_SCHEDULES, "1")
         .env_remove("RUST_LOG")
         .env_remove("CREDENTIALS_DIRECTORY");
     cmd

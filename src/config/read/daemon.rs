@@ -1,7 +1,7 @@
 //! Reading `[daemon]`, and the cron expressions it shares with
 //! `[[personality]]`.
 
-use super::super::cron::{CRON_FORMAT, cron_problem};
+use super::super::cron::{CRON_FORMAT, cron_problem, shortest_gap};
 use super::*;
 
 impl Reader<'_> {
@@ -58,18 +58,33 @@ impl Reader<'_> {
     }
 }
 
-/// A cron expression the scheduler accepts and that fires at least once
-/// more, kept as written.
+/// A cron expression the scheduler accepts, that fires at least once more
+/// and never sooner than [`MIN_INTERVAL`] after its previous run (as
+/// `interval` may not), kept as written.
 pub(super) fn read_cron(field: &Field<'_, '_>) -> Result<String, Problem> {
     let text = field.string(CRON_FORMAT)?;
-    match cron_problem(text) {
-        None => Ok(text.to_owned()),
-        Some(reason) => Err(field.reject(format!(
+    if let Some(reason) = cron_problem(text) {
+        return Err(field.reject(format!(
             "{} must be {CRON_FORMAT}; got {}: {reason}",
             field.name,
             shown(field.value.get_ref())
-        ))),
+        )));
     }
+    let fast_allowed = std::env::var_os(crate::config::FAST_SCHEDULES_FOR_TESTS).is_some();
+    if let Some((gap, at)) = shortest_gap(text).filter(|(gap, _)| *gap < MIN_INTERVAL && !fast_allowed) {
+        return Err(field.reject(format!(
+            "{} must not run more often than every {} (the shortest interval), got {}, which \
+             runs at {} and again {} later; a sync makes several requests, so runs closer \
+             together would mostly find the last one still running. Set the seconds field \
+             to one value (\"0 */5 * * * *\": every 5 minutes)",
+            field.name,
+            format_duration(MIN_INTERVAL),
+            shown(field.value.get_ref()),
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            format_duration(gap)
+        )));
+    }
+    Ok(text.to_owned())
 }
 
 /// Whole seconds from [`MIN_INTERVAL`] to [`MAX_INTERVAL`].

@@ -308,7 +308,8 @@ fn tail_check_is_checked() {
         9,
         14,
         "sync.tail_check must be a duration, a whole number followed by ms, s, m, h or d, \
-         such as \"500ms\", \"30s\" or \"2m\", got 6",
+         such as \"500ms\", \"30s\" or \"2m\", \
+         or several from the largest unit down, such as \"1h30m\", got 6",
     );
     assert_rejected(
         &with_sync("tail_check = \"6\""),

@@ -1,0 +1,179 @@
+//! `--format markdown`: a transcript to read. One heading per day (UTC),
+//! then each message as a line starting with its time, `HH:MM`:
+//!
+//! ```markdown
+//! # Chat history with Lilith
+//!
+//! Times are UTC.
+//!
+//! ## 2023-11-14
+//!
+//! **22:13** **You:** Hello
+//!
+//! **Lilith:** Hi there
+//!
+//! *Earlier reply, regenerated:* Hi
+//! ```
+//!
+//! Written as the history is read: only the day of the previous message is
+//! remembered, so memory stays flat whatever the length of the history.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{ExportError, Lines};
+use crate::message::Ts;
+use crate::store::{ChatStoreError, Entry};
+
+/// The fields a transcript shows. Each is taken as raw JSON: the service
+/// sends text, but a stored message keeps whatever it sent, and one field
+/// of another type must not stop the export of a whole history.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    ts: f64,
+    #[serde(default, borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reply: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    attachment_url: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    voice_reply_url: Option<&'a RawValue>,
+    /// Earlier replies the service replaced by regenerating, oldest first.
+    #[serde(default, borrow)]
+    regenerated_replies: Option<&'a RawValue>,
+}
+
+/// Writes the transcript of every entry `lines` yields, under the name
+/// `name` (the personality's display name).
+pub(super) fn write(lines: &mut Lines, name: &str, out: &mut impl Write) -> Result<(), ExportError> {
+    writeln!(out, "# Chat history with {name}\n")?;
+    writeln!(out, "Times are UTC.\n")?;
+    let mut day: Option<NaiveDate> = None;
+    let mut n = 0;
+    for entry in lines.entries() {
+        let entry = entry.map_err(ChatStoreError::Read)?;
+        n += 1;
+        write_message(out, name, &entry, n, &mut day)?;
+    }
+    Ok(())
+}
+
+fn write_message(
+    out: &mut impl Write,
+    name: &str,
+    entry: &Entry,
+    n: u64,
+    day: &mut Option<NaiveDate>,
+) -> Result<(), ExportError> {
+    let m: Fields = serde_json::from_str(&entry.message).map_err(|e| ExportError::BadLine {
+        line: n,
+        reason: e.to_string(),
+    })?;
+    let when = Ts::new(m.ts).and_then(|ts| DateTime::<Utc>::from_timestamp_millis(ts.millis()));
+    let this_day = when.map(|w| w.date_naive());
+    if this_day != *day || n == 1 {
+        match this_day {
+            Some(d) => writeln!(out, "## {}\n", d.format("%Y-%m-%d"))?,
+            None => writeln!(out, "## Undated\n")?,
+        }
+        *day = this_day;
+    }
+    // The time starts the message's first line, whichever that is.
+    let mut stamp = Some(match when {
+        Some(w) => format!("**{}** ", w.format("%H:%M")),
+        None => format!("**{}** ", m.ts),
+    });
+    let mut line = |out: &mut dyn Write, text: String| -> std::io::Result<()> {
+        writeln!(out, "{}{text}\n", stamp.take().unwrap_or_default())
+    };
+    if let Some(text) = shown(m.message).filter(|t| !t.is_empty()) {
+        line(out, format!("**You:** {}", quote_block(&text)))?;
+    }
+    if let Some(url) = shown(m.attachment_url) {
+        line(out, format!("*Attachment:* <{url}>"))?;
+    }
+    if let Some(text) = shown(m.reply).filter(|t| !t.is_empty()) {
+        line(out, format!("**{name}:** {}", quote_block(&text)))?;
+    }
+    if let Some(url) = shown(m.voice_reply_url) {
+        line(out, format!("*Voice reply:* <{url}>"))?;
+    }
+    for earlier in regenerated(m.regenerated_replies) {
+        line(
+            out,
+            format!("*Earlier reply, regenerated:* {}", quote_block(&earlier)),
+        )?;
+    }
+    if let Some(stamp) = stamp.take() {
+        // Neither text nor link: the message still has its line.
+        writeln!(out, "{}\n", stamp.trim_end())?;
+    }
+    let earlier = entry.earlier().len();
+    if earlier > 0 {
+        let versions = if earlier == 1 { "version" } else { "versions" };
+        writeln!(
+            out,
+            "*Changed upstream since first backed up; {earlier} earlier {versions} kept \
+             (`chatkeep export --format jsonl --revisions`).*\n"
+        )?;
+    }
+    if let Some(at) = entry.deleted_upstream_at() {
+        writeln!(
+            out,
+            "*No longer on the service since {at}; kept in the backup.*\n"
+        )?;
+    }
+    Ok(())
+}
+
+/// The regenerated replies: each string of an array as its text, any other
+/// element (or a field that is not an array) as the JSON received; none for
+/// null, a missing field or an empty array.
+fn regenerated(field: Option<&RawValue>) -> Vec<Cow<'_, str>> {
+    let Some(raw) = field else {
+        return Vec::new();
+    };
+    match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+        Ok(items) => items
+            .into_iter()
+            .filter_map(|item| shown(Some(item)))
+            .filter(|t| !t.is_empty())
+            .collect(),
+        Err(_) => shown(Some(raw)).into_iter().collect(),
+    }
+}
+
+/// A field as shown: a string as its text, anything else but null as the
+/// JSON received.
+fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = field?.get();
+    match serde_json::from_str::<Cow<str>>(raw) {
+        Ok(text) => Some(text),
+        Err(_) if raw == "null" => None,
+        Err(_) => Some(Cow::Borrowed(raw)),
+    }
+}
+
+/// Keeps multi-line texts inside their paragraph.
+fn quote_block(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\n', "  \n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regenerated_replies_are_listed_as_text() {
+        let raw: Box<RawValue> = serde_json::from_str(r#"["one","",{"a":1}]"#).unwrap();
+        let got = regenerated(Some(&raw));
+        assert_eq!(got, vec![Cow::Borrowed("one"), Cow::Borrowed(r#"{"a":1}"#)]);
+        let null: Box<RawValue> = serde_json::from_str("null").unwrap();
+        assert!(regenerated(Some(&null)).is_empty());
+    }
+}
