@@ -123,6 +123,20 @@ impl MessageId {
     pub fn is_number(&self) -> bool {
         self.number
     }
+
+    /// Files written before ids had a type hold a numeric id as a string:
+    /// the numeric id a string id of such a file may stand for, if its text
+    /// is a JSON number.
+    pub fn untyped_number(&self) -> Option<MessageId> {
+        let numeric = serde_json::from_str::<serde_json::Number>(&self.text).is_ok();
+        (!self.number && numeric).then(|| MessageId::number(&self.text))
+    }
+
+    /// Whether this string id, read from a file written before ids had a
+    /// type, may stand for the numeric id `typed`: the same text.
+    pub fn may_stand_for(&self, typed: &MessageId) -> bool {
+        !self.number && typed.number && self.text == typed.text
+    }
 }
 
 impl From<&str> for MessageId {

@@ -282,10 +282,8 @@ impl ChatStore {
         let Some(head) = &self.state.head else {
             return Ok(());
         };
-        let numeric = |id: &MessageId| {
-            !id.is_number() && serde_json::from_str::<serde_json::Number>(id.as_str()).is_ok()
-        };
-        if self.state.format >= TYPED_IDS_FORMAT || !head.ids.iter().any(numeric) {
+        let untyped = head.ids.iter().any(|id| id.untyped_number().is_some());
+        if self.state.format >= TYPED_IDS_FORMAT || !untyped {
             return Ok(());
         }
         let ts = head.ts;

@@ -46,11 +46,7 @@ impl From<BoundaryFile> for Boundary {
     fn from(file: BoundaryFile) -> Boundary {
         let mut ids = file.ids;
         if !file.typed_ids {
-            let numbers: Vec<MessageId> = ids
-                .iter()
-                .filter(|id| serde_json::from_str::<serde_json::Number>(id.as_str()).is_ok())
-                .map(|id| MessageId::number(id.as_str()))
-                .collect();
+            let numbers: Vec<MessageId> = ids.iter().filter_map(MessageId::untyped_number).collect();
             ids.extend(numbers);
         }
         Boundary { ts: file.ts, ids }

@@ -259,11 +259,7 @@ impl History {
         let exact = self.group.iter().position(|r| r.id == key.id);
         // A record written before ids had a type names a numeric id as a
         // string of the same text.
-        let untyped = || {
-            self.group
-                .iter()
-                .position(|r| !r.id.is_number() && key.id.is_number() && r.id.as_str() == key.id.as_str())
-        };
+        let untyped = || self.group.iter().position(|r| r.id.may_stand_for(&key.id));
         let Some(at) = exact.or_else(|| self.untyped_ids.then(untyped).flatten()) else {
             return Ok(Entry {
                 message: line,

@@ -321,10 +321,8 @@ pub fn write_merged(
 /// Gives the untyped record `r` the numeric id of `change` when that is the
 /// same text at the same place, unless the next old record already has it.
 fn retype(r: &mut Record, change: Option<&Keyed>, next_old: Option<&io::Result<Record>>) {
-    let same = |position: Ts, id: &MessageId| {
-        position == r.position && id.is_number() && id.as_str() == r.id.as_str()
-    };
-    if r.id.is_number() || !change.is_some_and(|c| same(c.position, &c.id)) {
+    let same = |position: Ts, id: &MessageId| position == r.position && r.id.may_stand_for(id);
+    if !change.is_some_and(|c| same(c.position, &c.id)) {
         return;
     }
     if let Some(Ok(next)) = next_old
