@@ -50,6 +50,8 @@ fn check_config_redacts_an_inline_cookie() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("[redacted]"));
 }
 
+/// Said once to the person, in words (the status files' `auth_expired` is
+/// a name for machines), and never with the cookie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_cookie_exits_3_saying_so_without_printing_it() {
     let fake = fake(
@@ -65,6 +67,23 @@ async fn a_dead_cookie_exits_3_saying_so_without_printing_it() {
     let out = chatkeep(&config).arg("sync").output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let all = text(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Once for the person (standard output), once in the log event on
+    // standard error, whose `outcome` field keeps the status files' name.
+    assert_eq!(
+        stdout.matches("the session cookie is invalid or expired").count(),
+        1,
+        "{all}"
+    );
+    assert!(
+        all.matches("the session cookie is invalid or expired").count() <= 2,
+        "{all}"
+    );
+    assert!(
+        stdout.contains("lilith: the service refused the session cookie; nothing was backed up"),
+        "{all}"
+    );
+    assert!(!stdout.contains("auth_expired"), "{all}");
     assert!(all.contains("first request"), "{all}");
     assert!(!all.contains(TOKEN), "the cookie leaked: {all}");
     // Auth failures are not retried.

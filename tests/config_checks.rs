@@ -240,41 +240,6 @@ fn an_unreachable_base_url_names_the_host_and_the_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_cookie_is_said_once_in_words() {
-    let fake = fake(
-        FakeConfig {
-            cookie: Some((COOKIE_NAME.into(), "another-token".into())),
-            ..FakeConfig::default()
-        },
-        vec![PersonalitySpec::new("lilith", 10)],
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 1000.0, "");
-    let out = chatkeep(&config).arg("sync").output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let all = text(&out);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // Once for the person (standard output), once in the log event on
-    // standard error, whose `outcome` field keeps the status files' name.
-    assert_eq!(
-        stdout.matches("the session cookie is invalid or expired").count(),
-        1,
-        "{all}"
-    );
-    assert!(
-        all.matches("the session cookie is invalid or expired").count() <= 2,
-        "{all}"
-    );
-    assert!(
-        stdout.contains("lilith: the service refused the session cookie; nothing was backed up"),
-        "{all}"
-    );
-    assert!(!stdout.contains("auth_expired"), "{all}");
-    assert!(!all.contains(TOKEN));
-}
-
 #[test]
 fn check_config_refuses_a_data_directory_others_can_write_as_sync_does() {
     let dir = tempfile::tempdir().unwrap();
