@@ -111,10 +111,16 @@ pub fn open_private_rw(path: &Path) -> io::Result<File> {
         .mode(FILE_MODE)
         .custom_flags(no_follow())
         .open(path)?;
+    regular_only(file, "writes only into files it created")
+}
+
+/// `file` if it is a regular file; else an error saying what chatkeep
+/// `does` with files, and to move this one away.
+fn regular_only(file: File, does: &str) -> io::Result<File> {
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "is not a regular file; chatkeep writes only into files it created: move it away",
+            format!("is not a regular file; chatkeep {does}: move it away"),
         ));
     }
     Ok(file)
@@ -128,13 +134,7 @@ pub fn open_private_rw(path: &Path) -> io::Result<File> {
 pub fn open_read(path: &Path) -> io::Result<File> {
     let flags = no_follow() | rustix::fs::OFlags::NONBLOCK.bits() as i32;
     let file = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "is not a regular file; chatkeep reads only files it wrote: move it away",
-        ));
-    }
-    Ok(file)
+    regular_only(file, "reads only files it wrote")
 }
 
 /// Reads a whole file of the data or archive directory, as
