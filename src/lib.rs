@@ -5,6 +5,7 @@ pub mod api;
 pub mod archive;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod daemon;
 pub mod escape;

@@ -67,12 +67,22 @@ enum Command {
     /// before it is believed. An interrupted run resumes where it stopped.
     /// Ctrl-C stops at the next page boundary; a second Ctrl-C quits at once
     /// (also safe).
+    ///
+    /// While the daemon runs, it asks the daemon to run this sync now (right
+    /// after the one it is in the middle of, if any) and prints what it did,
+    /// with the same exit code; Ctrl-C then stops only the waiting. While
+    /// another sync or archive holds the data directory, --lock-wait waits
+    /// for it (the timer units wait up to 6h).
     Sync {
         /// Personality names (slugs).
         names: Vec<PersonalitySlug>,
         /// Also back up every personality the account owns, configured or not.
         #[arg(long)]
         all: bool,
+        /// When another sync or archive holds the data directory, wait up to
+        /// this long for it (such as 30m or 6h) instead of exiting 2.
+        #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
+        lock_wait: Option<Duration>,
     },
     /// Compare each personality's whole history on the service with its backup.
     ///
@@ -157,11 +167,16 @@ enum Command {
     /// (.tar.gz.age when [archive] has age recipients), holding its documents
     /// and its chat history in the export format, listed with its SHA-256 in
     /// manifest.json. None is made when nothing changed since the newest one
-    /// (skip_unchanged). Needs the data directory: not while the daemon runs
-    /// (give it an archive_schedule instead).
+    /// (skip_unchanged). While the daemon runs, it asks the daemon to take
+    /// the snapshots now and prints what it did; while another sync or
+    /// archive holds the data directory, --lock-wait waits for it.
     Archive {
         /// Personality names (slugs); all configured ones without names.
         names: Vec<PersonalitySlug>,
+        /// When another sync or archive holds the data directory, wait up to
+        /// this long for it (such as 30m or 6h) instead of exiting 2.
+        #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
+        lock_wait: Option<Duration>,
     },
     /// Apply retention: list which snapshots stay and why, remove the others.
     ///
@@ -395,7 +410,11 @@ fn main() -> ExitCode {
                 let config = config()?;
                 chatkeep::daemon::run(config).await
             }
-            Command::Sync { names, all } => {
+            Command::Sync {
+                names,
+                all,
+                lock_wait,
+            } => {
                 let config = config()?;
                 commands::sync::run(
                     &config,
@@ -404,6 +423,7 @@ fn main() -> ExitCode {
                         owned: all || config.discover.owned,
                         recent: config.discover.recent,
                     },
+                    lock_wait.unwrap_or_default(),
                 )
                 .await
             }
@@ -450,9 +470,9 @@ fn main() -> ExitCode {
                 let config = config()?;
                 commands::audit::run(&config, &names, repair, json).await
             }
-            Command::Archive { names } => {
+            Command::Archive { names, lock_wait } => {
                 let config = config()?;
-                commands::archive::archive(&config, &names)
+                commands::archive::run_archive(&config, &names, lock_wait.unwrap_or_default()).await
             }
             Command::Prune { names, dry_run } => {
                 let config = config()?;

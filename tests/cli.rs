@@ -105,6 +105,47 @@ async fn a_second_process_on_the_same_data_directory_exits_2_naming_the_holder()
     drop(store);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_lock_wait_a_second_sync_waits_for_the_holder_and_then_runs() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("lilith", 60)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 1000.0, "");
+    let store = chatkeep::store::Store::open(&dir.path().join("data")).unwrap();
+
+    // A wait that runs out ends as without one: exit 2, naming the holder.
+    let started = std::time::Instant::now();
+    let out = chatkeep(&config)
+        .args(["sync", "--lock-wait", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(
+        text(&out).contains(&format!("pid {}", std::process::id())) && text(&out).contains("waited 1s"),
+        "{}",
+        text(&out)
+    );
+    assert!(fake.requests().is_empty(), "nothing asked while waiting");
+
+    let waiting = chatkeep(&config)
+        .args(["sync", "--lock-wait", "1m"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(fake.requests().is_empty(), "it waits while the lock is held");
+    drop(store);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("waiting up to 1m"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("lilith: "),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn demo_runs_offline_and_its_export_matches_the_fake() {
     let dir = tempfile::tempdir().unwrap();

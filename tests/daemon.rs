@@ -159,16 +159,22 @@ async fn the_daemon_syncs_on_schedule_reloads_on_hup_and_stops_on_term() {
     assert!(status["personalities"]["one"]["next_run"].is_string(), "{status}");
     assert_eq!(status["personalities"]["one"]["last_outcome"], "ok", "{status}");
 
-    // A second daemon, or a one-shot sync, on the same data directory is refused.
-    for args in [&["run"][..], &["sync"][..]] {
-        let out = chatkeep(&config).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(
-            text(&out).contains(&format!("pid {}", daemon.child.id())),
-            "{}",
-            text(&out)
-        );
-    }
+    // A second daemon on the same data directory is refused; a one-shot
+    // sync is handed to this one.
+    let out = chatkeep(&config).arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("pid {}", daemon.child.id())),
+        "{}",
+        text(&out)
+    );
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("the daemon (pid {})", daemon.child.id())),
+        "{}",
+        text(&out)
+    );
 
     // An invalid config on SIGHUP is refused and the old one kept.
     let good = std::fs::read_to_string(&config).unwrap();
@@ -656,5 +662,97 @@ async fn a_daemon_with_no_personality_warns_that_nothing_is_scheduled() {
         !daemon.seen.iter().any(|l| l.contains("scheduled: ")),
         "{}",
         daemon.seen.join("\n")
+    );
+}
+
+/// A year between ticks: only a request runs anything.
+const NEVER: &str = "[daemon]\nschedule = \"0 0 0 1 1 *\"\nshutdown_timeout = \"5s\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_archive_while_the_daemon_runs_are_run_by_the_daemon_at_once() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("asked", 120)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &fake.base_url(), &["asked"], 1000.0, NEVER);
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("chatkeep daemon started", Duration::from_secs(10));
+    let socket = dir.path().join("data/.chatkeep.sock");
+    assert!(socket.exists(), "the daemon listens on {}", socket.display());
+
+    let run = |args: &[&str]| {
+        let out = chatkeep(&config).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text(&out),
+        )
+    };
+    let (code, stdout, all) = run(&["sync", "asked"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        all.contains(&format!(
+            "the daemon (pid {}) holds the data directory",
+            daemon.child.id()
+        )),
+        "{all}"
+    );
+    assert!(
+        stdout.starts_with("asked: ") && stdout.contains("120 new"),
+        "the sync's own summary line: {all}"
+    );
+    daemon.wait_for("asked to run now", Duration::from_secs(10));
+    let status = read_json(&dir.path().join("data/asked/status.json"));
+    assert_eq!(status["outcome"], "ok", "{status}");
+
+    // Without names: every configured personality, as `archive` alone does.
+    let (code, stdout, all) = run(&["archive"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(stdout.contains("asked: wrote asked-"), "{all}");
+    let manifest = read_json(&dir.path().join("data/archives/asked/manifest.json"));
+    assert_eq!(
+        manifest["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{manifest}"
+    );
+
+    // A named personality with no backup is an error, as without the daemon.
+    let (code, _, all) = run(&["archive", "stranger"]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("stranger: skipped: no backup yet"), "{all}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    assert!(!socket.exists(), "the daemon removes its socket when it stops");
+    // With the daemon gone, a sync runs in its own process again.
+    let (code, stdout, all) = run(&["sync", "asked"]);
+    assert_eq!(code, Some(0), "{all}");
+    assert!(!all.contains("the daemon (pid"), "{all}");
+    assert!(stdout.starts_with("asked: "), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_handed_to_a_daemon_that_stops_mid_walk_ends_as_interrupted() {
+    // 600 messages at 4 requests a second: three seconds of walking.
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("long", 600)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &fake.base_url(), &["long"], 4.0, NEVER);
+    let mut daemon = Daemon::start(&config, &[]);
+    daemon.wait_for("chatkeep daemon started", Duration::from_secs(10));
+    let client = chatkeep(&config)
+        .args(["sync", "long"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    daemon.wait_for("asked to run now", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(800));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(10)), Some(0));
+    let out = client.wait_with_output().unwrap();
+    // A clean stop of the daemon is a clean stop of the sync it ran.
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("interrupted"),
+        "{}",
+        text(&out)
     );
 }

@@ -17,10 +17,12 @@ const INSTALLED_BINARY: &str = "/usr/local/bin/chatkeep";
 /// The bar for `systemd-analyze security` (0 best, 10 worst).
 const MAX_EXPOSURE: f64 = 2.0;
 /// The units the README tells people to install.
-const EXPECTED_UNITS: [&str; 3] = [
+const EXPECTED_UNITS: [&str; 5] = [
     "chatkeep.service",
     "chatkeep-sync@.service",
     "chatkeep-sync@.timer",
+    "chatkeep-archive.service",
+    "chatkeep-archive.timer",
 ];
 
 fn units_dir() -> PathBuf {
@@ -265,4 +267,40 @@ fn every_service_denies_link_local_and_metadata_addresses_but_not_loopback_or_th
             );
         }
     }
+}
+
+/// Timer mode is a whole mode: the timers' runs take turns on the data
+/// directory instead of failing (exit 2 would fail the unit), and
+/// snapshots have a timer of their own.
+#[test]
+fn the_timer_units_wait_for_the_lock_and_snapshots_have_their_own_timer() {
+    let read = |name: &str| std::fs::read_to_string(units_dir().join(name)).expect("unit is readable");
+    let exec_start = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("an ExecStart= line")
+            .to_owned()
+    };
+    let sync = exec_start(&read("chatkeep-sync@.service"));
+    assert!(sync.contains(" sync --lock-wait "), "{sync}");
+    let archive = exec_start(&read("chatkeep-archive.service"));
+    assert!(archive.contains(" archive --lock-wait "), "{archive}");
+    // The binary accepts what the units give it.
+    for line in [&sync, &archive] {
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let wait = args
+            .windows(2)
+            .find(|w| w[0] == "--lock-wait")
+            .map(|w| w[1])
+            .expect("--lock-wait has a value");
+        assert!(
+            chatkeep::config::parse_duration(wait).is_ok_and(|d| d >= std::time::Duration::from_secs(3600)),
+            "{line}: a wait that outlasts a long sync"
+        );
+    }
+    let timer = read("chatkeep-archive.timer");
+    assert!(
+        timer.contains("OnCalendar=") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
 }

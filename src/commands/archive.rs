@@ -3,12 +3,19 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use super::{Fatal, exit};
+use tokio_util::sync::CancellationToken;
+
+use super::{Access, Fatal, exit};
 use crate::archive::{
     self, ArchiveError, ArchiveOutcome, Identities, PruneReport, RestoreOptions, VerifyOptions, VerifyReport,
 };
 use crate::config::{Config, PersonalitySlug};
+use crate::control::{Job, Request};
+use crate::store::Store;
 
 /// The personalities a command covers: the named ones, or every configured
 /// one. The flag says whether it was named.
@@ -29,13 +36,71 @@ fn chosen(config: &Config, names: &[PersonalitySlug]) -> Result<Vec<(Personality
         .collect())
 }
 
-/// `chatkeep archive [NAME...]`: a snapshot of each, then retention.
+/// `chatkeep archive [NAME...]`: a snapshot of each, then retention; or,
+/// while the daemon holds the data directory, the daemon's.
+pub async fn run_archive(
+    config: &Config,
+    names: &[PersonalitySlug],
+    lock_wait: Duration,
+) -> Result<ExitCode, Fatal> {
+    chosen(config, names)?;
+    let cancel = CancellationToken::new();
+    let archiving = Arc::new(AtomicBool::new(false));
+    stop_on_signals(cancel.clone(), archiving.clone());
+    match super::open_store_or_daemon(config, lock_wait, &cancel).await? {
+        Access::Store(store) => {
+            archiving.store(true, Ordering::SeqCst);
+            archive_in(config, &store, names)
+        }
+        Access::Daemon(daemon) => {
+            let request = Request {
+                job: Job::Archive,
+                names: names.iter().map(|n| n.to_string()).collect(),
+                all: false,
+            };
+            daemon
+                .run(&request, &cancel)
+                .await
+                .map_err(|e| Fatal::usage(format!("asking the daemon for snapshots: {e}")))
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: while waiting for the data directory or for the
+/// daemon, `cancel`; once `archiving`, exit at once, as the default action
+/// would: a snapshot is written under a temporary name and renamed when
+/// whole, and the next run removes what an interrupted one left.
+fn stop_on_signals(cancel: CancellationToken, archiving: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if archiving.load(Ordering::SeqCst) {
+            eprintln!(
+                "stopped; a snapshot being written was not completed, and the next run removes what it left"
+            );
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+        cancel.cancel();
+    });
+}
+
+/// `chatkeep archive [NAME...]` in this process.
 pub fn archive(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, Fatal> {
-    let chosen = chosen(config, names)?;
+    chosen(config, names)?;
     let store = super::open_store(config)?;
+    archive_in(config, &store, names)
+}
+
+fn archive_in(config: &Config, store: &Store, names: &[PersonalitySlug]) -> Result<ExitCode, Fatal> {
+    let chosen = chosen(config, names)?;
     let mut failed = 0;
     for (name, named) in &chosen {
-        match archive::archive_personality(&store, config, name.as_str()) {
+        match archive::archive_personality(store, config, name.as_str()) {
             Ok(outcome) => print_archived(name, &outcome),
             Err(ArchiveError::NoBackup { .. }) if !named => {
                 println!("{name}: skipped: no backup yet; `chatkeep sync {name}` makes one");
@@ -50,10 +115,18 @@ pub fn archive(config: &Config, names: &[PersonalitySlug]) -> Result<ExitCode, F
 }
 
 fn print_archived(name: &PersonalitySlug, outcome: &ArchiveOutcome) {
+    for line in archived_lines(name, outcome) {
+        println!("{line}");
+    }
+}
+
+/// What `archive` prints of one personality's snapshot and retention.
+pub fn archived_lines(name: &PersonalitySlug, outcome: &ArchiveOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
     match (&outcome.written, &outcome.newest) {
         (Some(written), _) => {
             let entry = &written.entry;
-            println!(
+            lines.push(format!(
                 "{name}: wrote {} ({}, {} from {} of data, {}) in {:.1} s",
                 entry.file,
                 crate::words::count(entry.message_count, "message"),
@@ -65,9 +138,12 @@ fn print_archived(name: &PersonalitySlug, outcome: &ArchiveOutcome) {
                     "not encrypted"
                 },
                 written.elapsed.as_secs_f64()
-            );
+            ));
         }
-        (None, Some(newest)) => println!("{name}: nothing changed since {}; no new snapshot", newest.file),
+        (None, Some(newest)) => lines.push(format!(
+            "{name}: nothing changed since {}; no new snapshot",
+            newest.file
+        )),
         (None, None) => {}
     }
     let prune = &outcome.prune;
@@ -79,12 +155,13 @@ fn print_archived(name: &PersonalitySlug, outcome: &ArchiveOutcome) {
             .map(|l| l.file.as_str())
             .collect();
         removed.extend(prune.leftovers.iter().map(String::as_str));
-        println!(
+        lines.push(format!(
             "{name}: retention keeps {}, removed {}",
             prune.kept(),
             removed.join(", ")
-        );
+        ));
     }
+    lines
 }
 
 /// `chatkeep prune [NAME...] [--dry-run]`.

@@ -15,9 +15,13 @@ pub mod sync;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ClientOptions, RateLimiter, SessionChange};
 use crate::config::{Config, ConfigError, RateLimitConfig};
+use crate::control::DaemonLink;
 use crate::credentials;
 use crate::store::{Store, StoreError};
 
@@ -83,12 +87,85 @@ pub fn load_config(path: &Path) -> Result<Config, Fatal> {
 pub fn open_store(config: &Config) -> Result<Store, Fatal> {
     let data_dir = &config.storage.data_dir;
     let store = Store::open(data_dir).map_err(|e| unusable_dir(config, "storage.data_dir", data_dir, e))?;
+    check_archives(config)?;
+    Ok(store)
+}
+
+fn check_archives(config: &Config) -> Result<(), Fatal> {
     let archives = &config.archive.dir;
     if std::fs::symlink_metadata(archives).is_ok() {
         crate::store::check_private_tree(archives)
             .map_err(|e| unusable_dir(config, "archive.dir", archives, e))?;
     }
-    Ok(store)
+    Ok(())
+}
+
+/// What a command that can hand its work to the daemon got.
+#[derive(Debug)]
+pub enum Access {
+    /// The data directory, held.
+    Store(Store),
+    /// The daemon holds it, and takes requests (see [`crate::control`]).
+    Daemon(DaemonLink),
+}
+
+/// How often a command waiting for the data directory tries its lock.
+const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// [`open_store`], for `sync` and `archive`: when the daemon holds the
+/// data directory, a link to it, so that it runs the job now; when another
+/// command holds it (a timer's sync), waiting up to `lock_wait` for it to
+/// finish (`--lock-wait`), as restic's `--retry-lock` and borgmatic's
+/// `lock_wait` do. Ctrl-C while waiting ends with exit 130, nothing done.
+pub async fn open_store_or_daemon(
+    config: &Config,
+    lock_wait: Duration,
+    cancel: &CancellationToken,
+) -> Result<Access, Fatal> {
+    let data_dir = &config.storage.data_dir;
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let e = match Store::open(data_dir) {
+            Ok(store) => {
+                check_archives(config)?;
+                return Ok(Access::Store(store));
+            }
+            Err(e @ StoreError::Locked { .. }) => e,
+            Err(e) => return Err(unusable_dir(config, "storage.data_dir", data_dir, e)),
+        };
+        if let Some(link) = DaemonLink::connect(data_dir).await {
+            return Ok(Access::Daemon(link));
+        }
+        let waited = started.elapsed();
+        if waited >= lock_wait {
+            return Err(Fatal::usage(if lock_wait.is_zero() {
+                format!("{e} (--lock-wait DURATION waits for it)")
+            } else {
+                format!(
+                    "{e}; waited {} for it (--lock-wait)",
+                    crate::config::format_duration(lock_wait)
+                )
+            }));
+        }
+        if !said {
+            tracing::info!(
+                data_dir = %data_dir.display(),
+                "{e}; waiting up to {} for it",
+                crate::config::format_duration(lock_wait)
+            );
+            said = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LOCK_POLL.min(lock_wait - waited)) => {}
+            _ = cancel.cancelled() => {
+                return Err(Fatal {
+                    code: exit::INTERRUPTED,
+                    message: "stopped while waiting for the data directory; nothing was done".into(),
+                });
+            }
+        }
+    }
 }
 
 /// A directory the config names that cannot be used: the key, its value

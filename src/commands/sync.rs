@@ -1,16 +1,19 @@
 //! `chatkeep sync`: one pass over the named (or all configured) personalities.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Fatal, build_client, exit};
+use super::{Access, Fatal, build_client, exit};
 use crate::api::documents::Category;
 use crate::api::{Account, ApiClient, ApiError};
 use crate::config::{Config, PersonalitySlug};
+use crate::control::{Job, Request};
 use crate::notify::{Notifier, PassResult};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
+use crate::store::Store;
 use crate::sync::{
     AccountCache, PersonalityReport, Plan, SyncContext, log_summary, summary, sync_personality,
 };
@@ -152,6 +155,17 @@ pub async fn run_pass(
     cancel: &CancellationToken,
 ) -> Result<PassOutcome, Fatal> {
     let store = super::open_store(config)?;
+    run_pass_in(config, store, names, selection, cancel).await
+}
+
+/// [`run_pass`] in a data directory already held.
+pub async fn run_pass_in(
+    config: &Config,
+    store: Store,
+    names: &[PersonalitySlug],
+    selection: Selection,
+    cancel: &CancellationToken,
+) -> Result<PassOutcome, Fatal> {
     let client = build_client(config, &store)?;
     let mut outcome = PassOutcome::default();
     let (chosen, discovery) = select(config, names, selection, &client).await;
@@ -181,16 +195,10 @@ pub async fn run_pass(
         let report = sync_personality(&ctx, name.as_str(), &plan, |p| progress.page(p)).await;
         progress.finish();
         notifier.personality_finished(&report, was_failing).await;
-        println!("{}", summary(&report));
-        if let Some(e) = &report.status.error {
-            println!("  error: {}", crate::escape::controls(e));
+        for line in report_lines(&report) {
+            println!("{line}");
         }
         log_summary(&report);
-        if let Some(chat) = &report.chat {
-            for w in &chat.warnings {
-                println!("  warning: {}", crate::escape::controls(w));
-            }
-        }
         let stop = report.cancelled
             || matches!(
                 report.outcome(),
@@ -202,6 +210,22 @@ pub async fn run_pass(
         }
     }
     Ok(outcome)
+}
+
+/// What `sync` prints of one personality: its summary line, then its
+/// error and the chat's warnings, indented (control characters escaped:
+/// they come from the service).
+pub fn report_lines(report: &PersonalityReport) -> Vec<String> {
+    let mut lines = vec![summary(report)];
+    if let Some(e) = &report.status.error {
+        lines.push(format!("  error: {}", crate::escape::controls(e)));
+    }
+    if let Some(chat) = &report.chat {
+        for w in &chat.warnings {
+            lines.push(format!("  warning: {}", crate::escape::controls(w)));
+        }
+    }
+    lines
 }
 
 /// The account the cookie logs in to (for callers that have one already).
@@ -236,16 +260,34 @@ pub fn cancel_on_signals() -> CancellationToken {
     token
 }
 
+/// `chatkeep sync`: a pass in this process, or, while the daemon holds
+/// the data directory, the daemon's (which pings and notifies as its own
+/// runs do).
 pub async fn run(
     config: &Config,
     names: &[PersonalitySlug],
     selection: Selection,
+    lock_wait: Duration,
 ) -> Result<ExitCode, Fatal> {
     let cancel = cancel_on_signals();
+    let store = match super::open_store_or_daemon(config, lock_wait, &cancel).await? {
+        Access::Store(store) => store,
+        Access::Daemon(daemon) => {
+            let request = Request {
+                job: Job::Sync,
+                names: names.iter().map(|n| n.to_string()).collect(),
+                all: selection.owned,
+            };
+            return daemon
+                .run(&request, &cancel)
+                .await
+                .map_err(|e| Fatal::usage(format!("asking the daemon to sync: {e}")));
+        }
+    };
     // Pings carry no error text, so this notifier needs no cookie to cut out.
     let pings = Notifier::new(config, None);
     pings.ping_start().await;
-    let outcome = match run_pass(config, names, selection, &cancel).await {
+    let outcome = match run_pass_in(config, store, names, selection, &cancel).await {
         Ok(outcome) => outcome,
         Err(fatal) => {
             pings

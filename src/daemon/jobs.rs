@@ -60,11 +60,45 @@ impl Runtime {
     }
 }
 
+/// A run asked for through the control socket, so that its asker can
+/// tell its end from that of a run already going when it asked.
+pub type RunId = u64;
+
+/// How a run ended, as the command run by hand would have printed it.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    pub outcome: String,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl JobEnd {
+    fn not_run(name: &str) -> JobEnd {
+        JobEnd {
+            outcome: Outcome::Interrupted.as_str().to_owned(),
+            stdout: Vec::new(),
+            stderr: vec![format!("{name}: not run: the daemon is stopping")],
+        }
+    }
+}
+
+/// A run that ended, for whoever asked for it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub run: RunId,
+    pub name: String,
+    pub end: JobEnd,
+}
+
 /// Where a personality stands in the daemon.
 #[derive(Debug, Default, Clone)]
 struct PersonalityState {
     /// Queued, waiting for a worker, or syncing.
     running: bool,
+    /// Runs asked for while one was going, in order: each starts when the
+    /// one before it ends (a request through the control socket means a
+    /// run that starts after it was made).
+    pending: Vec<(Trigger, RunId)>,
     last_outcome: Option<Outcome>,
     last_finished: Option<DateTime<Utc>>,
     retry_at: Option<DateTime<Utc>>,
@@ -81,6 +115,8 @@ enum Trigger {
     Archive,
     /// An audit with repair, not a sync.
     Audit,
+    /// Asked for through the control socket: at once, without jitter.
+    Now,
 }
 
 /// Everything the scheduler's jobs and the workers share.
@@ -100,6 +136,9 @@ pub struct Shared {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     started: DateTime<Utc>,
+    /// Each run asked for through the control socket, as it ends.
+    finished: tokio::sync::broadcast::Sender<Arc<Finished>>,
+    next_run: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -117,6 +156,8 @@ impl Shared {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             started: Utc::now(),
+            finished: tokio::sync::broadcast::channel(1024).0,
+            next_run: std::sync::atomic::AtomicU64::new(1),
         });
         let config = shared.runtime().config.clone();
         shared.reconcile_jobs(&config).await?;
@@ -132,6 +173,10 @@ impl Shared {
 
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.store.root()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -439,27 +484,119 @@ impl Shared {
                 state.retry_at = None;
             }
         }
-        let shared = self.clone();
-        self.tasks
-            .spawn(async move { shared.run_one(name, trigger).await });
+        self.spawn_run(name, trigger, None);
     }
 
-    async fn run_one(self: Arc<Self>, name: String, trigger: Trigger) {
+    /// The personalities discovery found at the last tick of the default
+    /// schedule (none while `[discover]` is off).
+    pub fn discovered_names(&self) -> Vec<String> {
+        let config = self.runtime().config.clone();
+        if !(config.discover.owned || config.discover.recent) {
+            return Vec::new();
+        }
+        let found = self.discovered.lock().unwrap_or_else(|p| p.into_inner());
+        found.iter().cloned().collect()
+    }
+
+    /// The runs the control socket hears of, as they end.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Finished>> {
+        self.finished.subscribe()
+    }
+
+    /// Runs `job` for `name` now, or right after the run it is in the
+    /// middle of; `None` when the daemon is stopping. Asked twice for the
+    /// same job while it waits, it runs once, for both.
+    pub fn run_now(self: &Arc<Self>, name: &str, job: crate::control::Job) -> Option<RunId> {
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        let trigger = match job {
+            crate::control::Job::Sync => Trigger::Now,
+            crate::control::Job::Archive => Trigger::Archive,
+        };
+        let run = self.next_run.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+            let state = map.entry(name.to_owned()).or_default();
+            if state.running {
+                if let Some((_, waiting)) = state.pending.iter().find(|(t, _)| *t == trigger) {
+                    return Some(*waiting);
+                }
+                tracing::info!(
+                    personality = name,
+                    ?trigger,
+                    "asked to run now; starts when the running one ends"
+                );
+                state.pending.push((trigger, run));
+                return Some(run);
+            }
+            state.running = true;
+        }
+        tracing::info!(personality = name, ?trigger, "asked to run now");
+        self.spawn_run(name.to_owned(), trigger, Some(run));
+        Some(run)
+    }
+
+    fn spawn_run(self: &Arc<Self>, name: String, trigger: Trigger, run: Option<RunId>) {
+        let shared = self.clone();
+        self.tasks.spawn(async move {
+            let end = shared.run_one(&name, trigger).await;
+            shared.done(name, run, end).await;
+        });
+    }
+
+    /// A run of `name` ended: tells its asker, then starts the run asked
+    /// for meanwhile, if any.
+    async fn done(self: &Arc<Self>, name: String, run: Option<RunId>, end: JobEnd) {
+        let (next, dropped) = {
+            let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
+            let state = map.entry(name.clone()).or_default();
+            if self.shutdown.is_cancelled() {
+                state.running = false;
+                (None, std::mem::take(&mut state.pending))
+            } else if state.pending.is_empty() {
+                state.running = false;
+                (None, Vec::new())
+            } else {
+                (Some(state.pending.remove(0)), Vec::new())
+            }
+        };
+        if let Some(run) = run {
+            let _ = self.finished.send(Arc::new(Finished {
+                run,
+                name: name.clone(),
+                end,
+            }));
+        }
+        for (_, run) in dropped {
+            let _ = self.finished.send(Arc::new(Finished {
+                run,
+                name: name.clone(),
+                end: JobEnd::not_run(&name),
+            }));
+        }
+        match next {
+            Some((trigger, run)) => self.spawn_run(name, trigger, Some(run)),
+            None => self.write_status().await,
+        }
+    }
+
+    async fn run_one(self: &Arc<Self>, name: &str, trigger: Trigger) -> JobEnd {
         let runtime = self.runtime();
         let jitter = runtime.config.daemon.jitter;
         if trigger == Trigger::Schedule && !jitter.is_zero() {
             let delay = jitter.mul_f64(rand::rng().random_range(0.0..1.0));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.cancelled() => return self.finish_cancelled(&name),
+                _ = self.shutdown.cancelled() => return JobEnd::not_run(name),
             }
         }
         let permit = tokio::select! {
             permit = runtime.workers.clone().acquire_owned() => permit,
-            _ = self.shutdown.cancelled() => return self.finish_cancelled(&name),
+            _ = self.shutdown.cancelled() => return JobEnd::not_run(name),
         };
         let Ok(permit) = permit else {
-            return self.finish_cancelled(&name);
+            return JobEnd::not_run(name);
         };
         if trigger == Trigger::Archive {
             return self.archive_one(&runtime, name).await;
@@ -468,7 +605,13 @@ impl Shared {
         let slug: Result<PersonalitySlug, _> = name.parse();
         let plan = match &slug {
             Ok(slug) => Plan::for_personality(config, slug),
-            Err(_) => return self.finish_cancelled(&name),
+            Err(e) => {
+                return JobEnd {
+                    outcome: Outcome::Failed.as_str().to_owned(),
+                    stdout: Vec::new(),
+                    stderr: vec![format!("error: {}", e)],
+                };
+            }
         };
         let ctx = SyncContext::new(
             config,
@@ -479,18 +622,21 @@ impl Shared {
         );
         if trigger == Trigger::Audit {
             // Unattended, an audit is worth only with its repair.
-            let outcome = audit_personality(&ctx, &name, true, |_| {}).await;
+            let outcome = audit_personality(&ctx, name, true, |_| {}).await;
             crate::commands::audit::log_outcome(&outcome);
-            self.finish_cancelled(&name);
-            return self.write_status().await;
+            return JobEnd {
+                outcome: "audited".to_owned(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
         }
         // The ping URL hears of each personality's sync as a pass of its
         // own: a start, then a success or a failure.
         let notifier = Notifier::new(config, Some(runtime.client.cookie().token()));
         notifier.ping_start().await;
-        let was_failing = Notifier::was_failing(self.store.root(), &name);
-        let report = sync_personality(&ctx, &name, &plan, |_| {}).await;
-        self.finish(&name, &report).await;
+        let was_failing = Notifier::was_failing(self.store.root(), name);
+        let report = sync_personality(&ctx, name, &plan, |_| {}).await;
+        self.finish(name, &report).await;
         // A hook may take up to its timeout: it does not hold a worker.
         drop(permit);
         notifier.personality_finished(&report, was_failing).await;
@@ -505,17 +651,28 @@ impl Shared {
                 &format!("{}: {}", report.name(), report.outcome().as_str()),
             )
             .await;
+        JobEnd {
+            outcome: report.outcome().as_str().to_owned(),
+            stdout: crate::commands::sync::report_lines(&report),
+            stderr: Vec::new(),
+        }
     }
 
     /// One snapshot (and retention) of `name`, off the async threads.
-    async fn archive_one(self: &Arc<Self>, runtime: &Arc<Runtime>, name: String) {
+    async fn archive_one(self: &Arc<Self>, runtime: &Arc<Runtime>, name: &str) -> JobEnd {
         let store = self.store.clone();
         let config = runtime.config.clone();
-        let who = name.clone();
+        let who = name.to_owned();
         let result =
             tokio::task::spawn_blocking(move || crate::archive::archive_personality(&store, &config, &who))
                 .await;
-        match result {
+        let slug = name.parse::<PersonalitySlug>();
+        let end = |outcome: &str, stdout: Vec<String>, stderr: Vec<String>| JobEnd {
+            outcome: outcome.to_owned(),
+            stdout,
+            stderr,
+        };
+        let end = match result {
             Ok(Ok(outcome)) => {
                 let prune = &outcome.prune;
                 let removed: Vec<&str> = (prune.lines.iter())
@@ -538,22 +695,37 @@ impl Shared {
                         "nothing changed since the newest snapshot; none written"
                     ),
                 }
+                let lines = match &slug {
+                    Ok(slug) => crate::commands::archive::archived_lines(slug, &outcome),
+                    Err(_) => Vec::new(),
+                };
+                end("ok", lines, Vec::new())
             }
             Ok(Err(crate::archive::ArchiveError::NoBackup { .. })) => {
-                tracing::info!(personality = %name, "no backup to snapshot yet")
+                tracing::info!(personality = %name, "no backup to snapshot yet");
+                end(
+                    "no_backup",
+                    vec![format!(
+                        "{name}: skipped: no backup yet; `chatkeep sync {name}` makes one"
+                    )],
+                    Vec::new(),
+                )
             }
-            Ok(Err(e)) => tracing::error!(personality = %name, error = %e, "snapshot failed"),
-            Err(e) => tracing::error!(personality = %name, error = %e, "snapshot task failed"),
-        }
-        self.finish_cancelled(&name);
+            Ok(Err(e)) => {
+                tracing::error!(personality = %name, error = %e, "snapshot failed");
+                end("failed", Vec::new(), vec![format!("error: {name}: {e}")])
+            }
+            Err(e) => {
+                tracing::error!(personality = %name, error = %e, "snapshot task failed");
+                end(
+                    "failed",
+                    Vec::new(),
+                    vec![format!("error: {name}: snapshot task failed: {e}")],
+                )
+            }
+        };
         self.write_status().await;
-    }
-
-    fn finish_cancelled(&self, name: &str) {
-        let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = map.get_mut(name) {
-            state.running = false;
-        }
+        end
     }
 
     async fn finish(self: &Arc<Self>, name: &str, report: &PersonalityReport) {
@@ -564,7 +736,6 @@ impl Shared {
         let retry = {
             let mut map = self.personalities.lock().unwrap_or_else(|p| p.into_inner());
             let state = map.entry(name.to_owned()).or_default();
-            state.running = false;
             state.last_outcome = Some(report.outcome());
             state.last_finished = Some(report.status.last_finished);
             if report.outcome() == Outcome::Ok {

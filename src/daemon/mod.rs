@@ -11,7 +11,10 @@
 //!   effect without a restart. A schedule the reload leaves as it was keeps
 //!   its next run (an `interval` countdown is not restarted); the log line
 //!   says what changed.
+//! - The control socket (`<data_dir>/.chatkeep.sock`): `chatkeep sync` and
+//!   `chatkeep archive` ask the daemon to run now (see [`crate::control`]).
 
+mod control;
 mod jobs;
 mod notify;
 mod schedules;
@@ -40,6 +43,8 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     let shared = Shared::start(store, runtime)
         .await
         .map_err(|e| Fatal::usage(format!("cannot start the scheduler: {e}")))?;
+    // Removes the socket when the daemon ends.
+    let _control = control::listen(&shared);
     notify::spawn_watchdog(shared.shutdown_token());
     notify::ready();
     tracing::info!(config = %config_path.display(), pid = std::process::id(), "chatkeep daemon started");

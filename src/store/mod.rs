@@ -3,6 +3,7 @@
 //! ```text
 //! <data_dir>/
 //!   .chatkeep.lock            one process per data directory
+//!   .chatkeep.sock            the daemon's control socket, while it runs (see crate::control)
 //!   rate_limit.state          the token bucket, left for the next process (see rate_state)
 //!   .removing-<name>/         a personality directory being removed (see remove)
 //!   <name>/
