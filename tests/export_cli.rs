@@ -230,6 +230,19 @@ async fn knowledge_and_training_of_a_non_owner_are_said_not_available() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(out.stdout.is_empty());
     assert!(stderr(&out).contains("not available"), "{}", text(&out));
+
+    // Knowledge stored while the account owned it is exported, as stored,
+    // with a word that the last sync could not refresh it.
+    let kept = dir.path().join("data").join(NAME).join("lilith_knowledge.json");
+    std::fs::write(&kept, "[{\"kept\": 1.50}]\n").unwrap();
+    let out = export(&config, &["--what", "knowledge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.stdout, std::fs::read(&kept).unwrap());
+    assert!(
+        stderr(&out).contains("is the copy an earlier sync stored: not available to this account"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

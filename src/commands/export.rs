@@ -145,7 +145,24 @@ fn export_document(
     let bytes = target.write(|w| document.copy_to(&mut BufWriter::with_capacity(1 << 16, w)))?;
     let size = format!(" ({})", crate::words::count(bytes, "byte"));
     target.report(&format_args!("the {label}"), name, &size);
+    if let Some(why) = not_refreshed(status, section) {
+        eprintln!("note: the {label} of `{name}` exported is the copy an earlier sync stored: {why}");
+    }
     Ok(())
+}
+
+/// Why the last sync left a stored document as it was, when it did not
+/// find it upstream: the copy may be older than what the service holds, or
+/// hold what the service no longer has.
+fn not_refreshed(status: Option<&PersonalityStatus>, section: Section) -> Option<String> {
+    match status?.sections.get(section.as_str())? {
+        SectionStatus::NotAvailable
+        | SectionStatus::None
+        | SectionStatus::Failed { .. }
+        | SectionStatus::NotAttempted
+        | SectionStatus::Interrupted { .. } => Some(why_missing(status, section)),
+        _ => None,
+    }
 }
 
 /// Why the store holds no document for `section`, from the status the last
