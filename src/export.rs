@@ -1,10 +1,12 @@
 //! The chat history in the formats people read and carry elsewhere: the
 //! export JSON earlier tools wrote, JSON Lines, a Markdown transcript, and
 //! conversations. Streamed from the chat log, so a million messages cost no
-//! more memory than a thousand.
+//! more memory than a thousand. The documents beside it are exported as
+//! stored ([`parts`]).
 
 pub mod conversations;
 mod markdown;
+pub mod parts;
 mod period;
 
 use std::fmt;
@@ -13,6 +15,7 @@ use std::io::{self, Write};
 use crate::message::{Message, Ts};
 use crate::store::{ChatState, ChatStore, ChatStoreError, Entry, History};
 pub use conversations::{ConversationCounts, Split};
+pub use parts::What;
 pub use period::{Period, parse_since, parse_until};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::{ExportOptions, Format, Period, Split};
+use chatkeep::export::{ExportOptions, Format, Period, Split, What};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -113,7 +113,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a personality's chat history, oldest first.
+    /// Write a personality's chat history, oldest first, or its documents.
     ///
     /// Each message is written in its current version, exactly as the
     /// service last sent it. Messages the service no longer returns (deleted
@@ -131,14 +131,35 @@ enum Command {
     /// conversation ending where the next message comes more than `--gap`
     /// after the last one; conversations with fewer than `--min-messages`
     /// messages are left out.
+    ///
+    /// `--what` chooses the parts: the chat history (the default), a
+    /// document (profile, memories, knowledge, training,
+    /// user_personalization), several, or all. A document is written byte
+    /// for byte as stored, in JSON, under the name earlier tools used
+    /// (<name>.json, <name>_memories.json, ...). More than one part needs
+    /// -o DIR, one file each. A file already there is replaced, and the
+    /// export says so. A document the backup does not hold is named on
+    /// standard error with the reason, and is not an error: knowledge and
+    /// training are not available unless the account owns the personality.
     Export {
         /// Personality name (slug).
         name: PersonalitySlug,
-        /// Output format.
+        /// The parts to export, comma-separated or repeated.
+        #[arg(
+            long,
+            short,
+            value_enum,
+            value_name = "PART",
+            value_delimiter = ',',
+            default_value = "chat"
+        )]
+        what: Vec<What>,
+        /// Format of the chat history (documents are written as stored, in JSON).
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
         /// Write to this file (atomically) instead of standard output; into a
-        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl).
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl)
+        /// and each document as <name><_part>.json.
         #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
         /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
@@ -429,6 +450,7 @@ fn main() -> ExitCode {
             }
             Command::Export {
                 name,
+                what,
                 format,
                 output,
                 since,
@@ -464,7 +486,7 @@ fn main() -> ExitCode {
                     period: Period { since, before: until },
                 };
                 let config = config()?;
-                commands::export::run(&config, &name, format, &options, output.as_deref())
+                commands::export::run(&config, &name, &what, format, &options, output.as_deref())
             }
             Command::Audit { names, repair, json } => {
                 let config = config()?;

@@ -1,6 +1,6 @@
 //! `chatkeep export` as a user runs it: the Markdown transcript (days,
-//! times, the display name, regenerated replies), `--format md`, `-o DIR`
-//! and `--since`/`--until`.
+//! times, the display name, regenerated replies), `--format md`, `-o DIR`,
+//! `--since`/`--until`, and the documents beside the chat (`--what`).
 
 mod common;
 
@@ -125,4 +125,240 @@ async fn since_and_until_keep_the_messages_of_those_days() {
     let out = export(&config, &["--since", "last week"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("RFC 3339"), "{}", text(&out));
+}
+
+/// The files of the export format, documents first, as DESIGN.md names them.
+const DOCUMENT_FILES: [&str; 5] = [
+    "lilith.json",
+    "lilith_memories.json",
+    "lilith_knowledge.json",
+    "lilith_training.json",
+    "lilith_user_personalization.json",
+];
+
+fn stored(dir: &Path, file: &str) -> Vec<u8> {
+    std::fs::read(dir.join("data").join(NAME).join(file)).unwrap()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_all_writes_every_document_byte_for_byte_and_the_chat_into_a_directory() {
+    let (_fake, dir, config) = backed_up().await;
+    let into = dir.path().join("exports");
+    std::fs::create_dir(&into).unwrap();
+    let out = export(&config, &["--what", "all", "-o", into.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!stderr(&out).contains("note:"), "{}", text(&out));
+    for file in DOCUMENT_FILES {
+        let written = into.join(file);
+        assert_eq!(
+            std::fs::read(&written).unwrap(),
+            stored(dir.path(), file),
+            "{file}"
+        );
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&written).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+        assert!(
+            stderr(&out).contains(&written.display().to_string()),
+            "{file}: {}",
+            text(&out)
+        );
+    }
+    let chat: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(into.join("lilith_chat_history.json")).unwrap()).unwrap();
+    assert_eq!(chat["message_count"], 10);
+    let mut names: Vec<String> = std::fs::read_dir(&into)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "no temporary file left: {names:?}");
+
+    // One document: to standard output, or a file, as stored.
+    let profile = export(&config, &["--what", "profile"]);
+    assert_eq!(
+        profile.stdout,
+        stored(dir.path(), "lilith.json"),
+        "{}",
+        text(&profile)
+    );
+    let file = dir.path().join("mem.json");
+    let out = export(&config, &["-w", "memories", "-o", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        stored(dir.path(), "lilith_memories.json")
+    );
+    let user = export(&config, &["--what", "user"]);
+    assert_eq!(
+        user.stdout,
+        stored(dir.path(), "lilith_user_personalization.json")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knowledge_and_training_of_a_non_owner_are_said_not_available() {
+    let mut spec = PersonalitySpec::new(NAME, 4);
+    spec.owner_id = "someone-else".into();
+    let fake = fake(FakeConfig::default(), vec![spec]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &[NAME], 10_000.0, "");
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let into = dir.path().join("exports");
+    std::fs::create_dir(&into).unwrap();
+    let out = export(&config, &["--what", "all", "-o", into.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for part in ["knowledge", "training"] {
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: no {part} of `lilith` exported: not available to this account"
+            )),
+            "{part}: {}",
+            text(&out)
+        );
+        assert!(!into.join(format!("lilith_{part}.json")).exists());
+    }
+    for file in ["lilith.json", "lilith_memories.json", "lilith_chat_history.json"] {
+        assert!(into.join(file).is_file(), "{file}: {}", text(&out));
+    }
+    let out = export(&config, &["--what", "knowledge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("not available"), "{}", text(&out));
+
+    // Knowledge stored while the account owned it is exported, as stored,
+    // with a word that the last sync could not refresh it.
+    let kept = dir.path().join("data").join(NAME).join("lilith_knowledge.json");
+    std::fs::write(&kept, "[{\"kept\": 1.50}]\n").unwrap();
+    let out = export(&config, &["--what", "knowledge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.stdout, std::fs::read(&kept).unwrap());
+    assert!(
+        stderr(&out).contains("is the copy an earlier sync stored: not available to this account"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_never_fetched_is_said_so_and_an_earlier_file_is_left_with_a_word() {
+    let (_fake, dir, config) = backed_up().await;
+    let into = dir.path().join("exports");
+    std::fs::create_dir(&into).unwrap();
+    let earlier = into.join("lilith_training.json");
+    std::fs::write(&earlier, "earlier").unwrap();
+    // As if the config never backed training up.
+    std::fs::remove_file(dir.path().join("data").join(NAME).join("lilith_training.json")).unwrap();
+    let status = dir.path().join("data").join(NAME).join("status.json");
+    let mut recorded: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    recorded["sections"]["training"] = "skipped".into();
+    std::fs::write(&status, serde_json::to_vec(&recorded).unwrap()).unwrap();
+    let out = export(
+        &config,
+        &["--what", "training,profile", "-o", into.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no training of `lilith` exported: never fetched"),
+        "{}",
+        text(&out)
+    );
+    assert!(stderr(&out).contains("is left as it was"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "earlier");
+    assert!(into.join("lilith.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_export_is_replaced_only_with_a_word() {
+    let (_fake, dir, config) = backed_up().await;
+    let into = dir.path().join("exports");
+    std::fs::create_dir(&into).unwrap();
+    let first = export(&config, &["--what", "all", "-o", into.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(!stderr(&first).contains("replacing"), "{}", text(&first));
+    std::fs::write(into.join("lilith_memories.json"), "edited by hand").unwrap();
+    let again = export(&config, &["--what", "all", "-o", into.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let memories = into.join("lilith_memories.json").display().to_string();
+    assert!(
+        stderr(&again)
+            .lines()
+            .any(|l| l.contains(&memories) && l.ends_with("replacing the file there")),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        stderr(&again).matches("replacing the file there").count(),
+        6,
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        std::fs::read(into.join("lilith_memories.json")).unwrap(),
+        stored(dir.path(), "lilith_memories.json")
+    );
+    // The same for the chat history alone, to a file named.
+    let file = into.join("lilith_chat_history.json");
+    let out = export(&config, &["-o", file.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("replacing the file there"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_that_would_do_nothing_for_documents_are_refused() {
+    let (_fake, dir, config) = backed_up().await;
+    let file = dir.path().join("out.json");
+    for (args, says) in [
+        (vec!["--what", "all"], "give -o DIR"),
+        (
+            vec!["--what", "profile,memories", "-o", file.to_str().unwrap()],
+            "give -o DIR",
+        ),
+        (
+            vec!["--what", "memories", "--format", "md"],
+            "--format markdown is for the chat history",
+        ),
+        (
+            vec!["--what", "profile", "--since", "2023-11-15"],
+            "add `chat` to --what",
+        ),
+        (vec!["--what", "nonsense"], "invalid value"),
+    ] {
+        let out = export(&config, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(
+            out.stdout.is_empty() && !file.exists(),
+            "{args:?}: nothing written"
+        );
+    }
+}
+
+#[test]
+fn help_tells_of_the_documents() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkeep"))
+        .args(["export", "--help"])
+        .output()
+        .unwrap();
+    let help = stdout(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    for word in [
+        "--what",
+        "profile",
+        "memories",
+        "knowledge",
+        "training",
+        "user_personalization",
+        "all",
+        "not available",
+    ] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
 }

@@ -29,15 +29,8 @@ use super::{ArchiveError, verify};
 use crate::export::{self, ExportError, ExportMeta, Format};
 use crate::store::{ChatStore, PersonalityDir, fsio};
 
-/// The documents a snapshot holds, by the suffix of their file name
-/// (`<name><suffix>.json`), in the order they are stored.
-pub const DOCUMENTS: [&str; 5] = [
-    "",
-    "_memories",
-    "_knowledge",
-    "_training",
-    "_user_personalization",
-];
+/// The documents a snapshot holds, in the order they are stored.
+pub use crate::store::documents::DOCUMENTS;
 
 /// Name of the chat history member: the export file earlier tools wrote.
 pub fn chat_member(name: &str) -> String {
@@ -83,11 +76,15 @@ impl Inputs {
     pub fn open(dir: &PersonalityDir) -> Result<Inputs, ArchiveError> {
         let mut documents = Vec::new();
         for suffix in DOCUMENTS {
-            let path = dir.document_path(suffix);
-            match fsio::open_read(&path) {
-                Ok(file) => documents.push((format!("{}{suffix}.json", dir.name()), file)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ArchiveError::Io { path, source }),
+            match dir.open_document(suffix) {
+                Ok(Some(file)) => documents.push((format!("{}{suffix}.json", dir.name()), file)),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ArchiveError::Io {
+                        path: dir.document_path(suffix),
+                        source,
+                    });
+                }
             }
         }
         let chat = ChatStore::open_read_only(dir.path())?;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::sync::{Selection, run_pass};
 use super::{Fatal, exit};
 use crate::config::{Config, PersonalitySlug};
-use crate::export::{ExportOptions, Format};
+use crate::export::{ExportOptions, Format, What};
 use crate::fake::{
     BeforeTs, FakeConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec, RetryAfter,
 };
@@ -130,7 +130,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     ] {
         let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
         let path = exports.join(file);
-        super::export::run(&config, &name, format, &options, Some(&path))?;
+        super::export::run(&config, &name, &[What::Chat], format, &options, Some(&path))?;
     }
     let mut truth: Vec<String> = fake
         .ground_truth("aria")

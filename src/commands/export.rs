@@ -1,25 +1,34 @@
 //! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown or
-//! conversations.
+//! conversations, and the documents beside it as stored.
 
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::Fatal;
-use crate::config::{Config, PersonalitySlug};
-use crate::export::{self, ExportMeta, ExportOptions, Format, Written};
-use crate::store::{fsio, personality_dir};
+use clap::ValueEnum;
 
-/// Writes the export to `out` (atomically) or to standard output. Reads the
-/// store without its lock, so it works beside a running daemon.
+use super::Fatal;
+use crate::config::{Config, PersonalitySlug, Section};
+use crate::export::{self, ExportMeta, ExportOptions, Format, What, parts};
+use crate::status::{PersonalityStatus, SectionStatus};
+use crate::store::{PersonalityDir, fsio, personality_dir};
+
+/// Writes the parts `what` names to `out` (atomically), into `out` as a
+/// directory (one file each), or to standard output (one part only).
+/// Reads the store without its lock, so it works beside a running daemon.
+/// A document the store does not hold is said on standard error, with the
+/// reason, and is no failure.
 pub fn run(
     config: &Config,
     name: &PersonalitySlug,
+    what: &[What],
     format: Format,
     options: &ExportOptions,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
+    let sections = parts::sections(what);
+    check_selection(&sections, format, options, out)?;
     let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
     if !dir.path().is_dir() {
         return Err(Fatal::usage(format!(
@@ -27,76 +36,254 @@ pub fn run(
             config.storage.data_dir.display()
         )));
     }
+    let status = PersonalityStatus::read(&dir);
+    for section in sections {
+        // A directory gets the file earlier tools named (`-o exports/`).
+        let file_name = parts::document_file_name(name.as_str(), section)
+            .unwrap_or_else(|| format.file_name(name.as_str()));
+        let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
+        let out = in_dir.as_deref().or(out);
+        if section == Section::Chat {
+            export_chat(&dir, name, format, options, out)?;
+        } else {
+            export_document(&dir, name, section, status.as_ref(), out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses (exit 2, nothing written) options that would do nothing for the
+/// parts chosen, and more than one part anywhere but into a directory.
+fn check_selection(
+    sections: &[Section],
+    format: Format,
+    options: &ExportOptions,
+    out: Option<&Path>,
+) -> Result<(), Fatal> {
+    if !sections.contains(&Section::Chat) {
+        if format != Format::Json {
+            let shown = format
+                .to_possible_value()
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default();
+            return Err(Fatal::usage(format!(
+                "documents are exported as stored, in JSON; --format {shown} is for the chat history \
+                 (add `chat` to --what, or leave --format out)"
+            )));
+        }
+        if *options != ExportOptions::default() {
+            return Err(Fatal::usage(
+                "--since, --until, --upstream-only and --revisions select messages of the chat history; \
+                 add `chat` to --what, or leave them out",
+            ));
+        }
+    }
+    if sections.len() > 1 && !out.is_some_and(Path::is_dir) {
+        return Err(Fatal::usage(
+            "exporting more than one part writes one file each: give -o DIR, an existing directory",
+        ));
+    }
+    Ok(())
+}
+
+/// The chat history in `format`.
+fn export_chat(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    format: Format,
+    options: &ExportOptions,
+    out: Option<&Path>,
+) -> Result<(), Fatal> {
     let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
     warn_of_unfinished_walk(&chat, name);
     let shape_id = chat.state().personality_id.clone().unwrap_or_default();
     let display_name = (format == Format::Markdown)
-        .then(|| display_name(&dir, name))
+        .then(|| display_name(dir, name))
         .flatten();
     let meta = ExportMeta {
         shape_id: &shape_id,
         shape_name: name.as_str(),
         display_name: display_name.as_deref(),
     };
-    // A directory gets the file earlier tools named (`-o exports/`).
-    let in_dir = out
-        .filter(|p| p.is_dir())
-        .map(|d| d.join(format.file_name(name.as_str())));
-    let out = in_dir.as_deref().or(out);
-    // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
-    let special = out.and_then(special_target);
-    if let Some(path) = out.filter(|_| special.is_none()) {
-        check_parent(path)?;
-    }
-    let written = match out {
-        Some(path) if special.is_none() => {
-            let mut written = Written::Messages(0);
-            fsio::write_atomic_with(path, |file| {
-                let mut w = BufWriter::with_capacity(1 << 16, file);
-                written = export::write_with(&chat, &meta, format, options, &mut w)
-                    .map_err(std::io::Error::other)?;
-                w.flush()
-            })
-            .map_err(|e| Fatal {
-                code: super::exit::FAILED,
-                message: format!("export to {}: {e}", path.display()),
-            })?;
-            written
-        }
-        Some(path) => {
-            let failed = |e: std::io::Error| Fatal {
-                code: super::exit::FAILED,
-                message: format!("export to {}: {e}", path.display()),
-            };
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(failed)?;
-            // Opened without O_CREAT or O_TRUNC, but writing from its start:
-            // only into the very device or pipe that was checked, never
-            // into a file or another device that took its name since.
-            let opened = file.metadata().map_err(failed)?;
-            if opened.is_file()
-                || special.is_some_and(|(dev, ino)| (opened.dev(), opened.ino()) != (dev, ino))
-            {
-                return Err(failed(std::io::Error::other(
-                    "it was replaced after it was checked; run the export again",
-                )));
-            }
-            write_to(&chat, &meta, format, options, file)?
-        }
-        None => write_to(&chat, &meta, format, options, std::io::stdout().lock())?,
+    let target = Target::of(out)?;
+    let written = target.write(|w| {
+        let mut w = BufWriter::with_capacity(1 << 16, w);
+        let written =
+            export::write_with(&chat, &meta, format, options, &mut w).map_err(std::io::Error::other)?;
+        w.flush()?;
+        Ok(written)
+    })?;
+    target.report(&written, name, "");
+    Ok(())
+}
+
+/// One document, byte for byte as stored; one the store does not hold is
+/// said on standard error with the reason the last sync recorded.
+fn export_document(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    section: Section,
+    status: Option<&PersonalityStatus>,
+    out: Option<&Path>,
+) -> Result<(), Fatal> {
+    let label = section.as_str().replace('_', " ");
+    let document = parts::open_document(dir, section).map_err(|e| Fatal {
+        code: super::exit::FAILED,
+        message: format!("cannot read the stored {label} of `{name}`: {e}"),
+    })?;
+    let Some(document) = document else {
+        let why = why_missing(status, section);
+        // A file of an earlier export stays: say so, or it passes for this one.
+        let left = match out.filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())) {
+            Some(path) => format!("; {} is left as it was", path.display()),
+            None => String::new(),
+        };
+        eprintln!("note: no {label} of `{name}` exported: {why}{left}");
+        return Ok(());
     };
-    if let Some(path) = out {
-        eprintln!("wrote {written} of {name} to {}", path.display());
+    let target = Target::of(out)?;
+    let bytes = target.write(|w| document.copy_to(&mut BufWriter::with_capacity(1 << 16, w)))?;
+    let size = format!(" ({})", crate::words::count(bytes, "byte"));
+    target.report(&format_args!("the {label}"), name, &size);
+    if let Some(why) = not_refreshed(status, section) {
+        eprintln!("note: the {label} of `{name}` exported is the copy an earlier sync stored: {why}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Why the last sync left a stored document as it was, when it did not
+/// find it upstream: the copy may be older than what the service holds, or
+/// hold what the service no longer has.
+fn not_refreshed(status: Option<&PersonalityStatus>, section: Section) -> Option<String> {
+    match status?.sections.get(section.as_str())? {
+        SectionStatus::NotAvailable
+        | SectionStatus::None
+        | SectionStatus::Failed { .. }
+        | SectionStatus::NotAttempted
+        | SectionStatus::Interrupted { .. } => Some(why_missing(status, section)),
+        _ => None,
+    }
+}
+
+/// Why the store holds no document for `section`, from the status the last
+/// sync wrote.
+fn why_missing(status: Option<&PersonalityStatus>, section: Section) -> String {
+    let recorded = status.and_then(|s| s.sections.get(section.as_str()));
+    match recorded {
+        Some(SectionStatus::NotAvailable) => {
+            "not available to this account (the service shows it to the personality's owner only)".into()
+        }
+        Some(SectionStatus::None) => "the service had none at the last sync".into(),
+        Some(SectionStatus::Skipped) => {
+            format!("never fetched: `{section}` is not among the sections the config backs up")
+        }
+        Some(SectionStatus::Failed { error }) => format!("the last sync could not fetch it: {error}"),
+        Some(SectionStatus::NotAttempted | SectionStatus::Interrupted { .. }) => {
+            "not fetched yet: the last sync stopped before it".into()
+        }
+        Some(_) => {
+            "it is missing from the store, though the last sync saved it; run `chatkeep verify`".into()
+        }
+        None => "never fetched: no sync has backed it up yet".into(),
+    }
+}
+
+/// Where one part goes.
+enum Target<'a> {
+    Stdout,
+    /// A file, replaced atomically; `existed` says whether it replaces one.
+    File {
+        path: &'a Path,
+        existed: bool,
+    },
+    /// A device or pipe (`-o /dev/stdout`), written to, never replaced.
+    Special {
+        path: &'a Path,
+        id: (u64, u64),
+    },
+}
+
+impl<'a> Target<'a> {
+    fn of(out: Option<&'a Path>) -> Result<Target<'a>, Fatal> {
+        let Some(path) = out else {
+            return Ok(Target::Stdout);
+        };
+        if let Some(id) = special_target(path) {
+            return Ok(Target::Special { path, id });
+        }
+        check_parent(path)?;
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        Ok(Target::File { path, existed })
+    }
+
+    /// Runs `fill` on the target; into a file, through a temporary file
+    /// that replaces it only once complete.
+    fn write<T>(&self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>) -> Result<T, Fatal> {
+        let failed = |e: std::io::Error| Fatal {
+            code: super::exit::FAILED,
+            message: match self.path() {
+                Some(path) => format!("export to {}: {e}", path.display()),
+                None => e.to_string(),
+            },
+        };
+        match *self {
+            Target::Stdout => fill(&mut std::io::stdout().lock()).map_err(failed),
+            Target::File { path, .. } => {
+                let mut result = None;
+                fsio::write_atomic_with(path, |file| {
+                    result = Some(fill(file)?);
+                    Ok(())
+                })
+                .map_err(failed)?;
+                result.ok_or_else(|| failed(std::io::Error::other("nothing was written")))
+            }
+            Target::Special { path, id } => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(failed)?;
+                // Opened without O_CREAT or O_TRUNC, but writing from its
+                // start: only into the very device or pipe that was
+                // checked, never into a file or another device that took
+                // its name since.
+                let opened = file.metadata().map_err(failed)?;
+                if opened.is_file() || (opened.dev(), opened.ino()) != id {
+                    return Err(failed(std::io::Error::other(
+                        "it was replaced after it was checked; run the export again",
+                    )));
+                }
+                fill(&mut file).map_err(failed)
+            }
+        }
+    }
+
+    fn path(&self) -> Option<&'a Path> {
+        match *self {
+            Target::Stdout => None,
+            Target::File { path, .. } | Target::Special { path, .. } => Some(path),
+        }
+    }
+
+    /// Says on standard error what went where, and that a file was
+    /// replaced: an export never replaces one without a word.
+    fn report(&self, written: &dyn std::fmt::Display, name: &PersonalitySlug, detail: &str) {
+        let replacing = match self {
+            Target::File { existed: true, .. } => ", replacing the file there",
+            _ => "",
+        };
+        if let Some(path) = self.path() {
+            eprintln!(
+                "wrote {written} of {name} to {}{detail}{replacing}",
+                path.display()
+            );
+        }
+    }
 }
 
 /// The name the service shows for `name`, from the stored profile (its
 /// `name` field); `None` without a profile or a name in it, so the slug
 /// stands in.
-fn display_name(dir: &crate::store::PersonalityDir, name: &PersonalitySlug) -> Option<String> {
+fn display_name(dir: &PersonalityDir, name: &PersonalitySlug) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Profile {
         name: Option<serde_json::Value>,
@@ -171,18 +358,4 @@ fn check_parent(path: &Path) -> Result<(), Fatal> {
     }
     fsio::check_output_dir(parent)
         .map_err(|e| Fatal::usage(format!("export to {}: {e}; nothing was written", path.display())))
-}
-
-fn write_to(
-    chat: &crate::store::ChatStore,
-    meta: &ExportMeta,
-    format: Format,
-    options: &ExportOptions,
-    out: impl Write,
-) -> Result<Written, Fatal> {
-    let mut w = BufWriter::with_capacity(1 << 16, out);
-    export::write_with(chat, meta, format, options, &mut w).map_err(|e| Fatal {
-        code: super::exit::FAILED,
-        message: e.to_string(),
-    })
 }

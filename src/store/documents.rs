@@ -2,11 +2,36 @@
 //! personalization): the latest under the file name earlier tools used, and
 //! every earlier content kept under `versions/` when it changes.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{PersonalityDir, StoreError, fsio};
+use crate::config::Section;
+
+/// The documents of a personality, by the suffix of their file name
+/// (`<name><suffix>.json`), in the order a sync saves them; snapshots and
+/// exports hold them in this order too.
+pub const DOCUMENTS: [&str; 5] = [
+    "",
+    "_memories",
+    "_knowledge",
+    "_training",
+    "_user_personalization",
+];
+
+/// The suffix of the document `section` is saved to; `None` for the chat
+/// history, which is a log, not a document.
+pub const fn document_suffix(section: Section) -> Option<&'static str> {
+    match section {
+        Section::Profile => Some(DOCUMENTS[0]),
+        Section::Memories => Some(DOCUMENTS[1]),
+        Section::Knowledge => Some(DOCUMENTS[2]),
+        Section::Training => Some(DOCUMENTS[3]),
+        Section::UserPersonalization => Some(DOCUMENTS[4]),
+        Section::Chat => None,
+    }
+}
 
 /// What saving a document did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +59,17 @@ impl PersonalityDir {
 
     pub fn versions_dir(&self) -> PathBuf {
         self.path().join("versions")
+    }
+
+    /// The stored document with `suffix`, open for reading; `None` if none
+    /// was ever saved. A sync replaces a document by rename, so what is read
+    /// from the open file is one whole version, never a mix of two.
+    pub fn open_document(&self, suffix: &str) -> io::Result<Option<File>> {
+        match fsio::open_read(&self.document_path(suffix)) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The stored content of a document, if any.
