@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::api::{ApiClient, ClientOptions, RateLimiter, SessionChange};
-use crate::config::{Config, ConfigError, RateLimitConfig};
+use crate::config::{Config, ConfigError, ConfigLocation, RateLimitConfig};
 use crate::credentials;
 use crate::store::{Store, StoreError};
 
@@ -69,8 +69,8 @@ impl From<ConfigError> for Fatal {
     }
 }
 
-pub fn load_config(path: &Path) -> Result<Config, Fatal> {
-    Ok(Config::load(path)?)
+pub fn load_config(location: &ConfigLocation) -> Result<Config, Fatal> {
+    Ok(location.load()?)
 }
 
 /// Opens the data directory and takes its lock, for every command that
