@@ -165,6 +165,20 @@ fn without_any_config_the_error_names_the_places_looked_in_and_how_to_make_one()
             text(&out)
         );
     }
+    // `status --data-dir` needs no config; it still says there is none.
+    let data_dir = homes.home.join("data");
+    let out = run(&mut homes.chatkeep(&["status", "--data-dir", data_dir.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let looked = format!(
+        "there is none (looked for {}, then {SYSTEM_CONFIG})",
+        user_config.display()
+    );
+    // In the report, on standard output.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&looked),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

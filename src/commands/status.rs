@@ -140,7 +140,15 @@ impl Sources {
                 ..
             } => (Some(*line), Some(*column), message.clone()),
             ConfigError::Read { source, .. } => (None, None, format!("cannot read it: {source}")),
-            ConfigError::NotFound { .. } => (None, None, error.to_string()),
+            // Terse: with --data-dir, no config may be the plan.
+            ConfigError::NotFound { searched } => {
+                let looked: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+                (
+                    None,
+                    None,
+                    format!("there is none (looked for {})", looked.join(", then ")),
+                )
+            }
         };
         let (data_dir, from) = match (data_dir, &hints.data_dir) {
             (Some(dir), _) => (dir.to_owned(), "--data-dir".to_owned()),
