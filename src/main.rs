@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
-use chatkeep::config::PersonalitySlug;
+use chatkeep::config::{ConfigLocation, PersonalitySlug};
 use chatkeep::export::{ExportOptions, Format, Period, Split, What};
 use chatkeep::logging;
 
@@ -24,10 +24,14 @@ on its own, to try a config of yours against it.";
 #[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// Config file (TOML; see config.example.toml) [env: CHATKEEP_CONFIG]
-    /// [default: /etc/chatkeep/config.toml]
+    ///
+    /// Without --config or CHATKEEP_CONFIG: your own
+    /// $XDG_CONFIG_HOME/chatkeep/config.toml (~/.config/chatkeep/config.toml
+    /// when XDG_CONFIG_HOME is not set) if it exists, else
+    /// /etc/chatkeep/config.toml.
     // Not clap's `env` and `default_value`: a value from the environment
     // makes clap print `--config <CONFIG>` in every usage line as if it
-    // were required. Resolved in `config_path`.
+    // were required. Resolved by `ConfigLocation::find`.
     #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -380,27 +384,13 @@ enum CookieAction {
     Check,
 }
 
-/// The config file: `--config`, else `$CHATKEEP_CONFIG` (when not empty),
-/// else [`DEFAULT_CONFIG`].
-fn config_path(given: Option<PathBuf>) -> PathBuf {
-    given
-        .or_else(|| {
-            std::env::var_os("CHATKEEP_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
-const DEFAULT_CONFIG: &str = "/etc/chatkeep/config.toml";
-
 fn main() -> ExitCode {
     // Before anything is created: every file and directory private (0600,
     // 0700), including those of crates such as the log file appender.
     chatkeep::store::fsio::private_umask();
     chatkeep::store::fsio::survive_file_size_limit();
     let cli = Cli::parse();
-    let config_path = config_path(cli.config.clone());
+    let location = ConfigLocation::find(cli.config.clone());
     // The demo tells its own story; its log shows only what went wrong.
     let quiet = cli.quiet || (matches!(cli.command, Command::Demo { .. }) && cli.verbose == 0);
     // Every command logs as its config's [log] says: read it first. Its
@@ -409,18 +399,14 @@ fn main() -> ExitCode {
     let mut loaded = cli
         .command
         .reads_config()
-        .then(|| commands::load_config(&config_path));
+        .then(|| commands::load_config(&location));
     let log_config = loaded.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.log);
     let unusable = match cli.command {
         Command::Status { .. } | Command::Export { .. } => logging::UnusableDir::Skip,
         _ => logging::UnusableDir::Warn,
     };
     let _log = logging::init(log_config, cli.verbose, quiet, unusable);
-    let mut config = || {
-        loaded
-            .take()
-            .unwrap_or_else(|| commands::load_config(&config_path))
-    };
+    let mut config = || loaded.take().unwrap_or_else(|| commands::load_config(&location));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return Fatal::usage(format!("cannot start the async runtime: {e}")).report(),
@@ -525,14 +511,12 @@ fn main() -> ExitCode {
                     CookieAction::Check => commands::cookie::check(&config).await,
                 }
             }
-            Command::Status { json, data_dir } => {
-                commands::status::run(&config_path, data_dir.as_deref(), json)
-            }
+            Command::Status { json, data_dir } => commands::status::run(&location, data_dir.as_deref(), json),
             Command::Forget { name, yes } => {
                 let config = config()?;
                 commands::forget::run(&config, &name, yes)
             }
-            Command::CheckConfig { online } => commands::check_config::run(&config_path, online).await,
+            Command::CheckConfig { online } => commands::check_config::run(&location, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
             // Generated from the definitions above; no config needed.

@@ -16,13 +16,14 @@ use std::process::ExitCode;
 use rustix::fs::{Access, AtFlags, CWD};
 
 use super::{Fatal, exit, load_config};
-use crate::config::Config;
+use crate::config::{Config, ConfigLocation};
 use crate::credentials;
 use crate::store::fsio;
 
 /// `check-config [--online]`.
-pub async fn run(path: &Path, online: bool) -> Result<ExitCode, Fatal> {
-    let config = load_config(path)?;
+pub async fn run(location: &ConfigLocation, online: bool) -> Result<ExitCode, Fatal> {
+    let config = load_config(location)?;
+    let path = &location.path;
     print!("{}", config.to_redacted_toml());
     if let Some(warning) = config.service.insecure_http_warning() {
         eprintln!("warning: {warning}");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiClient, ClientOptions, RateLimiter, SessionChange};
-use crate::config::{Config, ConfigError, RateLimitConfig};
+use crate::config::{Config, ConfigError, ConfigLocation, RateLimitConfig};
 use crate::control::DaemonLink;
 use crate::credentials;
 use crate::store::{Store, StoreError};
@@ -73,8 +73,8 @@ impl From<ConfigError> for Fatal {
     }
 }
 
-pub fn load_config(path: &Path) -> Result<Config, Fatal> {
-    Ok(Config::load(path)?)
+pub fn load_config(location: &ConfigLocation) -> Result<Config, Fatal> {
+    Ok(location.load()?)
 }
 
 /// Opens the data directory and takes its lock, for every command that

@@ -19,15 +19,15 @@ use serde::Serialize;
 
 use super::{Fatal, exit};
 use crate::config::lenient::Hints;
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, ConfigLocation};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus, is_reserved_name};
 use crate::store::personality_dir;
 
 /// Prints the status of the configured personalities, and of any other
 /// personality directory in the data directory that has a status file.
 /// `data_dir`, from `--data-dir`, replaces the config's.
-pub fn run(config_path: &Path, data_dir: Option<&Path>, json: bool) -> Result<ExitCode, Fatal> {
-    let sources = Sources::find(config_path, data_dir)?;
+pub fn run(location: &ConfigLocation, data_dir: Option<&Path>, json: bool) -> Result<ExitCode, Fatal> {
+    let sources = Sources::find(location, data_dir)?;
     let report = Report::collect(sources, Utc::now())?;
     let text = if json {
         if let Some(problem) = &report.config_error {
@@ -111,10 +111,11 @@ impl ConfigProblem {
 }
 
 impl Sources {
-    /// Loads the config at `config_path` if it is valid; else finds the
+    /// Loads the config at `location` if it is valid; else finds the
     /// data directory without it (see [`Sources`]).
-    pub fn find(config_path: &Path, data_dir: Option<&Path>) -> Result<Sources, Fatal> {
-        let error = match Config::load(config_path) {
+    pub fn find(location: &ConfigLocation, data_dir: Option<&Path>) -> Result<Sources, Fatal> {
+        let config_path = &location.path;
+        let error = match location.load() {
             Ok(config) => {
                 return Ok(Sources {
                     data_dir: data_dir.map_or_else(|| config.storage.data_dir.clone(), Path::to_owned),
@@ -129,7 +130,7 @@ impl Sources {
             ConfigError::Invalid { .. } => std::fs::read(config_path)
                 .map(|bytes| Hints::read(&String::from_utf8_lossy(&bytes), config_path))
                 .unwrap_or_default(),
-            ConfigError::Read { .. } => Hints::default(),
+            ConfigError::Read { .. } | ConfigError::NotFound { .. } => Hints::default(),
         };
         let (line, column, message) = match &error {
             ConfigError::Invalid {
@@ -139,6 +140,15 @@ impl Sources {
                 ..
             } => (Some(*line), Some(*column), message.clone()),
             ConfigError::Read { source, .. } => (None, None, format!("cannot read it: {source}")),
+            // Terse: with --data-dir, no config may be the plan.
+            ConfigError::NotFound { searched } => {
+                let looked: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+                (
+                    None,
+                    None,
+                    format!("there is none (looked for {})", looked.join(", then ")),
+                )
+            }
         };
         let (data_dir, from) = match (data_dir, &hints.data_dir) {
             (Some(dir), _) => (dir.to_owned(), "--data-dir".to_owned()),
@@ -148,7 +158,7 @@ impl Sources {
             ),
             (None, None) => {
                 return Err(Fatal::usage(format!(
-                    "{error}\n`chatkeep status --data-dir DIR` reports from the data directory DIR \
+                    "{error}; `chatkeep status --data-dir DIR` reports from the data directory DIR \
                      without a valid config"
                 )));
             }

@@ -886,6 +886,10 @@ pub enum ConfigError {
     /// The file could not be read at all.
     #[error("cannot read config file {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    /// No file was named, and none is at any of the places looked in
+    /// (see [`ConfigLocation`]).
+    #[error("{}", location::not_found_message(searched))]
+    NotFound { searched: Vec<PathBuf> },
     /// The file was read but is not a valid configuration. `line` and
     /// `column` are 1-based; the column counts characters, not bytes.
     #[error("{}:{line}:{column}: {message}", path.display())]
@@ -1188,11 +1192,13 @@ fn duration_from_str(s: &str) -> Result<Duration, String> {
 mod cookie_path;
 mod cron;
 pub mod lenient;
+mod location;
 mod read;
 mod render;
 #[cfg(test)]
 mod tests;
 
 pub use cookie_path::{REDACTED_COOKIE_PATH, looks_like_cookie_value, shown_cookie_path};
+pub use location::{ConfigLocation, SYSTEM_CONFIG};
 use read::{Reader, base_dir, invalid};
 use render::Rendered;
