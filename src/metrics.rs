@@ -222,6 +222,32 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
         }
     }
 
+    // Only once some sync looked at media: a file without it is unchanged.
+    let media: Vec<_> = latest
+        .iter()
+        .filter_map(|(n, s)| Some((n, s.media.as_ref()?)))
+        .collect();
+    if !media.is_empty() {
+        out.family(
+            "chatkeep_media_files",
+            "gauge",
+            "Distinct media URLs of the personality's messages and profile by state, as of the last sync \
+             that looked at them: fetched, pending (not tried yet), failed (retried later), gone (404/410), \
+             refused (too large, or not a public address).",
+        );
+        for (personality, m) in &media {
+            for (state, n) in [
+                ("fetched", m.fetched),
+                ("pending", m.pending),
+                ("failed", m.failed),
+                ("gone", m.gone),
+                ("refused", m.refused),
+            ] {
+                out.sample(&[("personality", personality), ("state", state)], n);
+            }
+        }
+    }
+
     let names: BTreeSet<&str> = latest
         .keys()
         .copied()
@@ -338,6 +364,7 @@ mod tests {
             }),
             last_success: (outcome == Outcome::Ok).then_some(finished),
             previous_outcome: None,
+            media: None,
         }
     }
 

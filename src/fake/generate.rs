@@ -163,7 +163,7 @@ impl MessageGenerator {
         };
         let quoted = |path: &str| Cow::Owned(format!("\"{}\"", super::media::media_url(base, path)));
         let (image, voice) = (super::media::IMAGES, super::media::VOICES);
-        let (attachment, kind) = if index % 3 == 0 {
+        let (attachment, kind) = if index.is_multiple_of(3) {
             (
                 quoted(image[(index / 3) % image.len()]),
                 Cow::Borrowed("\"image\""),

@@ -301,7 +301,12 @@ async fn serve(mut stream: TcpStream, port: u16, shared: Shared) {
     let (fault, config, away_port, size) = {
         let state = lock(&shared);
         (
-            state.faults.get(&head.path).cloned(),
+            // The other origin serves the file the main one sends there.
+            state
+                .faults
+                .get(&head.path)
+                .filter(|f| !(port == state.away_port && **f == MediaFault::RedirectAway))
+                .cloned(),
             state.config.clone(),
             state.away_port,
             size_of(&state, &head.path),

@@ -39,6 +39,21 @@ pub struct FetchOptions {
     pub policy: AddressPolicy,
 }
 
+impl FetchOptions {
+    /// What `config` sets: `[media]`, the service's timeout and user agent,
+    /// and its host as the one non-public host allowed.
+    pub fn from_config(config: &crate::config::Config) -> FetchOptions {
+        FetchOptions {
+            max_file_size: config.media.max_file_size,
+            requests_per_second: config.media.requests_per_second,
+            max_bytes_per_second: config.media.max_bytes_per_second,
+            timeout: config.service.timeout,
+            user_agent: config.service.user_agent.clone(),
+            policy: AddressPolicy::for_service(&config.service.base_url),
+        }
+    }
+}
+
 /// A file now in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fetched {
@@ -264,13 +279,13 @@ impl MediaFetcher {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(e) => {
+                    let got = match announced {
+                        Some(announced) => format!("got {} bytes of the {announced} announced", part.len()),
+                        None => format!("got {} bytes", part.len()),
+                    };
                     return Err(FetchError::Transient {
                         url: shown.to_owned(),
-                        message: format!(
-                            "the download broke off after {} bytes: {}",
-                            part.len(),
-                            without_url(&e)
-                        ),
+                        message: format!("{got}, then: {}", without_url(&e)),
                     });
                 }
             };

@@ -29,7 +29,7 @@ pub use address::{AddressPolicy, Forbidden};
 pub use fetch::{FetchError, FetchOptions, Fetched, MediaFetcher};
 pub use index::{MediaRecord, MediaState};
 pub use refs::{MediaKind, MediaRef};
-pub use run::{MediaJob, MediaRunError, MediaTotals, RunBudget, fetch_for_personality};
+pub use run::{MediaContext, MediaJob, MediaRunError, MediaTotals, RunBudget, fetch_for_personality};
 pub use store::MediaStore;
 
 /// A URL a message or profile points to, as the service gave it. It may be

@@ -51,10 +51,13 @@ pub struct MediaTotals {
     pub first_error: Option<String>,
 }
 
-/// What a run shares between personalities: the byte budget left.
+/// What a run shares between personalities: the byte budget left, and
+/// when it started (a URL that failed since is not tried again in it, by
+/// another personality that links it too).
 #[derive(Debug)]
 pub struct RunBudget {
     left: AtomicU64,
+    started: DateTime<Utc>,
 }
 
 impl RunBudget {
@@ -62,6 +65,7 @@ impl RunBudget {
     pub fn new(max_bytes_per_run: Option<u64>) -> RunBudget {
         RunBudget {
             left: AtomicU64::new(max_bytes_per_run.unwrap_or(u64::MAX)),
+            started: Utc::now(),
         }
     }
 
@@ -85,6 +89,15 @@ pub enum MediaRunError {
     Io { path: PathBuf, source: io::Error },
     #[error("reading the chat history: {0}")]
     History(String),
+}
+
+/// What a sync needs to fetch media: the process's fetcher and store, and
+/// the run's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaContext<'a> {
+    pub fetcher: &'a MediaFetcher,
+    pub store: &'a MediaStore,
+    pub budget: &'a RunBudget,
 }
 
 /// Everything one personality's turn needs.
@@ -142,7 +155,7 @@ pub async fn fetch_for_personality(
         let previous = job.store.get(url);
         let due = match &previous {
             None => true,
-            Some(record) => record.state.is_due(now),
+            Some(record) => record.at < job.budget.started && record.state.is_due(now),
         };
         if !due {
             continue;
