@@ -22,6 +22,8 @@ use crate::store::{ChatStore, fsio};
 
 /// The file of a personality's directory that lists its references.
 pub const REFS_FILE: &str = "media_refs.jsonl";
+/// Which state of the chat history the references were last read from.
+pub const SCANNED_FILE: &str = "media_refs.scanned";
 
 /// The first retry waits for the next run; then an hour, doubling, at
 /// most a week.
@@ -126,18 +128,32 @@ pub async fn fetch_for_personality(
     let refs_path = job.dir.join(REFS_FILE);
     let mut known = read_refs(&refs_path)?;
     let mut found = Vec::new();
-    let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
-    for line in lines {
-        let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
-        found.extend(refs::of_message(&line));
+    // The history is read again only when a commit changed it since the
+    // last scan: a sync that stored nothing costs no pass over it.
+    let scanned_path = job.dir.join(SCANNED_FILE);
+    let state = chat.state();
+    let fingerprint = format!("{} {} {}\n", state.commits, state.message_count, state.log_len);
+    let unchanged = fsio::read(&scanned_path).is_ok_and(|b| b == fingerprint.as_bytes());
+    if !unchanged {
+        let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
+        for line in lines {
+            let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
+            found.extend(refs::of_message(&line));
+        }
+        // Newest message first: its link is the likeliest to be fresh.
+        found.reverse();
     }
-    // Newest message first: its link is the likeliest to be fresh.
-    found.reverse();
     found.extend(profile.and_then(refs::of_profile));
     let mut fresh = indexmap_like::Ordered::default();
     fresh.extend(found.into_iter().filter(|r| !known.contains(r)));
     let new: Vec<MediaRef> = fresh.iter().cloned().collect();
     append_refs(&refs_path, &new)?;
+    if !unchanged {
+        fsio::write_atomic(&scanned_path, fingerprint.as_bytes()).map_err(|source| MediaRunError::Io {
+            path: scanned_path.clone(),
+            source,
+        })?;
+    }
     let mut queue: Vec<MediaUrl> = Vec::new();
     let mut queued = HashSet::new();
     let now = Utc::now();
