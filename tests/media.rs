@@ -346,3 +346,44 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".part-"))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_media_counts_in_text_and_json() {
+    let (_fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    pass(&load(&path)).await;
+    let out = chatkeep(&path).arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("aria: media: 7 stored, 1 failed (retried later), 2 gone upstream, 1 refused"),
+        "{}",
+        text(&out)
+    );
+    let out = chatkeep(&path).args(["status", "--json"]).output().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let aria = json["personalities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "aria")
+        .unwrap();
+    assert_eq!(aria["media"]["fetched"], 7, "{aria}");
+    assert_eq!(aria["media"]["gone"], 2, "{aria}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_personality_can_switch_kinds_of_media_off() {
+    let (fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria", "bramble"]).await;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name = \"aria\"\n", "name = \"aria\"\nmedia = [\"avatars\"]\n")
+        .replace("name = \"bramble\"\n", "name = \"bramble\"\nmedia = []\n");
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path);
+    let outcome = pass(&config).await;
+    let paths: Vec<String> = fake.media().requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/avatar/aria.png"]);
+    // Switched off entirely: no media line, nothing counted.
+    assert!(outcome.reports[1].status.media.is_none());
+    assert!(!chatkeep::sync::summary(&outcome.reports[1]).contains("media"));
+}
