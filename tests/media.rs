@@ -280,8 +280,8 @@ async fn the_oversized_file_is_refused_with_a_clear_message() {
     );
     assert_eq!(
         std::fs::read_dir(store.dir()).unwrap().count(),
-        1,
-        "nothing but the index is left"
+        0,
+        "nothing is left"
     );
 }
 
@@ -386,4 +386,81 @@ async fn a_personality_can_switch_kinds_of_media_off() {
     // Switched off entirely: no media line, nothing counted.
     assert!(outcome.reports[1].status.media.is_none());
     assert!(!chatkeep::sync::summary(&outcome.reports[1]).contains("media"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_per_run_leaves_the_rest_pending_for_the_next_run() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text = text.replace("[media]\n", "[media]\nmax_bytes_per_run = 1024\n");
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path);
+    let first = pass(&config).await.reports[0].status.media.clone().unwrap();
+    // Every file is larger than the budget: one download spends it all.
+    assert_eq!(first.fetched_now, 1, "{first:?}");
+    assert!(first.pending > 5, "{first:?}");
+    let second = pass(&config).await.reports[0].status.media.clone().unwrap();
+    assert_eq!(second.fetched_now, 1, "{second:?}");
+    assert_eq!(second.pending + 1, first.pending, "{second:?}");
+    drop((fake, dir));
+}
+
+#[tokio::test]
+async fn the_bandwidth_limit_paces_a_download() {
+    let fake = fake(with_media(FakeMediaConfig::default()), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::open(dir.path()).unwrap();
+    let limited = MediaFetcher::new(FetchOptions {
+        max_bytes_per_second: Some(64 * 1024),
+        ..fetcher(&fake.base_url()).options().clone()
+    });
+    // The slow file is 256 KiB, sent in 16 KiB chunks every 20 ms (about
+    // 0.3 s); at 64 KiB/s its download takes nearly 4 s.
+    let started = Instant::now();
+    let fetched = fetch(&limited, &store, &fake.media().url("/voice/slow.mp3"))
+        .await
+        .unwrap();
+    assert_eq!(fetched.size, 256 * 1024);
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_stops_media_at_the_download_in_progress_and_leaves_no_partial_file() {
+    let slow = FakeMediaConfig {
+        slow_delay: Duration::from_millis(200),
+        ..FakeMediaConfig::default()
+    };
+    let (fake, dir, path) = media_setup(slow, &["aria"]).await;
+    let config = load(&path);
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    let media = fake.media();
+    let watch = async {
+        while media_requests(&fake, "/voice/slow.mp3") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stopper.cancel();
+    };
+    let run = chatkeep::commands::sync::run_pass(&config, &[], Default::default(), &cancel);
+    let (outcome, ()) = tokio::join!(run, watch);
+    let report = &outcome.unwrap().reports[0];
+    // The chat was stored before media began: the backup is whole.
+    assert_eq!(
+        report.outcome(),
+        chatkeep::status::Outcome::Ok,
+        "{}",
+        chatkeep::sync::summary(report)
+    );
+    assert!(part_files(&dir.path().join("data/media")).is_empty());
+    let index = index(&config);
+    assert!(!index.contains_key("/voice/slow.mp3"), "{index:?}");
+    let requests = media.requests().len();
+    // Nothing after the stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(media.requests().len(), requests);
 }

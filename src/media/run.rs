@@ -53,6 +53,13 @@ pub struct MediaTotals {
     pub first_error: Option<String>,
 }
 
+impl MediaTotals {
+    /// No URL at all: nothing worth a word in a summary or a status.
+    pub fn is_empty(&self) -> bool {
+        self.fetched + self.pending + self.failed + self.gone + self.refused == 0
+    }
+}
+
 /// What a run shares between personalities: the byte budget left, and
 /// when it started (a URL that failed since is not tried again in it, by
 /// another personality that links it too).

@@ -33,15 +33,30 @@ pub struct MediaStore {
 }
 
 impl MediaStore {
-    /// Opens (creating, 0700) `<data_dir>/media`, removes what killed
-    /// downloads left, and reads the index. The caller holds the data
-    /// directory's lock, so no other process is downloading here.
+    /// Opens `<data_dir>/media` if it exists (it is made, 0700, with the
+    /// first download), removes what killed downloads left, and reads the
+    /// index. The caller holds the data directory's lock, so no other
+    /// process is downloading here.
     pub fn open(data_dir: &Path) -> io::Result<MediaStore> {
         let dir = data_dir.join(MEDIA_DIR);
-        fsio::create_private_dir(&dir)?;
-        fsio::check_private_dir(&dir).map_err(io::Error::other)?;
+        let index = Index::open(&dir.join(INDEX_FILE))?;
+        let store = MediaStore {
+            index: Mutex::new(index),
+            next_part: AtomicU64::new(0),
+            dir,
+        };
+        if store.dir.exists() {
+            fsio::check_private_dir(&store.dir).map_err(io::Error::other)?;
+            store.remove_parts()?;
+        }
+        Ok(store)
+    }
+
+    /// Removes the temporary files of downloads a kill interrupted.
+    fn remove_parts(&self) -> io::Result<()> {
+        let dir = &self.dir;
         let mut removed = 0;
-        for entry in fs::read_dir(&dir)? {
+        for entry in fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(PART_PREFIX) {
                 fs::remove_file(entry.path())?;
@@ -50,14 +65,9 @@ impl MediaStore {
         }
         if removed > 0 {
             tracing::info!(removed, "removed unfinished media downloads of an earlier run");
-            fsio::sync_dir(&dir)?;
+            fsio::sync_dir(dir)?;
         }
-        let index = Index::open(&dir.join(INDEX_FILE))?;
-        Ok(MediaStore {
-            dir,
-            index: Mutex::new(index),
-            next_part: AtomicU64::new(0),
-        })
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -85,6 +95,7 @@ impl MediaStore {
 
     /// Starts a download: a new temporary file in the store's directory.
     pub fn begin(&self) -> io::Result<Part> {
+        fsio::create_private_dir(&self.dir)?;
         let n = self.next_part.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{PART_PREFIX}{}-{n}", std::process::id()));
         let file = fsio::create_new_private(&path)?;
@@ -194,6 +205,6 @@ mod tests {
         drop(store);
         let store = MediaStore::open(dir.path()).unwrap();
         let left = std::fs::read_dir(store.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the index is left");
+        assert_eq!(left, 0, "nothing is left");
     }
 }

@@ -15,7 +15,8 @@
 //!     media_refs.jsonl        the media URLs its messages and profile point to,
 //!                             one {url, kind, message id} a line, appended (see media::run)
 //!     media_refs.scanned      the chat state those were last read from
-//!   media/                    the media of every personality (see media::store)
+//!   media/                    the media of every personality (see media::store), made
+//!                             with the first download
 //!     <sha256>.<ext>          a downloaded file, named by the hash of its bytes:
 //!                             stored once however many messages or personalities link it
 //!     index.jsonl             what became of each URL (fetched, failed, gone, refused),

@@ -450,6 +450,8 @@ impl Run {
             cancel: ctx.cancel,
         };
         match crate::media::fetch_for_personality(&job, chat, Some(profile.raw.get())).await {
+            // A history without media says nothing of it.
+            Ok(totals) if totals.is_empty() => {}
             Ok(totals) => self.media = Some(totals),
             Err(e) => tracing::warn!(error = %e, "media not looked at"),
         }
