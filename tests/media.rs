@@ -464,3 +464,30 @@ async fn a_shutdown_stops_media_at_the_download_in_progress_and_leaves_no_partia
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(media.requests().len(), requests);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_draws_nothing_from_the_services_request_budget() {
+    let requests_with = |media_on: bool| async move {
+        let (fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+        if !media_on {
+            let text = std::fs::read_to_string(&path).unwrap().replace(
+                "[media]\n",
+                "[media]\nattachments = false\nvoice_replies = false\navatars = false\n",
+            );
+            std::fs::write(&path, text).unwrap();
+        }
+        let report = pass(&load(&path)).await.reports.remove(0);
+        let api_requests = fake.requests().len();
+        (
+            report.status.requests,
+            api_requests,
+            fake.media().requests().len(),
+        )
+    };
+    let (with_requests, with_api, with_media) = requests_with(true).await;
+    let (without_requests, without_api, without_media) = requests_with(false).await;
+    assert!(with_media > 10 && without_media == 0);
+    // The service sees the same requests, and the client's counter (the
+    // token bucket's draws) is the same: media went elsewhere.
+    assert_eq!((with_requests, with_api), (without_requests, without_api));
+}
