@@ -201,6 +201,11 @@ pub async fn fetch_for_personality(
                 }
             }
             Err(FetchError::Cancelled) => break,
+            // Expected of old links: said, but not as a warning.
+            Err(e @ FetchError::Gone { .. }) => {
+                tracing::info!(error = %e, "media gone");
+                failure_state(e, attempts, Utc::now())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "media not stored");
                 totals.first_error.get_or_insert_with(|| e.to_string());

@@ -749,7 +749,7 @@ pub fn summary(report: &PersonalityReport) -> String {
 fn media_summary(media: &MediaTotals) -> String {
     let mut text = format!("media {} new", media.fetched_now);
     if media.bytes_now > 0 {
-        text.push_str(&format!(" ({})", crate::config::format_size(media.bytes_now)));
+        text.push_str(&format!(" ({})", crate::words::size(media.bytes_now)));
     }
     text.push_str(&format!(" / {} stored", media.fetched));
     for (n, label) in [
