@@ -151,7 +151,7 @@ pub async fn fetch_for_personality(
         found.reverse();
     }
     found.extend(profile.and_then(refs::of_profile));
-    let mut fresh = indexmap_like::Ordered::default();
+    let mut fresh = RefList::default();
     fresh.extend(found.into_iter().filter(|r| !known.contains(r)));
     let new: Vec<MediaRef> = fresh.iter().cloned().collect();
     append_refs(&refs_path, &new)?;
@@ -268,12 +268,12 @@ fn count(totals: &mut MediaTotals, urls: &[MediaUrl], store: &MediaStore) {
 
 /// The references listed so far, in file order. A torn last line (a crash
 /// mid-append) is ignored, and written again by the next append.
-fn read_refs(path: &Path) -> Result<indexmap_like::Ordered, MediaRunError> {
+fn read_refs(path: &Path) -> Result<RefList, MediaRunError> {
     let io_error = |source| MediaRunError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut refs = indexmap_like::Ordered::default();
+    let mut refs = RefList::default();
     let file = match fsio::open_read(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(refs),
@@ -330,37 +330,31 @@ fn whole_length(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-/// A set that remembers insertion order, for the references.
-mod indexmap_like {
-    use std::collections::HashSet;
+/// References in the order first seen, each once.
+#[derive(Debug, Default)]
+struct RefList {
+    order: Vec<MediaRef>,
+    seen: HashSet<MediaRef>,
+}
 
-    use super::MediaRef;
-
-    #[derive(Debug, Default)]
-    pub struct Ordered {
-        order: Vec<MediaRef>,
-        seen: HashSet<MediaRef>,
+impl RefList {
+    fn insert(&mut self, r: MediaRef) {
+        if self.seen.insert(r.clone()) {
+            self.order.push(r);
+        }
     }
 
-    impl Ordered {
-        pub fn insert(&mut self, r: MediaRef) {
-            if self.seen.insert(r.clone()) {
-                self.order.push(r);
-            }
-        }
+    fn contains(&self, r: &MediaRef) -> bool {
+        self.seen.contains(r)
+    }
 
-        pub fn contains(&self, r: &MediaRef) -> bool {
-            self.seen.contains(r)
-        }
+    fn iter(&self) -> impl Iterator<Item = &MediaRef> {
+        self.order.iter()
+    }
 
-        pub fn iter(&self) -> impl Iterator<Item = &MediaRef> {
-            self.order.iter()
-        }
-
-        pub fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
-            for r in refs {
-                self.insert(r);
-            }
+    fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
+        for r in refs {
+            self.insert(r);
         }
     }
 }
