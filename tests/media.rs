@@ -491,3 +491,45 @@ async fn media_draws_nothing_from_the_services_request_budget() {
     // token bucket's draws) is the same: media went elsewhere.
     assert_eq!((with_requests, with_api), (without_requests, without_api));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_downloads_media_and_counts_it_in_its_metrics() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria", "bramble"]).await;
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[daemon]\nrun_on_start = true\n");
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = chatkeep(&path)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("data/metrics.prom");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let both_counted = || {
+        std::fs::read_to_string(&metrics).is_ok_and(|m| {
+            ["aria", "bramble"].iter().all(|name| {
+                m.contains(&format!(
+                    "chatkeep_media_files{{personality=\"{name}\",state=\"fetched\"}} 7"
+                ))
+            })
+        })
+    };
+    while !both_counted() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        both_counted(),
+        "{}",
+        std::fs::read_to_string(&metrics).unwrap_or_default()
+    );
+    // Two workers, one index: each URL asked for once.
+    assert_eq!(media_requests(&fake, "/img/sunrise.png"), 1);
+    let index = index(&load(&path));
+    assert_eq!(
+        stored_bytes(&load(&path), &index["/img/cat.jpg"]),
+        fake.media().body_of("/img/cat.jpg")
+    );
+}

@@ -175,6 +175,20 @@ pub async fn fetch_for_personality(
         if job.cancel.is_cancelled() || job.budget.exhausted() {
             break;
         }
+        // Another personality's sync may be downloading it: wait for its
+        // end, then read what it recorded, rather than ask twice.
+        let claim = loop {
+            if let Some(claim) = job.store.claim(url) {
+                break Some(claim);
+            }
+            tokio::select! {
+                _ = job.cancel.cancelled() => break None,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            }
+        };
+        if claim.is_none() {
+            break;
+        }
         let previous = job.store.get(url);
         let due = match &previous {
             None => true,

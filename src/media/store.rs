@@ -4,6 +4,7 @@
 //! hash's name: a file with a hash name is always whole. A kill
 //! mid-download leaves only a `.part-` file, which the next open removes.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,26 @@ pub struct MediaStore {
     dir: PathBuf,
     index: Mutex<Index>,
     next_part: AtomicU64,
+    /// URLs being downloaded now, so that two workers whose personalities
+    /// link the same file do not both fetch it.
+    in_flight: Mutex<HashSet<MediaUrl>>,
+}
+
+/// The right to download a URL, held while it is downloaded.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    store: &'a MediaStore,
+    url: MediaUrl,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.store
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.url);
+    }
 }
 
 impl MediaStore {
@@ -43,6 +64,7 @@ impl MediaStore {
         let store = MediaStore {
             index: Mutex::new(index),
             next_part: AtomicU64::new(0),
+            in_flight: Mutex::new(HashSet::new()),
             dir,
         };
         if store.dir.exists() {
@@ -86,6 +108,15 @@ impl MediaStore {
     /// The last record of `url`, if any.
     pub fn get(&self, url: &MediaUrl) -> Option<MediaRecord> {
         self.index().get(url).cloned()
+    }
+
+    /// Claims `url` for a download; `None` while another task has it.
+    pub fn claim(&self, url: &MediaUrl) -> Option<Claim<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        in_flight.insert(url.clone()).then(|| Claim {
+            store: self,
+            url: url.clone(),
+        })
     }
 
     /// Records what became of a URL, durably.
