@@ -12,6 +12,7 @@ pub mod escape;
 pub mod export;
 pub mod fake;
 pub mod logging;
+pub mod media;
 pub mod message;
 pub mod metrics;
 pub mod notify;

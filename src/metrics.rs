@@ -222,6 +222,32 @@ pub fn render(statuses: &[PersonalityStatus], counters: &Counters) -> String {
         }
     }
 
+    // Only once some sync looked at media: a file without it is unchanged.
+    let media: Vec<_> = latest
+        .iter()
+        .filter_map(|(n, s)| Some((n, s.media.as_ref()?)))
+        .collect();
+    if !media.is_empty() {
+        out.family(
+            "chatkeep_media_files",
+            "gauge",
+            "Distinct media URLs of the personality's messages and profile by state, as of the last sync \
+             that looked at them: fetched, pending (not tried yet), failed (retried later), gone (404/410), \
+             refused (too large, or not a public address).",
+        );
+        for (personality, m) in &media {
+            for (state, n) in [
+                ("fetched", m.fetched),
+                ("pending", m.pending),
+                ("failed", m.failed),
+                ("gone", m.gone),
+                ("refused", m.refused),
+            ] {
+                out.sample(&[("personality", personality), ("state", state)], n);
+            }
+        }
+    }
+
     let names: BTreeSet<&str> = latest
         .keys()
         .copied()
@@ -338,6 +364,7 @@ mod tests {
             }),
             last_success: (outcome == Outcome::Ok).then_some(finished),
             previous_outcome: None,
+            media: None,
         }
     }
 
@@ -443,6 +470,34 @@ chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
                 .any(|l| l.starts_with("chatkeep_errors_total") && !l.ends_with(" 0")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn media_files_are_counted_by_state_once_a_sync_looked_at_them() {
+        let without = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 4, None);
+        assert!(
+            !render(std::slice::from_ref(&without), &Counters::default()).contains("chatkeep_media_files")
+        );
+        let mut with = without.clone();
+        with.media = Some(crate::media::MediaTotals {
+            fetched: 7,
+            pending: 1,
+            failed: 2,
+            gone: 3,
+            refused: 4,
+            ..Default::default()
+        });
+        let text = render(&[with], &Counters::default());
+        for line in [
+            "# TYPE chatkeep_media_files gauge",
+            "chatkeep_media_files{personality=\"alpha\",state=\"fetched\"} 7",
+            "chatkeep_media_files{personality=\"alpha\",state=\"pending\"} 1",
+            "chatkeep_media_files{personality=\"alpha\",state=\"failed\"} 2",
+            "chatkeep_media_files{personality=\"alpha\",state=\"gone\"} 3",
+            "chatkeep_media_files{personality=\"alpha\",state=\"refused\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub struct PersonalityStatus {
     /// make a failed backup healthy, nor a healthy one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_outcome: Option<Outcome>,
+    /// The media its messages and profile point to, by state; `None` when
+    /// no media was looked at (switched off, or a sync from before media).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<crate::media::MediaTotals>,
 }
 
 const STATUS_FILE: &str = "status.json";
@@ -332,6 +336,7 @@ mod personality_status_tests {
             chat: None,
             last_success: (outcome == Outcome::Ok).then_some(at),
             previous_outcome: None,
+            media: None,
         }
     }
 

@@ -255,6 +255,10 @@ pub struct Entry {
     /// stored messages the service no longer returns (kept, marked).
     pub revised: Option<u64>,
     pub deleted_upstream: Option<u64>,
+    /// The media of its messages and profile by state, as of the last sync
+    /// that looked at them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<crate::media::MediaTotals>,
     #[serde(skip)]
     unreadable: bool,
 }
@@ -340,6 +344,22 @@ fn unconfigured_backups(data_dir: &Path, configured: &[String]) -> Result<Vec<St
 
 const STATUS_FILE: &str = "status.json";
 
+/// `media: 40 stored, 2 pending, 1 failed (retried later), 3 gone upstream, 1 refused`.
+fn media_text(media: &crate::media::MediaTotals) -> String {
+    let mut text = format!("media: {} stored", media.fetched);
+    for (n, label) in [
+        (media.pending, "pending"),
+        (media.failed, "failed (retried later)"),
+        (media.gone, "gone upstream"),
+        (media.refused, "refused (too large, or not a public address)"),
+    ] {
+        if n > 0 {
+            text.push_str(&format!(", {n} {label}"));
+        }
+    }
+    text
+}
+
 impl Entry {
     fn read(
         archive_root: Option<&Path>,
@@ -396,6 +416,7 @@ impl Entry {
             tail_probed_at: chat.and_then(|c| parse_time(c.tail_probed_at.as_deref())),
             revised: chat.map(|c| c.revised),
             deleted_upstream: chat.map(|c| c.deleted_upstream),
+            media: status.as_ref().and_then(|s| s.media.clone()),
             unreadable,
         }
     }
@@ -528,6 +549,9 @@ impl Report {
             }
             if let Some(walk) = e.walk_text() {
                 out.push_str(&format!("{}: {walk}\n", e.name));
+            }
+            if let Some(media) = &e.media {
+                out.push_str(&format!("{}: {}\n", e.name, media_text(media)));
             }
             if let Some(error) = &e.error {
                 let error = crate::escape::controls(error);
@@ -676,6 +700,7 @@ mod tests {
             healthy: outcome == Some(Outcome::Ok),
             outcome,
             previous_outcome: None,
+            media: None,
             error: None,
             last_started: None,
             last_run: outcome.map(|_| at("2024-05-01T12:00:00Z")),

@@ -10,6 +10,7 @@ use crate::api::documents::Category;
 use crate::api::{Account, ApiClient, ApiError};
 use crate::config::{Config, PersonalitySlug};
 use crate::control::{Job, Request};
+use crate::media::{FetchOptions, MediaContext, MediaFetcher, MediaStore, RunBudget};
 use crate::notify::{Notifier, PassResult};
 use crate::progress::SyncProgress;
 use crate::status::Outcome;
@@ -186,7 +187,23 @@ pub async fn run_pass_in(
         )));
     }
     let account = AccountCache::default();
-    let ctx = SyncContext::new(config, &client, &store, &account, cancel);
+    let mut ctx = SyncContext::new(config, &client, &store, &account, cancel);
+    // Media has its own client, bucket and budget; a store that cannot be
+    // opened costs the run its media, never its history.
+    let fetcher = MediaFetcher::new(FetchOptions::from_config(config));
+    let budget = RunBudget::new(config.media.max_bytes_per_run);
+    let media_store = match MediaStore::open(store.root()) {
+        Ok(media_store) => Some(media_store),
+        Err(e) => {
+            tracing::warn!(error = %crate::store::fsio::explain(&e), "cannot open the media store; no media is downloaded this run");
+            None
+        }
+    };
+    ctx.media = media_store.as_ref().map(|media_store| MediaContext {
+        fetcher: &fetcher,
+        store: media_store,
+        budget: &budget,
+    });
     let notifier = Notifier::new(config, Some(client.cookie().token()));
     for name in chosen {
         let mut progress = SyncProgress::new(name.as_str());

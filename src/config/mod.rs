@@ -69,6 +69,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "session_cookie.json",
     "archives",
     "rate_limit.state",
+    "media",
 ];
 /// Memory pages walked per sync of one personality when the config says
 /// nothing.
@@ -179,6 +180,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Where the metrics file goes and which group may read it.
     pub metrics: MetricsConfig,
+    /// Which media messages and profiles point to are downloaded, and how.
+    pub media: MediaConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
@@ -757,6 +760,81 @@ impl Default for NotifyConfig {
     }
 }
 
+/// Default of `[media] max_file_size`.
+pub const DEFAULT_MEDIA_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+/// Default of `[media] requests_per_second`: as polite as the service's.
+pub const DEFAULT_MEDIA_REQUESTS_PER_SECOND: f64 = 1.0;
+
+/// The `[media]` table: the images, voice replies and avatars downloaded
+/// beside the history (see `media`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    /// Which kinds are downloaded, unless a `[[personality]]` says otherwise.
+    pub kinds: MediaKinds,
+    /// A larger file is refused (and recorded so), checked while it streams.
+    pub max_file_size: u64,
+    /// Bytes downloaded per run over all personalities; the rest waits
+    /// for the next run. `None`: no limit.
+    pub max_bytes_per_run: Option<u64>,
+    /// The media hosts' own token bucket, apart from `[rate_limit]`'s.
+    pub requests_per_second: f64,
+    /// `None`: no bandwidth limit.
+    pub max_bytes_per_second: Option<u64>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            kinds: MediaKinds::ALL,
+            max_file_size: DEFAULT_MEDIA_MAX_FILE_SIZE,
+            max_bytes_per_run: None,
+            requests_per_second: DEFAULT_MEDIA_REQUESTS_PER_SECOND,
+            max_bytes_per_second: None,
+        }
+    }
+}
+
+/// Which kinds of media are downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaKinds {
+    /// Messages' `attachment_url`.
+    pub attachments: bool,
+    /// Messages' `voice_reply_url`.
+    pub voice_replies: bool,
+    /// The profile's avatar.
+    pub avatars: bool,
+}
+
+impl MediaKinds {
+    pub const ALL: MediaKinds = MediaKinds {
+        attachments: true,
+        voice_replies: true,
+        avatars: true,
+    };
+    pub const NONE: MediaKinds = MediaKinds {
+        attachments: false,
+        voice_replies: false,
+        avatars: false,
+    };
+    /// The names a `[[personality]]`'s `media` list takes.
+    pub const NAMES: [&'static str; 3] = ["attachments", "voice_replies", "avatars"];
+
+    pub fn any(self) -> bool {
+        self.attachments || self.voice_replies || self.avatars
+    }
+
+    /// The names of the kinds on, in [`Self::NAMES`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        let on = [self.attachments, self.voice_replies, self.avatars];
+        Self::NAMES
+            .into_iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
 /// The `[metrics]` table: where the daemon writes its Prometheus text file
 /// and who may read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -798,6 +876,10 @@ pub struct PersonalityConfig {
     /// How much of this personality's newest history each sync reads
     /// again, instead of `[sync] refresh`; `None` when not set.
     pub refresh: Option<Refresh>,
+    /// The kinds of media downloaded for this personality (`media =
+    /// ["attachments", "avatars"]`, `[]` for none) instead of `[media]`'s;
+    /// `None` when not set.
+    pub media: Option<MediaKinds>,
 }
 
 /// A personality's slug (`lilith`): 1 to 100 characters of
@@ -1006,6 +1088,14 @@ impl Config {
         self.personality(name)
             .and_then(|p| p.tail_check)
             .unwrap_or(self.sync.tail_check)
+    }
+
+    /// Which kinds of media are downloaded for `name`: its
+    /// `[[personality]]` block's `media` if it sets one, else `[media]`'s.
+    pub fn media_kinds_for(&self, name: &PersonalitySlug) -> MediaKinds {
+        self.personality(name)
+            .and_then(|p| p.media)
+            .unwrap_or(self.media.kinds)
     }
 
     /// How much of `name`'s newest history each sync reads again: its

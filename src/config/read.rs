@@ -6,6 +6,7 @@ use super::*;
 mod archive;
 mod daemon;
 mod log;
+mod media;
 mod notify;
 mod sync;
 
@@ -27,11 +28,12 @@ const TOP_KEYS: &[&str] = &[
     "archive",
     "notify",
     "metrics",
+    "media",
     "personality",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
 const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive], \
-     [notify], [metrics] and [[personality]]";
+     [notify], [metrics], [media] and [[personality]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "allow_insecure_http",
@@ -79,7 +81,17 @@ pub(super) const ARCHIVE_KEYS: &[&str] = &[
 ];
 pub(super) const NOTIFY_KEYS: &[&str] = &["on_failure", "on_recovery", "timeout", "ping_url"];
 pub(super) const METRICS_KEYS: &[&str] = &["file", "group"];
-pub(super) const PERSONALITY_KEYS: &[&str] = &["name", "sections", "schedule", "tail_check", "refresh"];
+pub(super) const PERSONALITY_KEYS: &[&str] =
+    &["name", "sections", "schedule", "tail_check", "refresh", "media"];
+pub(super) const MEDIA_KEYS: &[&str] = &[
+    "attachments",
+    "voice_replies",
+    "avatars",
+    "max_file_size",
+    "max_bytes_per_run",
+    "requests_per_second",
+    "max_bytes_per_second",
+];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -168,6 +180,7 @@ impl<'t> Reader<'t> {
             Ok(section) => self.metrics(section, data_dir),
             Err(()) => None,
         };
+        let media = self.optional_table(&root, "media", "[media]", Self::media);
         let personalities = self.personalities(&root);
         Some(Config {
             service: service?,
@@ -180,6 +193,7 @@ impl<'t> Reader<'t> {
             archive: archive?,
             notify: notify?,
             metrics: metrics?,
+            media: media?,
             personalities: personalities?,
             source: source.to_owned(),
         })
@@ -589,6 +603,7 @@ impl<'t> Reader<'t> {
             let schedule = self.optional(section.get("schedule"), None, |f| read_cron(f).map(Some));
             let tail_check = self.optional(section.get("tail_check"), None, |f| f.any_duration().map(Some));
             let refresh = self.optional(section.get("refresh"), None, |f| read_refresh(f).map(Some));
+            let media = self.optional(section.get("media"), None, |f| media::read_kinds(f).map(Some));
             let Some(name_field) = self.required(
                 &section,
                 "name",
@@ -620,8 +635,8 @@ impl<'t> Reader<'t> {
                 continue;
             }
             seen.insert(folded, (name_field.at(), name.as_str().to_owned()));
-            let (Some(sections), Some(schedule), Some(tail_check), Some(refresh)) =
-                (sections, schedule, tail_check, refresh)
+            let (Some(sections), Some(schedule), Some(tail_check), Some(refresh), Some(media)) =
+                (sections, schedule, tail_check, refresh, media)
             else {
                 valid = false;
                 continue;
@@ -632,6 +647,7 @@ impl<'t> Reader<'t> {
                 schedule,
                 tail_check,
                 refresh,
+                media,
             });
         }
         valid.then_some(personalities)

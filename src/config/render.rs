@@ -17,6 +17,7 @@ pub(super) struct Rendered<'a> {
     archive: RenderedArchive<'a>,
     notify: RenderedNotify<'a>,
     metrics: RenderedMetrics<'a>,
+    media: RenderedMedia,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
 }
@@ -155,6 +156,19 @@ struct RenderedMetrics<'a> {
 }
 
 #[derive(Serialize)]
+struct RenderedMedia {
+    attachments: bool,
+    voice_replies: bool,
+    avatars: bool,
+    max_file_size: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_bytes_per_run: Option<String>,
+    requests_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_bytes_per_second: Option<String>,
+}
+
+#[derive(Serialize)]
 struct RenderedPersonality<'a> {
     name: &'a PersonalitySlug,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +179,8 @@ struct RenderedPersonality<'a> {
     tail_check: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh: Option<Refresh>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<Vec<&'static str>>,
 }
 
 fn section_names(sections: &[Section]) -> Vec<&'static str> {
@@ -244,6 +260,15 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 file: config.metrics.file.to_string_lossy().into_owned(),
                 group: config.metrics.group.as_deref(),
             },
+            media: RenderedMedia {
+                attachments: config.media.kinds.attachments,
+                voice_replies: config.media.kinds.voice_replies,
+                avatars: config.media.kinds.avatars,
+                max_file_size: format_size(config.media.max_file_size),
+                max_bytes_per_run: config.media.max_bytes_per_run.map(format_size),
+                requests_per_second: config.media.requests_per_second,
+                max_bytes_per_second: config.media.max_bytes_per_second.map(format_size),
+            },
             personality: config
                 .personalities
                 .iter()
@@ -253,6 +278,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                     schedule: p.schedule.as_deref(),
                     tail_check: p.tail_check.map(format_duration),
                     refresh: p.refresh,
+                    media: p.media.map(MediaKinds::names),
                 })
                 .collect(),
         }

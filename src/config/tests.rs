@@ -1,12 +1,13 @@
 use super::read::{
-    ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, METRICS_KEYS, NOTIFY_KEYS, PERSONALITY_KEYS,
-    RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
+    ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, MEDIA_KEYS, METRICS_KEYS, NOTIFY_KEYS,
+    PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
 };
 use super::*;
 
 mod archive;
 mod daemon;
 mod log;
+mod media;
 mod notify;
 mod storage;
 mod sync;
@@ -295,6 +296,7 @@ fn example_config_loads_and_lists_every_key() {
         "[archive]",
         "[notify]",
         "[metrics]",
+        "[media]",
         "[[personality]]",
     ];
     for table in tables {
@@ -311,6 +313,7 @@ fn example_config_loads_and_lists_every_key() {
         ARCHIVE_KEYS,
         NOTIFY_KEYS,
         METRICS_KEYS,
+        MEDIA_KEYS,
         PERSONALITY_KEYS,
     ];
     for key in keys.concat() {
@@ -340,6 +343,8 @@ const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &[
     "on_recovery",
     "ping_url",
     "group",
+    "max_bytes_per_run",
+    "max_bytes_per_second",
 ];
 
 /// The example config, and for each commented-out setting in it, its line
@@ -457,7 +462,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover], [daemon], [log], [archive], [notify], [metrics] and [[personality]]",
+             [rate_limit], [sync], [discover], [daemon], [log], [archive], [notify], [metrics], [media] and [[personality]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),

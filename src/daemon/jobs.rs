@@ -22,6 +22,7 @@ use crate::api::documents::Category;
 use crate::commands::{Fatal, build_client};
 use crate::config::{Config, PersonalitySlug, Schedule};
 use crate::credentials;
+use crate::media::{FetchOptions, MediaContext, MediaFetcher, MediaStore, RunBudget};
 use crate::metrics::{self, Counters};
 use crate::notify::{Notifier, PassResult};
 use crate::status::{DaemonPersonality, DaemonStatus, Outcome, PersonalityStatus};
@@ -44,6 +45,8 @@ pub struct Runtime {
     /// `workers` permits: the limit on syncs at once.
     pub workers: Arc<Semaphore>,
     pub account: Arc<AccountCache>,
+    /// Media downloads of this configuration: its own bucket and limits.
+    pub media: Arc<MediaFetcher>,
 }
 
 impl Runtime {
@@ -51,11 +54,13 @@ impl Runtime {
     pub fn new(config: Arc<Config>, store: &Store) -> Result<Runtime, Fatal> {
         let client = build_client(&config, store)?;
         let workers = Arc::new(Semaphore::new(config.daemon.workers as usize));
+        let media = Arc::new(MediaFetcher::new(FetchOptions::from_config(&config)));
         Ok(Runtime {
             config,
             client,
             workers,
             account: Arc::new(AccountCache::default()),
+            media,
         })
     }
 }
@@ -122,6 +127,9 @@ enum Trigger {
 /// Everything the scheduler's jobs and the workers share.
 pub struct Shared {
     store: Arc<Store>,
+    /// One for the daemon's life: its index is appended by every worker,
+    /// through this one handle. `None` when it could not be opened.
+    media_store: Option<MediaStore>,
     runtime: RwLock<Arc<Runtime>>,
     scheduler: JobScheduler,
     /// The scheduler's jobs: what each one fires, its id and the schedule
@@ -145,7 +153,15 @@ impl Shared {
     /// Sets the schedules and starts the scheduler.
     pub async fn start(store: Arc<Store>, runtime: Runtime) -> Result<Arc<Shared>, JobSchedulerError> {
         let scheduler = JobScheduler::new().await?;
+        let media_store = match MediaStore::open(store.root()) {
+            Ok(media_store) => Some(media_store),
+            Err(e) => {
+                tracing::warn!(error = %crate::store::fsio::explain(&e), "cannot open the media store; no media is downloaded");
+                None
+            }
+        };
         let shared = Arc::new(Shared {
+            media_store,
             store,
             runtime: RwLock::new(Arc::new(runtime)),
             scheduler,
@@ -613,13 +629,20 @@ impl Shared {
                 };
             }
         };
-        let ctx = SyncContext::new(
+        let mut ctx = SyncContext::new(
             config,
             &runtime.client,
             &self.store,
             &runtime.account,
             &self.shutdown,
         );
+        // In the daemon, a run is one personality's sync.
+        let budget = RunBudget::new(config.media.max_bytes_per_run);
+        ctx.media = self.media_store.as_ref().map(|store| MediaContext {
+            fetcher: &runtime.media,
+            store,
+            budget: &budget,
+        });
         if trigger == Trigger::Audit {
             // Unattended, an audit is worth only with its repair.
             let outcome = audit_personality(&ctx, name, true, |_| {}).await;

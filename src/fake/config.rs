@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use super::faults::FaultPlan;
 use super::generate;
+use super::media::FakeMediaConfig;
 
 /// How `before_ts=T` bounds a chat page. The real service's choice is
 /// unknown, so a client must work with both.
@@ -56,6 +57,11 @@ pub struct FakeConfig {
     pub faults: FaultPlan,
     /// Where to listen; port 0 picks a free one.
     pub bind: SocketAddr,
+    /// When set, a media host starts beside the service (see
+    /// `fake::media`): messages point at its images and voice replies and
+    /// profiles carry an `avatar_url` there. Off by default, so generated
+    /// messages keep their null URLs.
+    pub media: Option<FakeMediaConfig>,
 }
 
 impl Default for FakeConfig {
@@ -72,6 +78,7 @@ impl Default for FakeConfig {
             user_name: "Fake User".to_owned(),
             faults: FaultPlan::default(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            media: None,
         }
     }
 }

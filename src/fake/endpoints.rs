@@ -105,7 +105,7 @@ fn list(state: &ServiceState, params: &Params) -> Answer {
 /// A profile: the fields API.md names, plus settings and fields no client
 /// knows, as the real one has.
 fn profile(p: &Personality) -> Value {
-    json!({
+    let mut profile = json!({
         "id": p.id,
         "username": p.slug,
         "name": p.display_name,
@@ -121,7 +121,11 @@ fn profile(p: &Personality) -> Value {
         },
         "x_unreleased": { "enabled": true, "weights": [0.5, 2.5], "tier": null },
         "message_count_hint": p.history.len(),
-    })
+    });
+    if let (Some(url), Some(object)) = (&p.avatar_url, profile.as_object_mut()) {
+        object.insert("avatar_url".into(), url.as_str().into());
+    }
+    profile
 }
 
 /// Memories are paged by number, page 1 holding the newest; 404 means none.

@@ -7,6 +7,7 @@
 //! from `std` or `rand`, so the same seed gives the same bytes on every
 //! toolchain and every run.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// FNV-1a over bytes: a stable hash for slugs and seeds.
@@ -131,6 +132,8 @@ pub(super) struct MessageGenerator {
     key: u64,
     extra_fields: bool,
     hostile_unicode: bool,
+    /// The media host's base URL, when messages point at it.
+    media: Option<std::sync::Arc<str>>,
 }
 
 impl MessageGenerator {
@@ -139,7 +142,41 @@ impl MessageGenerator {
             key: mix(seed ^ fnv1a(slug.as_bytes())),
             extra_fields,
             hostile_unicode,
+            media: None,
         }
+    }
+
+    /// Makes every third message carry an image of the media host at
+    /// `base` and every fourth a voice reply, cycling through the
+    /// catalogue (so many messages share a URL); the others keep nulls.
+    pub(super) fn with_media(mut self, base: &str) -> Self {
+        self.media = Some(base.into());
+        self
+    }
+
+    /// The `attachment_url`, `attachment_type` and `voice_reply_url` of
+    /// message `index`, as JSON values.
+    fn media_fields(&self, index: usize) -> [Cow<'static, str>; 3] {
+        let null = || Cow::Borrowed("null");
+        let Some(base) = &self.media else {
+            return [null(), null(), null()];
+        };
+        let quoted = |path: &str| Cow::Owned(format!("\"{}\"", super::media::media_url(base, path)));
+        let (image, voice) = (super::media::IMAGES, super::media::VOICES);
+        let (attachment, kind) = if index.is_multiple_of(3) {
+            (
+                quoted(image[(index / 3) % image.len()]),
+                Cow::Borrowed("\"image\""),
+            )
+        } else {
+            (null(), null())
+        };
+        let voice = if index % 4 == 1 {
+            quoted(voice[(index / 4) % voice.len()])
+        } else {
+            null()
+        };
+        [attachment, kind, voice]
     }
 
     fn draws(&self, index: usize, purpose: u64) -> Draws {
@@ -164,10 +201,11 @@ impl MessageGenerator {
         out.push_str("\",\"reply\":\"");
         self.write_reply(index, revision, out);
         // Writing to a String cannot fail.
+        let [attachment, kind, voice] = self.media_fields(index);
         let _ = write!(
             out,
-            "\",\"ts\":{},\"voice_reply_url\":null,\"attachment_url\":null,\
-             \"attachment_type\":null,\"regenerated_replies\":[",
+            "\",\"ts\":{},\"voice_reply_url\":{voice},\"attachment_url\":{attachment},\
+             \"attachment_type\":{kind},\"regenerated_replies\":[",
             format_ts(ts_ms)
         );
         for earlier in 0..revision {

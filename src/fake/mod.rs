@@ -34,7 +34,7 @@
 //! `server` (the request pipeline), `routes`, `endpoints` and `chat` (the
 //! answers), `history` and `generate` (the data; `history::drift` and
 //! `service::drift` for the edits that are not appends), `faults` and
-//! `conn` (the failures).
+//! `conn` (the failures), `media` (the media host, a CDN of its own).
 
 mod chat;
 mod config;
@@ -43,6 +43,7 @@ mod endpoints;
 mod faults;
 mod generate;
 mod history;
+pub mod media;
 mod routes;
 mod server;
 mod service;
@@ -54,5 +55,6 @@ mod tests;
 pub use config::{BeforeTs, DEFAULT_USER_ID, FakeConfig, PageOrder, PersonalitySpec};
 pub use faults::{Fault, FaultPlan, RetryAfter, http_date};
 pub use generate::format_ts;
+pub use media::{FakeMedia, FakeMediaConfig, MediaFault, MediaRequest};
 pub use service::FakeService;
 pub use state::{DocumentKind, MemoryShape, RequestRecord};

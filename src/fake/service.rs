@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::config::{BeforeTs, FakeConfig, PageOrder, PersonalitySpec};
 use super::conn::{AbortSwitch, AbortableListener};
 use super::faults::FaultPlan;
+use super::media::FakeMedia;
 use super::server;
 use super::state::{DocumentKind, Growth, MemoryShape, RequestRecord, ServiceState, SharedState, lock};
 
@@ -31,6 +32,8 @@ pub struct FakeService {
     /// Tells the server to stop accepting and close connections gracefully.
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The media host, when `FakeConfig::media` asked for one.
+    media: Option<FakeMedia>,
 }
 
 impl FakeService {
@@ -40,7 +43,11 @@ impl FakeService {
     /// `u32::MAX` messages).
     pub async fn start(config: FakeConfig, personalities: Vec<PersonalitySpec>) -> io::Result<FakeService> {
         let bind = config.bind;
-        let state = ServiceState::new(config, personalities)
+        let media = match &config.media {
+            Some(media) => Some(FakeMedia::start(media.clone()).await?),
+            None => None,
+        };
+        let state = ServiceState::new(config, personalities, media.as_ref().map(FakeMedia::base_url))
             .map_err(|reason| io::Error::new(io::ErrorKind::InvalidInput, reason))?;
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
@@ -63,7 +70,18 @@ impl FakeService {
             addr,
             stop: Some(stop),
             task: Some(task),
+            media,
         })
+    }
+
+    /// The media host.
+    ///
+    /// # Panics
+    /// If the fake was started without `FakeConfig::media`.
+    pub fn media(&self) -> &FakeMedia {
+        self.media
+            .as_ref()
+            .expect("the fake was started without a media host")
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -52,6 +52,8 @@ pub(super) struct Personality {
     pub id: String,
     pub display_name: String,
     pub owner_id: String,
+    /// The profile's `avatar_url`, when the media host runs.
+    pub avatar_url: Option<String>,
     pub history: History,
     pub memories: usize,
     pub knowledge: usize,
@@ -127,11 +129,17 @@ pub(super) struct ServiceState {
     /// Set by `queue_chat_bodies`: what the next chat-history requests get
     /// instead of their answer (`None`: the normal answer).
     pub chat_bodies: VecDeque<Option<Vec<u8>>>,
+    /// The media host's base URL, when it runs.
+    media_base: Option<String>,
 }
 
 impl ServiceState {
     /// Builds the state, or says which part of the input is unusable.
-    pub(super) fn new(config: FakeConfig, specs: Vec<PersonalitySpec>) -> Result<Self, String> {
+    pub(super) fn new(
+        config: FakeConfig,
+        specs: Vec<PersonalitySpec>,
+        media_base: Option<String>,
+    ) -> Result<Self, String> {
         if config.max_limit == 0 {
             return Err("max_limit must be at least 1".to_owned());
         }
@@ -157,6 +165,7 @@ impl ServiceState {
             requests_seen: 0,
             log: RequestLog::default(),
             chat_bodies: VecDeque::new(),
+            media_base,
         };
         for spec in specs {
             state.add_personality(spec)?;
@@ -178,7 +187,15 @@ impl ServiceState {
         if self.by_id.insert(spec.id.clone(), index).is_some() {
             return Err(format!("two personalities have the id {:?}", spec.id));
         }
-        let generator = MessageGenerator::new(self.seed, &spec.slug, spec.extra_fields, spec.hostile_unicode);
+        let mut generator =
+            MessageGenerator::new(self.seed, &spec.slug, spec.extra_fields, spec.hostile_unicode);
+        if let Some(base) = &self.media_base {
+            generator = generator.with_media(base);
+        }
+        let avatar_url = self
+            .media_base
+            .as_deref()
+            .map(|base| super::media::media_url(base, &format!("/avatar/{}.png", spec.slug)));
         let history = History::generate(
             generator,
             spec.messages,
@@ -196,6 +213,7 @@ impl ServiceState {
             id: spec.id,
             display_name: spec.display_name,
             owner_id,
+            avatar_url,
             history,
             memories: spec.memories,
             knowledge: spec.knowledge,

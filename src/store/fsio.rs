@@ -242,6 +242,20 @@ pub fn write_new_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()
     })
 }
 
+/// Creates a new, empty file at `path` (0600) for a writer that streams
+/// into it and names it itself: `O_CREAT | O_EXCL | O_NOFOLLOW`, so it is
+/// never a file or link someone else put there. The media downloads use
+/// it, whose final name (their hash) is known only once they are written.
+pub fn create_new_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(no_follow())
+        .open(path)
+}
+
 /// The fallback of [`write_new_with`] where hard links are not possible.
 fn copy_into_new(from: &mut File, path: &Path) -> io::Result<()> {
     let mut out = OpenOptions::new()

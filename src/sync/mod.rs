@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::documents::{Document, entry_count};
 use crate::api::{Account, ApiClient, ApiError, Profile};
-use crate::config::{Refresh, Section};
+use crate::config::{MediaKinds, Refresh, Section};
+use crate::media::{MediaContext, MediaJob, MediaTotals};
 use crate::status::{ChatTotals, Outcome, PersonalityStatus, SectionStatus};
 use crate::store::{ChatStore, PersonalityDir, Store, StoreError};
 use chat::{ChatOptions, ChatReport, ChatSyncError};
@@ -46,6 +47,8 @@ pub struct SyncContext<'a> {
     /// Size at which a chat log is sealed (`[storage] segment_size`).
     pub segment_size: u64,
     pub cancel: &'a CancellationToken,
+    /// Where media is downloaded to, and with what; `None`: not at all.
+    pub media: Option<MediaContext<'a>>,
 }
 
 impl<'a> SyncContext<'a> {
@@ -65,6 +68,7 @@ impl<'a> SyncContext<'a> {
             max_memory_pages: config.sync.max_memory_pages,
             segment_size: config.storage.segment_size,
             cancel,
+            media: None,
         }
     }
 }
@@ -133,6 +137,8 @@ pub struct Plan {
     pub refresh: Refresh,
     /// How often the history below the oldest message is probed.
     pub tail_check: std::time::Duration,
+    /// Which kinds of media are downloaded after the chat.
+    pub media: MediaKinds,
 }
 
 impl Plan {
@@ -142,6 +148,7 @@ impl Plan {
             sections: config.sections_for(name),
             refresh: config.refresh_for(name),
             tail_check: config.tail_check_for(name),
+            media: config.media_kinds_for(name),
         }
     }
 }
@@ -182,6 +189,7 @@ pub async fn sync_personality(
         personality_id: None,
         only_transient: true,
         unknown: false,
+        media: None,
     };
     let dir = match ctx.store.personality(name) {
         Ok(dir) => Some(dir),
@@ -233,6 +241,7 @@ struct Run {
     /// The service does not know the name and there is no backup of it:
     /// most likely a typo.
     unknown: bool,
+    media: Option<MediaTotals>,
 }
 
 impl Run {
@@ -401,6 +410,7 @@ impl Run {
                 }
             }
         }
+        self.sync_media(ctx, dir, plan, &chat, &profile).await;
         let state = chat.state();
         let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         self.chat_totals = Some(ChatTotals {
@@ -413,6 +423,38 @@ impl Run {
             beginning_confirmed_at: state.beginning.as_ref().map(|b| time(b.confirmed_at)),
             tail_probed_at: state.tail_probed_at.map(time),
         });
+    }
+
+    /// Downloads the media of what is stored, after the chat and the
+    /// documents are safe. Its failures are warnings and counts in the
+    /// status, never the backup's outcome: the history is whole without
+    /// them, and they are tried again.
+    async fn sync_media(
+        &mut self,
+        ctx: &SyncContext<'_>,
+        dir: &PersonalityDir,
+        plan: &Plan,
+        chat: &ChatStore,
+        profile: &Profile,
+    ) {
+        let Some(media) = ctx.media else { return };
+        if self.cancelled || ctx.cancel.is_cancelled() || !plan.media.any() {
+            return;
+        }
+        let job = MediaJob {
+            fetcher: media.fetcher,
+            store: media.store,
+            budget: media.budget,
+            dir: dir.path(),
+            kinds: plan.media,
+            cancel: ctx.cancel,
+        };
+        match crate::media::fetch_for_personality(&job, chat, Some(profile.raw.get())).await {
+            // A history without media says nothing of it.
+            Ok(totals) if totals.is_empty() => {}
+            Ok(totals) => self.media = Some(totals),
+            Err(e) => tracing::warn!(error = %e, "media not looked at"),
+        }
     }
 
     fn status(
@@ -455,6 +497,7 @@ impl Run {
             chat: self.chat_totals.clone(),
             last_success: (outcome == Outcome::Ok).then_some(finished),
             previous_outcome: None,
+            media: self.media.clone(),
         }
     }
 }
@@ -682,6 +725,9 @@ pub fn summary(report: &PersonalityReport) -> String {
         };
         parts.push(text);
     }
+    if let Some(media) = &report.status.media {
+        parts.push(media_summary(media));
+    }
     let untouched = parts.iter().all(|p| p.ends_with(": not attempted"));
     match report.outcome() {
         // Said in words: `auth_expired` is the status files' name for it.
@@ -696,6 +742,27 @@ pub fn summary(report: &PersonalityReport) -> String {
         ),
         outcome => format!("{}: {}; {}", report.name(), outcome.as_str(), parts.join("; ")),
     }
+}
+
+/// `media 3 new (1.2 MiB) / 40 stored / 2 pending / 1 failed / 3 gone`,
+/// the zero counts left out (but the stored one).
+fn media_summary(media: &MediaTotals) -> String {
+    let mut text = format!("media {} new", media.fetched_now);
+    if media.bytes_now > 0 {
+        text.push_str(&format!(" ({})", crate::words::size(media.bytes_now)));
+    }
+    text.push_str(&format!(" / {} stored", media.fetched));
+    for (n, label) in [
+        (media.pending, "pending"),
+        (media.failed, "failed"),
+        (media.gone, "gone"),
+        (media.refused, "refused"),
+    ] {
+        if n > 0 {
+            text.push_str(&format!(" / {n} {label}"));
+        }
+    }
+    text
 }
 
 /// Logs a personality's sync as one event, with the fields a log search

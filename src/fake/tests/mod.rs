@@ -4,6 +4,7 @@ mod chat;
 mod drift;
 mod endpoints;
 mod faults;
+mod media;
 mod scale;
 
 use serde::Deserialize;

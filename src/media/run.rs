@@ -1,0 +1,387 @@
+//! One personality's turn: find the URLs its stored messages and profile
+//! point to, list the new ones in its `media_refs.jsonl`, and download
+//! those not stored yet: first the URLs seen for the first time (signed
+//! links may expire soon), in the order their messages were stored, newest
+//! first, then those whose retry time came, within the run's byte budget.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::MediaUrl;
+use super::fetch::{FetchError, MediaFetcher};
+use super::index::{MediaRecord, MediaState};
+use super::refs::{self, MediaKind, MediaRef};
+use super::store::MediaStore;
+use crate::config::MediaKinds;
+use crate::store::{ChatStore, fsio};
+
+/// The file of a personality's directory that lists its references.
+pub const REFS_FILE: &str = "media_refs.jsonl";
+/// Which state of the chat history the references were last read from.
+pub const SCANNED_FILE: &str = "media_refs.scanned";
+
+/// The first retry waits for the next run; then an hour, doubling, at
+/// most a week.
+const FIRST_BACKOFF: chrono::Duration = chrono::Duration::hours(1);
+const MAX_BACKOFF: chrono::Duration = chrono::Duration::days(7);
+
+/// What a personality's media looks like after its turn (counted by
+/// distinct URL), and what this turn did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaTotals {
+    pub fetched: u64,
+    /// Never tried yet (the run's budget ran out, or it was cancelled).
+    pub pending: u64,
+    /// Failed, to be tried again.
+    pub failed: u64,
+    /// 404 or 410.
+    pub gone: u64,
+    /// Too large, or refused on principle: not tried again.
+    pub refused: u64,
+    /// Downloaded by this run.
+    #[serde(default)]
+    pub fetched_now: u64,
+    #[serde(default)]
+    pub bytes_now: u64,
+    /// The first failure of this run, for the summary and the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl MediaTotals {
+    /// No URL at all: nothing worth a word in a summary or a status.
+    pub fn is_empty(&self) -> bool {
+        self.fetched + self.pending + self.failed + self.gone + self.refused == 0
+    }
+}
+
+/// What a run shares between personalities: the byte budget left, and
+/// when it started (a URL that failed since is not tried again in it, by
+/// another personality that links it too).
+#[derive(Debug)]
+pub struct RunBudget {
+    left: AtomicU64,
+    started: DateTime<Utc>,
+}
+
+impl RunBudget {
+    /// `None`: no limit.
+    pub fn new(max_bytes_per_run: Option<u64>) -> RunBudget {
+        RunBudget {
+            left: AtomicU64::new(max_bytes_per_run.unwrap_or(u64::MAX)),
+            started: Utc::now(),
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.left.load(Ordering::Relaxed) == 0
+    }
+
+    fn spend(&self, bytes: u64) {
+        let _ = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(bytes))
+            });
+    }
+}
+
+/// Why a personality's media could not be looked at at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaRunError {
+    #[error("{}: {}", path.display(), fsio::explain(source))]
+    Io { path: PathBuf, source: io::Error },
+    #[error("reading the chat history: {0}")]
+    History(String),
+}
+
+/// What a sync needs to fetch media: the process's fetcher and store, and
+/// the run's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaContext<'a> {
+    pub fetcher: &'a MediaFetcher,
+    pub store: &'a MediaStore,
+    pub budget: &'a RunBudget,
+}
+
+/// Everything one personality's turn needs.
+pub struct MediaJob<'a> {
+    pub fetcher: &'a MediaFetcher,
+    pub store: &'a MediaStore,
+    pub budget: &'a RunBudget,
+    /// The personality's directory.
+    pub dir: &'a Path,
+    pub kinds: MediaKinds,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Finds, records and downloads the media of one personality. Errors of
+/// single downloads are recorded in the index and counted, not returned.
+pub async fn fetch_for_personality(
+    job: &MediaJob<'_>,
+    chat: &ChatStore,
+    profile: Option<&str>,
+) -> Result<MediaTotals, MediaRunError> {
+    let wanted = |kind: MediaKind| match kind {
+        MediaKind::Attachment => job.kinds.attachments,
+        MediaKind::Voice => job.kinds.voice_replies,
+        MediaKind::Avatar => job.kinds.avatars,
+    };
+    let refs_path = job.dir.join(REFS_FILE);
+    let mut known = read_refs(&refs_path)?;
+    let mut found = Vec::new();
+    // The history is read again only when a commit changed it since the
+    // last scan: a sync that stored nothing costs no pass over it.
+    let scanned_path = job.dir.join(SCANNED_FILE);
+    let state = chat.state();
+    let fingerprint = format!("{} {} {}\n", state.commits, state.message_count, state.log_len);
+    let unchanged = fsio::read(&scanned_path).is_ok_and(|b| b == fingerprint.as_bytes());
+    if !unchanged {
+        let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
+        for line in lines {
+            let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
+            found.extend(refs::of_message(&line));
+        }
+        // Newest message first: its link is the likeliest to be fresh.
+        found.reverse();
+    }
+    found.extend(profile.and_then(refs::of_profile));
+    let mut fresh = RefList::default();
+    fresh.extend(found.into_iter().filter(|r| !known.contains(r)));
+    let new: Vec<MediaRef> = fresh.iter().cloned().collect();
+    append_refs(&refs_path, &new)?;
+    if !unchanged {
+        fsio::write_atomic(&scanned_path, fingerprint.as_bytes()).map_err(|source| MediaRunError::Io {
+            path: scanned_path.clone(),
+            source,
+        })?;
+    }
+    let mut queue: Vec<MediaUrl> = Vec::new();
+    let mut queued = HashSet::new();
+    let now = Utc::now();
+    for r in new.iter().chain(known.iter()) {
+        if wanted(r.kind) && queued.insert(r.url.clone()) {
+            queue.push(r.url.clone());
+        }
+    }
+    known.extend(new);
+    let mut totals = MediaTotals::default();
+    for url in &queue {
+        if job.cancel.is_cancelled() || job.budget.exhausted() {
+            break;
+        }
+        // Another personality's sync may be downloading it: wait for its
+        // end, then read what it recorded, rather than ask twice.
+        let claim = loop {
+            if let Some(claim) = job.store.claim(url) {
+                break Some(claim);
+            }
+            tokio::select! {
+                _ = job.cancel.cancelled() => break None,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            }
+        };
+        if claim.is_none() {
+            break;
+        }
+        let previous = job.store.get(url);
+        let due = match &previous {
+            None => true,
+            Some(record) => record.at < job.budget.started && record.state.is_due(now),
+        };
+        if !due {
+            continue;
+        }
+        let attempts = match previous.map(|r| r.state) {
+            Some(MediaState::Failed { attempts, .. }) => attempts,
+            _ => 0,
+        };
+        let state = match job.fetcher.fetch(url, job.store, job.cancel).await {
+            Ok(fetched) => {
+                totals.fetched_now += 1;
+                totals.bytes_now += fetched.size;
+                job.budget.spend(fetched.size);
+                tracing::debug!(url = %url, hash = %fetched.hash, size = fetched.size, "media stored");
+                MediaState::Fetched {
+                    hash: fetched.hash,
+                    file: fetched.file,
+                    size: fetched.size,
+                    content_type: fetched.content_type,
+                }
+            }
+            Err(FetchError::Cancelled) => break,
+            // Expected of old links: said, but not as a warning.
+            Err(e @ FetchError::Gone { .. }) => {
+                tracing::info!(error = %e, "media gone");
+                failure_state(e, attempts, Utc::now())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "media not stored");
+                totals.first_error.get_or_insert_with(|| e.to_string());
+                failure_state(e, attempts, Utc::now())
+            }
+        };
+        let record = MediaRecord {
+            url: url.clone(),
+            at: Utc::now(),
+            state,
+        };
+        job.store.record(record).map_err(|source| MediaRunError::Io {
+            path: job.store.dir().join(super::store::INDEX_FILE),
+            source,
+        })?;
+    }
+    count(&mut totals, &queue, job.store);
+    Ok(totals)
+}
+
+/// The state a failed download leaves.
+fn failure_state(e: FetchError, attempts: u32, now: DateTime<Utc>) -> MediaState {
+    match e {
+        FetchError::Gone { status, .. } => MediaState::Gone { status },
+        FetchError::TooLarge { limit, .. } => MediaState::TooLarge { limit },
+        FetchError::Refused { reason, .. } => MediaState::Refused { reason },
+        other => {
+            let attempts = attempts + 1;
+            MediaState::Failed {
+                attempts,
+                next_retry: now + backoff(attempts),
+                error: other.to_string(),
+            }
+        }
+    }
+}
+
+/// How long after its `attempts`-th failure a URL is tried again: at the
+/// next run after the first (a blip), then an hour, doubling, at most a week.
+fn backoff(attempts: u32) -> chrono::Duration {
+    if attempts <= 1 {
+        return chrono::Duration::zero();
+    }
+    let doublings = (attempts - 2).min(20);
+    (FIRST_BACKOFF * 2i32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// Counts the state of each of `urls`.
+fn count(totals: &mut MediaTotals, urls: &[MediaUrl], store: &MediaStore) {
+    for url in urls {
+        match store.get(url).map(|r| r.state) {
+            None => totals.pending += 1,
+            Some(MediaState::Fetched { .. }) => totals.fetched += 1,
+            Some(MediaState::Failed { .. }) => totals.failed += 1,
+            Some(MediaState::Gone { .. }) => totals.gone += 1,
+            Some(MediaState::TooLarge { .. } | MediaState::Refused { .. }) => totals.refused += 1,
+        }
+    }
+}
+
+/// The references listed so far, in file order. A torn last line (a crash
+/// mid-append) is ignored, and written again by the next append.
+fn read_refs(path: &Path) -> Result<RefList, MediaRunError> {
+    let io_error = |source| MediaRunError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut refs = RefList::default();
+    let file = match fsio::open_read(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(refs),
+        Err(e) => return Err(io_error(e)),
+    };
+    for line in io::BufReader::new(file).lines() {
+        let line = line.map_err(io_error)?;
+        if let Ok(r) = serde_json::from_str::<MediaRef>(&line) {
+            refs.insert(r);
+        }
+    }
+    Ok(refs)
+}
+
+/// Appends `new` to the references file, durably.
+fn append_refs(path: &Path, new: &[MediaRef]) -> Result<(), MediaRunError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let io_error = |source| MediaRunError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fsio::open_private_rw(path).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
+    // A torn last line is cut before more is appended.
+    let whole = whole_length(&mut file, len).map_err(io_error)?;
+    file.set_len(whole).map_err(io_error)?;
+    let mut text = Vec::new();
+    for r in new {
+        serde_json::to_writer(&mut text, r).map_err(|e| io_error(io::Error::other(e)))?;
+        text.push(b'\n');
+    }
+    io::Seek::seek(&mut file, io::SeekFrom::Start(whole)).map_err(io_error)?;
+    file.write_all(&text).map_err(io_error)?;
+    file.sync_data().map_err(io_error)
+}
+
+/// The length of `file` up to its last newline.
+fn whole_length(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut at = len;
+    let mut buf = [0u8; 4096];
+    while at > 0 {
+        let start = at.saturating_sub(buf.len() as u64);
+        let n = (at - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        at = start;
+    }
+    Ok(0)
+}
+
+/// References in the order first seen, each once.
+#[derive(Debug, Default)]
+struct RefList {
+    order: Vec<MediaRef>,
+    seen: HashSet<MediaRef>,
+}
+
+impl RefList {
+    fn insert(&mut self, r: MediaRef) {
+        if self.seen.insert(r.clone()) {
+            self.order.push(r);
+        }
+    }
+
+    fn contains(&self, r: &MediaRef) -> bool {
+        self.seen.contains(r)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &MediaRef> {
+        self.order.iter()
+    }
+
+    fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
+        for r in refs {
+            self.insert(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_lets_the_next_run_retry_then_doubles_from_an_hour_to_a_week() {
+        assert_eq!(backoff(1), chrono::Duration::zero());
+        assert_eq!(backoff(2), chrono::Duration::hours(1));
+        assert_eq!(backoff(3), chrono::Duration::hours(2));
+        assert_eq!(backoff(40), chrono::Duration::days(7));
+    }
+}
