@@ -346,3 +346,215 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".part-"))
         .collect()
 }
+
+/// The members of a plain snapshot, name and bytes, in order.
+fn members(snapshot: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(snapshot).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|member| {
+            let mut member = member.unwrap();
+            let name = String::from_utf8(member.path_bytes().into_owned()).unwrap();
+            let mut bytes = Vec::new();
+            member.read_to_end(&mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A tar.gz of `members`, names as they are (at most 100 bytes).
+fn tar_gz(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (name, bytes) in members {
+        // The name written raw, `..` and all: the tar crate would refuse it.
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, &bytes[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn manifest_of(config: &Config) -> chatkeep::archive::Manifest {
+    chatkeep::archive::Manifest::load(&config.archive.dir.join("aria"), "aria").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_carries_each_fetched_file_once_and_verify_and_restore_check_them() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = manifest_of(&config);
+    let entry = manifest.newest().unwrap().clone();
+    let snapshot = config.archive.dir.join("aria").join(&entry.file);
+    let held = members(&snapshot);
+    let names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, entry.members, "the manifest lists every member in order");
+    // Every fetched file, once, byte for byte, under its hash.
+    let mut stored = stored_files(&config);
+    stored.sort();
+    let mut media: Vec<&(String, Vec<u8>)> = held.iter().filter(|(n, _)| n.starts_with("media/")).collect();
+    media.sort_by(|a, b| a.0.cmp(&b.0));
+    let media_names: Vec<String> = media
+        .iter()
+        .map(|(n, _)| n["media/".len()..].to_owned())
+        .collect();
+    assert_eq!(media_names, stored, "each stored file once");
+    for (name, bytes) in &media {
+        let file = &name["media/".len()..];
+        assert_eq!(file.split_once('.').unwrap().0, sha256_hex(bytes), "{name}");
+        assert_eq!(
+            bytes,
+            &std::fs::read(config.storage.data_dir.join("media").join(file)).unwrap()
+        );
+    }
+    // The map says what each URL became.
+    let map = &held.iter().find(|(n, _)| n == "aria_media.jsonl").unwrap().1;
+    let map: Vec<serde_json::Value> = String::from_utf8(map.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_path = |p: &str| {
+        map.iter()
+            .find(|l| l["url"].as_str().unwrap().contains(p))
+            .unwrap_or_else(|| panic!("{p} not in the map"))
+    };
+    let sunrise = by_path("/img/sunrise.png");
+    assert_eq!(sunrise["state"], "fetched");
+    assert_eq!(sunrise["kind"], "attachment");
+    assert!(
+        sunrise["message"].is_string() || sunrise["message"].is_number(),
+        "{sunrise}"
+    );
+    assert!(names.contains(&sunrise["file"].as_str().unwrap()), "{sunrise}");
+    assert_eq!(by_path("/img/missing.png")["state"], "gone");
+    assert_eq!(by_path("/img/huge.png")["state"], "too_large");
+    assert_eq!(by_path("/voice/short.ogg")["state"], "failed");
+    assert_eq!(by_path("/avatar/aria.png")["kind"], "avatar");
+
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Restore writes media/ files that hash to their names.
+    let to = dir.path().join("restored");
+    let out = chatkeep(&path)
+        .args(["restore", "aria", "--snapshot", "latest", "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mut restored: Vec<String> = std::fs::read_dir(to.join("media"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    restored.sort();
+    assert_eq!(restored, stored);
+    for file in &restored {
+        let bytes = std::fs::read(to.join("media").join(file)).unwrap();
+        assert_eq!(file.split_once('.').unwrap().0, sha256_hex(&bytes), "{file}");
+    }
+    assert!(to.join("aria_media.jsonl").is_file());
+
+    // Nothing changed: no new snapshot. A file fetched at last: a new one.
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(manifest_of(&config).snapshots.len(), 1);
+    fake.media().set_fault("/voice/short.ogg", None);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = manifest_of(&config);
+    assert_eq!(
+        manifest.snapshots.len(),
+        2,
+        "a new media file makes a new snapshot"
+    );
+    let newest = manifest.newest().unwrap();
+    assert_eq!(
+        newest.members.iter().filter(|m| m.starts_with("media/")).count(),
+        stored.len() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_media_member_whose_bytes_changed_and_a_damaged_file_in_the_store() {
+    let (_fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let archive_dir = config.archive.dir.join("aria");
+    let mut manifest = manifest_of(&config);
+    let entry = &mut manifest.snapshots[0];
+    let snapshot = archive_dir.join(&entry.file);
+    // One byte of one media member flipped; the manifest lists the new
+    // file truthfully, so only the member's hash can tell.
+    let mut held = members(&snapshot);
+    let (victim, bytes) = held.iter_mut().find(|(n, _)| n.starts_with("media/")).unwrap();
+    let victim = victim.clone();
+    bytes[0] ^= 0x01;
+    let tampered = tar_gz(&held);
+    std::fs::write(&snapshot, &tampered).unwrap();
+    entry.size = tampered.len() as u64;
+    entry.sha256 = sha256_hex(&tampered);
+    manifest.save(&archive_dir).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!("{victim}: its content has SHA-256")),
+        "{said}"
+    );
+
+    // A member under media/ not named by a hash is refused by name.
+    let mut odd = members(&snapshot);
+    odd.push(("media/../evil.sh".to_owned(), b"hi\n".to_vec()));
+    let bytes = tar_gz(&odd);
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let mut manifest = manifest_of(&config);
+    let entry = &mut manifest.snapshots[0];
+    entry.size = bytes.len() as u64;
+    entry.sha256 = sha256_hex(&bytes);
+    entry.members.push("media/../evil.sh".to_owned());
+    manifest.save(&archive_dir).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert!(
+        text(&out).contains("member \"media/../evil.sh\" is not a plain file name"),
+        "{}",
+        text(&out)
+    );
+
+    // The live store: a damaged media file is named.
+    let file = stored_files(&config)[0].clone();
+    let stored = config.storage.data_dir.join("media").join(&file);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&stored, &bytes).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("media {file}: its content has SHA-256")),
+        "{}",
+        text(&out)
+    );
+}
