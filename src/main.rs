@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::PersonalitySlug;
-use chatkeep::export::{ExportOptions, Format, Period, Split};
+use chatkeep::export::{ExportOptions, Format, MediaLinks, Period, Split};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -150,6 +150,11 @@ enum Command {
         /// Also write the earlier versions of messages that changed upstream (jsonl only).
         #[arg(long)]
         revisions: bool,
+        /// Media as the service's URLs (the messages as received), or as the
+        /// files chatkeep fetched: copied to DIR/media/ and named in each
+        /// message's "_chatkeep": {"media": ...}; local needs -o DIR.
+        #[arg(long, value_enum, default_value = "url")]
+        media: MediaLinks,
     },
     /// Write a snapshot of each personality, then apply retention.
     ///
@@ -417,6 +422,7 @@ fn main() -> ExitCode {
                 min_messages,
                 upstream_only,
                 revisions,
+                media,
             } => {
                 if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
@@ -426,6 +432,11 @@ fn main() -> ExitCode {
                 if revisions && format != Format::Jsonl {
                     return Err(Fatal::usage(
                         "--revisions applies to --format jsonl only (one line per version)",
+                    ));
+                }
+                if media == MediaLinks::Local && format == Format::Conversations {
+                    return Err(Fatal::usage(
+                        "--media local applies to --format json, jsonl and markdown",
                     ));
                 }
                 if let (Some(since), Some(before)) = (since, until)
@@ -444,7 +455,7 @@ fn main() -> ExitCode {
                     period: Period { since, before: until },
                 };
                 let config = config()?;
-                commands::export::run(&config, &name, format, &options, output.as_deref())
+                commands::export::run(&config, &name, format, &options, media, output.as_deref())
             }
             Command::Audit { names, repair, json } => {
                 let config = config()?;

@@ -558,3 +558,106 @@ async fn verify_names_a_media_member_whose_bytes_changed_and_a_damaged_file_in_t
         text(&out)
     );
 }
+
+fn messages_of(json: &str) -> Vec<serde_json::Value> {
+    let export: serde_json::Value = serde_json::from_str(json).unwrap();
+    export["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_with_local_media_links_and_copies_the_files_and_one_with_urls_adds_nothing() {
+    let (_fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let export = |args: &[&str]| {
+        chatkeep(&path)
+            .arg("export")
+            .arg("aria")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = export(&["--media", "local"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--media local needs -o DIR"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty());
+
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let out = export(&["--media", "local", "-o", local.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url_mode = export(&["--media", "url"]);
+    assert!(url_mode.status.success(), "{}", text(&url_mode));
+    let plain = String::from_utf8(url_mode.stdout).unwrap();
+    assert!(!plain.contains("_chatkeep"), "--media url adds nothing");
+    let plain = messages_of(&plain);
+    let default = messages_of(&String::from_utf8(export(&[]).stdout).unwrap());
+    assert_eq!(plain, default, "url is the default");
+
+    let linked = messages_of(&std::fs::read_to_string(local.join("aria_chat_history.json")).unwrap());
+    assert_eq!(linked.len(), plain.len());
+    let mut kinds = std::collections::HashSet::new();
+    for (mut with, without) in linked.into_iter().zip(&plain) {
+        let note = with.as_object_mut().unwrap().remove("_chatkeep");
+        // The service's fields are untouched.
+        assert_eq!(&with, without);
+        let Some(note) = note else {
+            continue;
+        };
+        for (kind, file) in note["media"].as_object().unwrap() {
+            kinds.insert(kind.clone());
+            let file = file.as_str().unwrap();
+            let bytes = std::fs::read(local.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let name = file.strip_prefix("media/").unwrap();
+            assert_eq!(name.split_once('.').unwrap().0, sha256_hex(&bytes), "{file}");
+            let field = format!("{kind}_url");
+            let url = with[&field].as_str().unwrap();
+            assert!(!url.contains("missing") && !url.contains("huge"), "{url}");
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["attachment", "voice_reply"].map(String::from).into(),
+        "both kinds linked"
+    );
+
+    // The transcript embeds the local image and links the audio; a gone
+    // URL is said to be gone.
+    let out = export(&[
+        "--format",
+        "markdown",
+        "--media",
+        "local",
+        "-o",
+        local.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = std::fs::read_to_string(local.join("aria_chat_history.md")).unwrap();
+    let image = md
+        .split("![attachment](")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no embedded image in {md}"));
+    assert!(
+        image.starts_with("media/") && local.join(image).is_file(),
+        "{image}"
+    );
+    let voice = md
+        .split("[voice reply](")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no voice link in {md}"));
+    assert!(voice.starts_with("media/") && voice.ends_with(".mp3"), "{voice}");
+    assert!(md.contains("gone from the service (HTTP 404)"), "{md}");
+    assert!(md.contains("gone from the service (HTTP 410)"), "{md}");
+    // With URLs, the transcript links the service's.
+    let md = String::from_utf8(export(&["--format", "markdown"]).stdout).unwrap();
+    assert!(md.contains("![attachment](http://127.0.0.1:"), "{md}");
+    assert!(md.contains("[voice reply](http://127.0.0.1:"), "{md}");
+    assert!(!md.contains("](media/"), "{md}");
+}

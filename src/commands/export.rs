@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use super::Fatal;
 use crate::config::{Config, PersonalitySlug};
-use crate::export::{self, ExportMeta, ExportOptions, Format, Written};
+use crate::export::{self, ExportMeta, ExportOptions, Format, MediaLinks, Written};
+use crate::media::MediaView;
+use crate::media::catalog::hash_file;
 use crate::store::{fsio, personality_dir};
 
 /// Writes the export to `out` (atomically) or to standard output. Reads the
@@ -18,6 +20,7 @@ pub fn run(
     name: &PersonalitySlug,
     format: Format,
     options: &ExportOptions,
+    media: MediaLinks,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
     let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
@@ -39,9 +42,16 @@ pub fn run(
         display_name: display_name.as_deref(),
     };
     // A directory gets the file earlier tools named (`-o exports/`).
-    let in_dir = out
-        .filter(|p| p.is_dir())
-        .map(|d| d.join(format.file_name(name.as_str())));
+    let out_dir = out.filter(|p| p.is_dir());
+    let in_dir = out_dir.map(|d| d.join(format.file_name(name.as_str())));
+    let local = media == MediaLinks::Local;
+    if local && out_dir.is_none() {
+        return Err(Fatal::usage(
+            "--media local needs -o DIR, an existing directory: the export goes there with the \
+             media files it links in DIR/media/; nothing was written",
+        ));
+    }
+    let media = media_view(config, format, local)?;
     let out = in_dir.as_deref().or(out);
     // A device or pipe (`-o /dev/stdout`) is written to, never replaced.
     let special = out.and_then(special_target);
@@ -53,9 +63,15 @@ pub fn run(
             let mut written = Written::Messages(0);
             fsio::write_atomic_with(path, |file| {
                 let mut w = BufWriter::with_capacity(1 << 16, file);
-                written = export::write_with(&chat, &meta, format, options, &mut w)
+                written = export::write_with_media(&chat, &meta, format, options, media.as_ref(), &mut w)
                     .map_err(std::io::Error::other)?;
-                w.flush()
+                w.flush()?;
+                // Before the export takes its name: it never names a file
+                // that is not there.
+                match (&media, out_dir) {
+                    (Some(media), Some(dir)) if media.is_local() => copy_media(media, dir),
+                    _ => Ok(()),
+                }
             })
             .map_err(|e| Fatal {
                 code: super::exit::FAILED,
@@ -83,9 +99,16 @@ pub fn run(
                     "it was replaced after it was checked; run the export again",
                 )));
             }
-            write_to(&chat, &meta, format, options, file)?
+            write_to(&chat, &meta, format, options, media.as_ref(), file)?
         }
-        None => write_to(&chat, &meta, format, options, std::io::stdout().lock())?,
+        None => write_to(
+            &chat,
+            &meta,
+            format,
+            options,
+            media.as_ref(),
+            std::io::stdout().lock(),
+        )?,
     };
     if let Some(path) = out {
         eprintln!("wrote {written} of {name} to {}", path.display());
@@ -173,15 +196,66 @@ fn check_parent(path: &Path) -> Result<(), Fatal> {
         .map_err(|e| Fatal::usage(format!("export to {}: {e}; nothing was written", path.display())))
 }
 
+/// The media index, read only, when the export shows media: local links,
+/// or a transcript (which says which URLs are gone). A transcript does
+/// without it, saying so, when it cannot be read.
+fn media_view(config: &Config, format: Format, local: bool) -> Result<Option<MediaView>, Fatal> {
+    if !local && format != Format::Markdown {
+        return Ok(None);
+    }
+    match MediaView::read(&config.storage.data_dir, local) {
+        Ok(view) => Ok(Some(view)),
+        Err(e) if local => Err(Fatal {
+            code: super::exit::FAILED,
+            message: format!(
+                "reading the media index: {}; nothing was written",
+                fsio::explain(&e)
+            ),
+        }),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the media index ({}); the transcript links the URLs only",
+                fsio::explain(&e)
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Copies each file the export linked into `dir/media/` (made 0700 if
+/// missing). A copy, not a hard link: an edit of the exported file must
+/// not change the backup's. A file already there with the right content
+/// (an earlier export) is left as it is.
+fn copy_media(media: &MediaView, dir: &Path) -> std::io::Result<()> {
+    let linked = media.linked();
+    if linked.is_empty() {
+        return Ok(());
+    }
+    let to = dir.join(crate::media::store::MEDIA_DIR);
+    fsio::create_output_dir(&to)?;
+    for (file, from) in linked {
+        let target = to.join(&file);
+        let hash = file.split_once('.').map_or("", |(hash, _)| hash);
+        if hash_file(&target).is_ok_and(|(found, _)| found.as_str() == hash) {
+            continue;
+        }
+        let mut source = fsio::open_read(&from)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        fsio::write_atomic_with(&target, |out| std::io::copy(&mut source, out).map(|_| ()))?;
+    }
+    Ok(())
+}
+
 fn write_to(
     chat: &crate::store::ChatStore,
     meta: &ExportMeta,
     format: Format,
     options: &ExportOptions,
+    media: Option<&MediaView>,
     out: impl Write,
 ) -> Result<Written, Fatal> {
     let mut w = BufWriter::with_capacity(1 << 16, out);
-    export::write_with(chat, meta, format, options, &mut w).map_err(|e| Fatal {
+    export::write_with_media(chat, meta, format, options, media, &mut w).map_err(|e| Fatal {
         code: super::exit::FAILED,
         message: e.to_string(),
     })

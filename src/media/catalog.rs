@@ -214,30 +214,63 @@ pub fn hash_file(path: &Path) -> io::Result<(MediaHash, u64)> {
     Ok((MediaHash::from_digest(&hasher.finalize()), len))
 }
 
-/// What a message's media became, by kind, for exports.
+/// What the URLs messages point to became, for an export; with local
+/// links, it also remembers which files the export linked, to copy them
+/// beside it.
 #[derive(Debug, Default)]
 pub struct MediaView {
     index: HashMap<MediaUrl, MediaState>,
+    /// `<data_dir>/media`.
+    dir: PathBuf,
+    local: bool,
+    linked: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl MediaView {
-    /// The whole index of `data_dir`, read only.
-    pub fn read(data_dir: &Path) -> io::Result<MediaView> {
+    /// The whole index of `data_dir`, read only; `local`: links go to the
+    /// files, as `media/<hash>.<ext>` beside the export.
+    pub fn read(data_dir: &Path, local: bool) -> io::Result<MediaView> {
         Ok(MediaView {
             index: read_index(data_dir, |_| true)?,
+            dir: data_dir.join(MEDIA_DIR),
+            local,
+            linked: Default::default(),
         })
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     pub fn state(&self, url: &MediaUrl) -> Option<&MediaState> {
         self.index.get(url)
     }
 
-    /// The stored file of `url` (`<hash>.<ext>`), when fetched.
-    pub fn file(&self, url: &MediaUrl) -> Option<&str> {
-        match self.index.get(url) {
-            Some(MediaState::Fetched { file, .. }) => Some(file),
-            _ => None,
+    /// `media/<hash>.<ext>`, relative to the export's directory, when
+    /// links are local and `url` was fetched; the file is remembered as
+    /// linked.
+    pub fn local_path(&self, url: &MediaUrl) -> Option<String> {
+        if !self.local {
+            return None;
         }
+        let Some(MediaState::Fetched { file, .. }) = self.index.get(url) else {
+            return None;
+        };
+        self.linked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(file.clone());
+        Some(format!("{MEDIA_DIR}/{file}"))
+    }
+
+    /// Every file [`MediaView::local_path`] linked, and where it is stored.
+    pub fn linked(&self) -> Vec<(String, PathBuf)> {
+        self.linked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|file| (file.clone(), self.dir.join(file)))
+            .collect()
     }
 }
 
