@@ -247,7 +247,7 @@ mod tests {
         let line = media_line(hostile, MediaKind::Attachment, None);
         assert_eq!(
             line,
-            "![attachment](https://c/a.png%29%20%5Bclick%5D%28https://evil%29%0A#%20x%20%3Cb%3E%60%5C)"
+            "[attachment](https://c/a.png%29%20%5Bclick%5D%28https://evil%29%0A#%20x%20%3Cb%3E%60%5C)"
         );
         assert_eq!(
             media_line("javascript:alert(1)", MediaKind::Voice, None),
