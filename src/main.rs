@@ -159,9 +159,10 @@ enum Command {
     /// Write a snapshot of each personality, then apply retention.
     ///
     /// One file per personality, <archive dir>/<name>/<name>-<UTC time>.tar.gz
-    /// (.tar.gz.age when [archive] has age recipients), holding its documents
-    /// and its chat history in the export format, listed with its SHA-256 in
-    /// manifest.json. None is made when nothing changed since the newest one
+    /// (.tar.gz.age when [archive] has age recipients), holding its documents,
+    /// its chat history in the export format and (unless [archive] media =
+    /// false) the media files it points to, as media/<sha256>.<ext>, listed
+    /// with its SHA-256 in manifest.json. None is made when nothing changed since the newest one
     /// (skip_unchanged). Needs the data directory: not while the daemon runs
     /// (give it an archive_schedule instead).
     Archive {
@@ -182,10 +183,12 @@ enum Command {
     /// Check every snapshot against its manifest, and the live store against its state.
     ///
     /// Each snapshot: size and SHA-256, then the gzip stream, every member
-    /// parsed as JSON, and the chat history's message count, order, time
-    /// range and unique ids. An encrypted one is only checked by its SHA-256
-    /// unless --identity decrypts it. The live store: every chat log message
-    /// decoded and the count, oldest and newest compared with its state.
+    /// parsed as JSON, each media file hashed against its name, and the chat
+    /// history's message count, order, time range and unique ids. An
+    /// encrypted one is only checked by its SHA-256 unless --identity
+    /// decrypts it. The live store: every chat log message decoded and the
+    /// count, oldest and newest compared with its state; each media file the
+    /// personality points to hashed.
     /// Exit 1 when anything is wrong, each problem named on its own line.
     /// Reads only, so it works beside the daemon.
     Verify {
@@ -200,8 +203,8 @@ enum Command {
     },
     /// Unpack a snapshot into a directory.
     ///
-    /// The snapshot's SHA-256 is checked first. Existing files are not
-    /// overwritten unless --force.
+    /// The snapshot's SHA-256 is checked first. Media files go to DIR/media/.
+    /// Existing files are not overwritten unless --force.
     Restore {
         /// Personality name (slug).
         name: PersonalitySlug,
