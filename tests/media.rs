@@ -474,6 +474,22 @@ async fn a_snapshot_carries_each_fetched_file_once_and_verify_and_restore_check_
         assert_eq!(file.split_once('.').unwrap().0, sha256_hex(&bytes), "{file}");
     }
     assert!(to.join("aria_media.jsonl").is_file());
+    // Again: refused without --force, naming a media file too; done with it.
+    let restore = |force: bool| {
+        let mut command = chatkeep(&path);
+        command
+            .args(["restore", "aria", "--snapshot", "latest", "--to"])
+            .arg(&to);
+        if force {
+            command.arg("--force");
+        }
+        command.output().unwrap()
+    };
+    let out = restore(false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("media/"), "{}", text(&out));
+    let out = restore(true);
+    assert!(out.status.success(), "{}", text(&out));
 
     // Nothing changed: no new snapshot. A file fetched at last: a new one.
     let out = chatkeep(&path).arg("archive").output().unwrap();
@@ -498,7 +514,7 @@ async fn a_snapshot_carries_each_fetched_file_once_and_verify_and_restore_check_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_a_media_member_whose_bytes_changed_and_a_damaged_file_in_the_store() {
-    let (_fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let (_fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
     let config = load(&path);
     pass(&config).await;
     let out = chatkeep(&path).arg("archive").output().unwrap();
@@ -543,6 +559,20 @@ async fn verify_names_a_media_member_whose_bytes_changed_and_a_damaged_file_in_t
         "{}",
         text(&out)
     );
+    // And restore stops at it, writing nothing outside the directory.
+    let to = dir.path().join("deep/restored");
+    let out = chatkeep(&path)
+        .args(["restore", "aria", "--snapshot", "latest", "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds a member \"media/../evil.sh\""),
+        "{}",
+        text(&out)
+    );
+    assert!(!to.join("evil.sh").exists() && !dir.path().join("deep/evil.sh").exists());
 
     // The live store: a damaged media file is named.
     let file = stored_files(&config)[0].clone();
