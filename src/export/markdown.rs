@@ -169,9 +169,9 @@ fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
 /// rendered page); each target is percent-encoded so that no `)`, space,
 /// newline or `<` in it ends the link early.
 fn media_line(url: &str, kind: MediaKind, media: Option<&MediaView>) -> String {
-    let label = match kind {
-        MediaKind::Voice => "voice reply",
-        _ => "attachment",
+    let (label, title) = match kind {
+        MediaKind::Voice => ("voice reply", "Voice reply"),
+        _ => ("attachment", "Attachment"),
     };
     let media_url = MediaUrl::new(url);
     if let Some(path) = media.and_then(|m| m.local_path(&media_url)) {
@@ -189,10 +189,10 @@ fn media_line(url: &str, kind: MediaKind, media: Option<&MediaView>) -> String {
     });
     let state = media.and_then(|m| m.state(&media_url));
     if let Some(MediaState::Gone { status }) = state {
-        return format!("*{label}, gone from the service (HTTP {status}):* `{target}`");
+        return format!("*{title}, gone from the service (HTTP {status}):* `{target}`");
     }
     if !is_web {
-        return format!("*{label}:* `{target}`");
+        return format!("*{title}:* `{target}`");
     }
     let image = match state {
         Some(MediaState::Fetched { file, .. }) => is_image(file),
@@ -251,7 +251,7 @@ mod tests {
         );
         assert_eq!(
             media_line("javascript:alert(1)", MediaKind::Voice, None),
-            "*voice reply:* `javascript:alert%281%29`"
+            "*Voice reply:* `javascript:alert%281%29`"
         );
         assert_eq!(
             media_line("https://c/v.mp3?sig=1", MediaKind::Voice, None),
