@@ -365,6 +365,47 @@ mod tests {
     }
 
     #[test]
+    fn a_media_member_must_hash_to_its_name() {
+        let body = b"\x89PNG not really";
+        let right = format!("media/{}.png", hex(&Sha256::digest(body)));
+        let wrong = format!("media/{}.png", "0".repeat(64));
+        let at = "1970-01-01T00:00:01.000Z";
+        let (bytes, sound) = snapshot(&[r#"{"id":"a","ts":1}"#], at, at);
+        // The sound snapshot's members, then the two media members.
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut plain = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for member in plain.entries().unwrap() {
+            let mut member = member.unwrap();
+            let mut header = member.header().clone();
+            let path = member.path().unwrap().into_owned();
+            let mut data = Vec::new();
+            io::copy(&mut member, &mut data).unwrap();
+            tar.append_data(&mut header, path, &data[..]).unwrap();
+        }
+        for name in [&right, &wrong] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o600);
+            tar.append_data(&mut header, name, &body[..]).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let entry = SnapshotEntry {
+            message_count: 1,
+            first_message: sound.first_message,
+            last_message: sound.last_message,
+            ..entry_of(&bytes, &["x.json", "x_chat_history.json", &right, &wrong])
+        };
+        let found = problems(&bytes, &entry, Depth::Full);
+        assert_eq!(
+            found,
+            [format!(
+                "{wrong}: its content has SHA-256 {}, not the one its name says",
+                hex(&Sha256::digest(body))
+            )]
+        );
+    }
+
+    #[test]
     fn a_snapshot_without_its_chat_history_fails_whatever_the_manifest_says() {
         let (bytes, entry) = crafted(&["x.json"], &["x.json"]);
         let found = problems(&bytes, &entry, Depth::Full);
