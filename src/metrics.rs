@@ -473,6 +473,34 @@ chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
     }
 
     #[test]
+    fn media_files_are_counted_by_state_once_a_sync_looked_at_them() {
+        let without = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 4, None);
+        assert!(
+            !render(std::slice::from_ref(&without), &Counters::default()).contains("chatkeep_media_files")
+        );
+        let mut with = without.clone();
+        with.media = Some(crate::media::MediaTotals {
+            fetched: 7,
+            pending: 1,
+            failed: 2,
+            gone: 3,
+            refused: 4,
+            ..Default::default()
+        });
+        let text = render(&[with], &Counters::default());
+        for line in [
+            "# TYPE chatkeep_media_files gauge",
+            "chatkeep_media_files{personality=\"alpha\",state=\"fetched\"} 7",
+            "chatkeep_media_files{personality=\"alpha\",state=\"pending\"} 1",
+            "chatkeep_media_files{personality=\"alpha\",state=\"failed\"} 2",
+            "chatkeep_media_files{personality=\"alpha\",state=\"gone\"} 3",
+            "chatkeep_media_files{personality=\"alpha\",state=\"refused\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn label_values_escape_backslash_quote_and_newline() {
         assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label_value("x\ny"), r"x\ny");

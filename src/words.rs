@@ -13,6 +13,16 @@ pub fn count(n: u64, one: &str) -> String {
     format!("{n} {word}")
 }
 
+/// Bytes in KiB, MiB or GiB, whichever reads best.
+pub fn size(bytes: u64) -> String {
+    let bytes = bytes as f64;
+    match bytes {
+        b if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        b if b < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", b / (1024.0 * 1024.0)),
+        b => format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

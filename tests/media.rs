@@ -280,8 +280,8 @@ async fn the_oversized_file_is_refused_with_a_clear_message() {
     );
     assert_eq!(
         std::fs::read_dir(store.dir()).unwrap().count(),
-        1,
-        "nothing but the index is left"
+        0,
+        "nothing is left"
     );
 }
 
@@ -345,6 +345,193 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".part-"))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_media_counts_in_text_and_json() {
+    let (_fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    pass(&load(&path)).await;
+    let out = chatkeep(&path).arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("aria: media: 7 stored, 1 failed (retried later), 2 gone upstream, 1 refused"),
+        "{}",
+        text(&out)
+    );
+    let out = chatkeep(&path).args(["status", "--json"]).output().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let aria = json["personalities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "aria")
+        .unwrap();
+    assert_eq!(aria["media"]["fetched"], 7, "{aria}");
+    assert_eq!(aria["media"]["gone"], 2, "{aria}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_personality_can_switch_kinds_of_media_off() {
+    let (fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria", "bramble"]).await;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name = \"aria\"\n", "name = \"aria\"\nmedia = [\"avatars\"]\n")
+        .replace("name = \"bramble\"\n", "name = \"bramble\"\nmedia = []\n");
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path);
+    let outcome = pass(&config).await;
+    let paths: Vec<String> = fake.media().requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/avatar/aria.png"]);
+    // Switched off entirely: no media line, nothing counted.
+    assert!(outcome.reports[1].status.media.is_none());
+    assert!(!chatkeep::sync::summary(&outcome.reports[1]).contains("media"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_per_run_leaves_the_rest_pending_for_the_next_run() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text = text.replace("[media]\n", "[media]\nmax_bytes_per_run = 1024\n");
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path);
+    let first = pass(&config).await.reports[0].status.media.clone().unwrap();
+    // Every file is larger than the budget: one download spends it all.
+    assert_eq!(first.fetched_now, 1, "{first:?}");
+    assert!(first.pending > 5, "{first:?}");
+    let second = pass(&config).await.reports[0].status.media.clone().unwrap();
+    assert_eq!(second.fetched_now, 1, "{second:?}");
+    assert_eq!(second.pending + 1, first.pending, "{second:?}");
+    drop((fake, dir));
+}
+
+#[tokio::test]
+async fn the_bandwidth_limit_paces_a_download() {
+    let fake = fake(with_media(FakeMediaConfig::default()), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MediaStore::open(dir.path()).unwrap();
+    let limited = MediaFetcher::new(FetchOptions {
+        max_bytes_per_second: Some(64 * 1024),
+        ..fetcher(&fake.base_url()).options().clone()
+    });
+    // The slow file is 256 KiB, sent in 16 KiB chunks every 20 ms (about
+    // 0.3 s); at 64 KiB/s its download takes nearly 4 s.
+    let started = Instant::now();
+    let fetched = fetch(&limited, &store, &fake.media().url("/voice/slow.mp3"))
+        .await
+        .unwrap();
+    assert_eq!(fetched.size, 256 * 1024);
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_stops_media_at_the_download_in_progress_and_leaves_no_partial_file() {
+    let slow = FakeMediaConfig {
+        slow_delay: Duration::from_millis(200),
+        ..FakeMediaConfig::default()
+    };
+    let (fake, dir, path) = media_setup(slow, &["aria"]).await;
+    let config = load(&path);
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    let media = fake.media();
+    let watch = async {
+        while media_requests(&fake, "/voice/slow.mp3") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stopper.cancel();
+    };
+    let run = chatkeep::commands::sync::run_pass(&config, &[], Default::default(), &cancel);
+    let (outcome, ()) = tokio::join!(run, watch);
+    let report = &outcome.unwrap().reports[0];
+    // The chat was stored before media began: the backup is whole.
+    assert_eq!(
+        report.outcome(),
+        chatkeep::status::Outcome::Ok,
+        "{}",
+        chatkeep::sync::summary(report)
+    );
+    assert!(part_files(&dir.path().join("data/media")).is_empty());
+    let index = index(&config);
+    assert!(!index.contains_key("/voice/slow.mp3"), "{index:?}");
+    let requests = media.requests().len();
+    // Nothing after the stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(media.requests().len(), requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_draws_nothing_from_the_services_request_budget() {
+    let requests_with = |media_on: bool| async move {
+        let (fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+        if !media_on {
+            let text = std::fs::read_to_string(&path).unwrap().replace(
+                "[media]\n",
+                "[media]\nattachments = false\nvoice_replies = false\navatars = false\n",
+            );
+            std::fs::write(&path, text).unwrap();
+        }
+        let report = pass(&load(&path)).await.reports.remove(0);
+        let api_requests = fake.requests().len();
+        (
+            report.status.requests,
+            api_requests,
+            fake.media().requests().len(),
+        )
+    };
+    let (with_requests, with_api, with_media) = requests_with(true).await;
+    let (without_requests, without_api, without_media) = requests_with(false).await;
+    assert!(with_media > 10 && without_media == 0);
+    // The service sees the same requests, and the client's counter (the
+    // token bucket's draws) is the same: media went elsewhere.
+    assert_eq!((with_requests, with_api), (without_requests, without_api));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_downloads_media_and_counts_it_in_its_metrics() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria", "bramble"]).await;
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[daemon]\nrun_on_start = true\n");
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = chatkeep(&path)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("data/metrics.prom");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let both_counted = || {
+        std::fs::read_to_string(&metrics).is_ok_and(|m| {
+            ["aria", "bramble"].iter().all(|name| {
+                m.contains(&format!(
+                    "chatkeep_media_files{{personality=\"{name}\",state=\"fetched\"}} 7"
+                ))
+            })
+        })
+    };
+    while !both_counted() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        both_counted(),
+        "{}",
+        std::fs::read_to_string(&metrics).unwrap_or_default()
+    );
+    // Two workers, one index: each URL asked for once.
+    assert_eq!(media_requests(&fake, "/img/sunrise.png"), 1);
+    let index = index(&load(&path));
+    assert_eq!(
+        stored_bytes(&load(&path), &index["/img/cat.jpg"]),
+        fake.media().body_of("/img/cat.jpg")
+    );
 }
 
 /// The members of a plain snapshot, name and bytes, in order.

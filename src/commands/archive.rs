@@ -9,6 +9,7 @@ use crate::archive::{
     self, ArchiveError, ArchiveOutcome, Identities, PruneReport, RestoreOptions, VerifyOptions, VerifyReport,
 };
 use crate::config::{Config, PersonalitySlug};
+use crate::words::size;
 
 /// The personalities a command covers: the named ones, or every configured
 /// one. The flag says whether it was named.
@@ -299,15 +300,5 @@ fn exit_code(failed: usize) -> ExitCode {
         ExitCode::from(exit::FAILED)
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// Bytes in KiB, MiB or GiB, whichever reads best.
-fn size(bytes: u64) -> String {
-    let bytes = bytes as f64;
-    match bytes {
-        b if b < 1024.0 * 1024.0 => format!("{:.1} KiB", b / 1024.0),
-        b if b < 1024.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", b / (1024.0 * 1024.0)),
-        b => format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0)),
     }
 }

@@ -14,7 +14,8 @@ use super::{Fatal, exit};
 use crate::config::{Config, PersonalitySlug};
 use crate::export::{ExportOptions, Format};
 use crate::fake::{
-    BeforeTs, FakeConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec, RetryAfter,
+    BeforeTs, FakeConfig, FakeMediaConfig, FakeService, Fault, FaultPlan, PageOrder, PersonalitySpec,
+    RetryAfter,
 };
 use crate::store::fsio;
 
@@ -240,6 +241,9 @@ async fn start_fake() -> Result<FakeService, Fatal> {
             only_chat: true,
             ..FaultPlan::default()
         },
+        // Images, voice replies and avatars on a CDN of its own, some of
+        // them gone, redirected, too short or too large.
+        media: Some(FakeMediaConfig::default()),
         ..FakeConfig::default()
     };
     FakeService::start(config, vec![aria, bramble, cosmo])
@@ -265,6 +269,10 @@ data_dir = "data"
 [rate_limit]
 requests_per_second = 50
 burst = 5
+
+[media]
+requests_per_second = 50
+max_file_size = "2MiB"
 
 [[personality]]
 name = "aria"

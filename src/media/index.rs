@@ -63,7 +63,9 @@ pub struct MediaRecord {
 #[derive(Debug)]
 pub struct Index {
     path: PathBuf,
-    file: File,
+    /// `None` until the first record: a data directory without media gets
+    /// no `media/` at all.
+    file: Option<File>,
     latest: HashMap<MediaUrl, MediaRecord>,
 }
 
@@ -72,7 +74,17 @@ impl Index {
     /// Lines that do not parse (written by a newer chatkeep, say) are
     /// skipped, not fatal: the worst outcome is a file fetched again.
     pub fn open(path: &Path) -> io::Result<Index> {
-        let mut file = fsio::open_private_rw(path)?;
+        let mut file = match fsio::open_read(path) {
+            Ok(_) => fsio::open_private_rw(path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Index {
+                    path: path.to_owned(),
+                    file: None,
+                    latest: HashMap::new(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let mut latest = HashMap::new();
         let mut whole = 0u64;
         {
@@ -103,7 +115,7 @@ impl Index {
         file.seek(SeekFrom::End(0))?;
         Ok(Index {
             path: path.to_owned(),
-            file,
+            file: Some(file),
             latest,
         })
     }
@@ -125,8 +137,21 @@ impl Index {
     pub fn append(&mut self, record: MediaRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()?;
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    fsio::create_private_dir(dir)?;
+                }
+                let file = fsio::open_private_rw(&self.path)?;
+                if let Some(dir) = self.path.parent() {
+                    fsio::sync_dir(dir)?;
+                }
+                self.file.insert(file)
+            }
+        };
+        file.write_all(&line)?;
+        file.sync_data()?;
         self.latest.insert(record.url.clone(), record);
         Ok(())
     }

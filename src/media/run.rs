@@ -22,6 +22,8 @@ use crate::store::{ChatStore, fsio};
 
 /// The file of a personality's directory that lists its references.
 pub const REFS_FILE: &str = "media_refs.jsonl";
+/// Which state of the chat history the references were last read from.
+pub const SCANNED_FILE: &str = "media_refs.scanned";
 
 /// The first retry waits for the next run; then an hour, doubling, at
 /// most a week.
@@ -49,6 +51,13 @@ pub struct MediaTotals {
     /// The first failure of this run, for the summary and the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+}
+
+impl MediaTotals {
+    /// No URL at all: nothing worth a word in a summary or a status.
+    pub fn is_empty(&self) -> bool {
+        self.fetched + self.pending + self.failed + self.gone + self.refused == 0
+    }
 }
 
 /// What a run shares between personalities: the byte budget left, and
@@ -126,18 +135,32 @@ pub async fn fetch_for_personality(
     let refs_path = job.dir.join(REFS_FILE);
     let mut known = read_refs(&refs_path)?;
     let mut found = Vec::new();
-    let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
-    for line in lines {
-        let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
-        found.extend(refs::of_message(&line));
+    // The history is read again only when a commit changed it since the
+    // last scan: a sync that stored nothing costs no pass over it.
+    let scanned_path = job.dir.join(SCANNED_FILE);
+    let state = chat.state();
+    let fingerprint = format!("{} {} {}\n", state.commits, state.message_count, state.log_len);
+    let unchanged = fsio::read(&scanned_path).is_ok_and(|b| b == fingerprint.as_bytes());
+    if !unchanged {
+        let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
+        for line in lines {
+            let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
+            found.extend(refs::of_message(&line));
+        }
+        // Newest message first: its link is the likeliest to be fresh.
+        found.reverse();
     }
-    // Newest message first: its link is the likeliest to be fresh.
-    found.reverse();
     found.extend(profile.and_then(refs::of_profile));
-    let mut fresh = indexmap_like::Ordered::default();
+    let mut fresh = RefList::default();
     fresh.extend(found.into_iter().filter(|r| !known.contains(r)));
     let new: Vec<MediaRef> = fresh.iter().cloned().collect();
     append_refs(&refs_path, &new)?;
+    if !unchanged {
+        fsio::write_atomic(&scanned_path, fingerprint.as_bytes()).map_err(|source| MediaRunError::Io {
+            path: scanned_path.clone(),
+            source,
+        })?;
+    }
     let mut queue: Vec<MediaUrl> = Vec::new();
     let mut queued = HashSet::new();
     let now = Utc::now();
@@ -150,6 +173,20 @@ pub async fn fetch_for_personality(
     let mut totals = MediaTotals::default();
     for url in &queue {
         if job.cancel.is_cancelled() || job.budget.exhausted() {
+            break;
+        }
+        // Another personality's sync may be downloading it: wait for its
+        // end, then read what it recorded, rather than ask twice.
+        let claim = loop {
+            if let Some(claim) = job.store.claim(url) {
+                break Some(claim);
+            }
+            tokio::select! {
+                _ = job.cancel.cancelled() => break None,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            }
+        };
+        if claim.is_none() {
             break;
         }
         let previous = job.store.get(url);
@@ -178,6 +215,11 @@ pub async fn fetch_for_personality(
                 }
             }
             Err(FetchError::Cancelled) => break,
+            // Expected of old links: said, but not as a warning.
+            Err(e @ FetchError::Gone { .. }) => {
+                tracing::info!(error = %e, "media gone");
+                failure_state(e, attempts, Utc::now())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "media not stored");
                 totals.first_error.get_or_insert_with(|| e.to_string());
@@ -240,12 +282,12 @@ fn count(totals: &mut MediaTotals, urls: &[MediaUrl], store: &MediaStore) {
 
 /// The references listed so far, in file order. A torn last line (a crash
 /// mid-append) is ignored, and written again by the next append.
-fn read_refs(path: &Path) -> Result<indexmap_like::Ordered, MediaRunError> {
+fn read_refs(path: &Path) -> Result<RefList, MediaRunError> {
     let io_error = |source| MediaRunError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut refs = indexmap_like::Ordered::default();
+    let mut refs = RefList::default();
     let file = match fsio::open_read(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(refs),
@@ -302,37 +344,31 @@ fn whole_length(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-/// A set that remembers insertion order, for the references.
-mod indexmap_like {
-    use std::collections::HashSet;
+/// References in the order first seen, each once.
+#[derive(Debug, Default)]
+struct RefList {
+    order: Vec<MediaRef>,
+    seen: HashSet<MediaRef>,
+}
 
-    use super::MediaRef;
-
-    #[derive(Debug, Default)]
-    pub struct Ordered {
-        order: Vec<MediaRef>,
-        seen: HashSet<MediaRef>,
+impl RefList {
+    fn insert(&mut self, r: MediaRef) {
+        if self.seen.insert(r.clone()) {
+            self.order.push(r);
+        }
     }
 
-    impl Ordered {
-        pub fn insert(&mut self, r: MediaRef) {
-            if self.seen.insert(r.clone()) {
-                self.order.push(r);
-            }
-        }
+    fn contains(&self, r: &MediaRef) -> bool {
+        self.seen.contains(r)
+    }
 
-        pub fn contains(&self, r: &MediaRef) -> bool {
-            self.seen.contains(r)
-        }
+    fn iter(&self) -> impl Iterator<Item = &MediaRef> {
+        self.order.iter()
+    }
 
-        pub fn iter(&self) -> impl Iterator<Item = &MediaRef> {
-            self.order.iter()
-        }
-
-        pub fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
-            for r in refs {
-                self.insert(r);
-            }
+    fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
+        for r in refs {
+            self.insert(r);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! hash's name: a file with a hash name is always whole. A kill
 //! mid-download leaves only a `.part-` file, which the next open removes.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -30,18 +31,54 @@ pub struct MediaStore {
     dir: PathBuf,
     index: Mutex<Index>,
     next_part: AtomicU64,
+    /// URLs being downloaded now, so that two workers whose personalities
+    /// link the same file do not both fetch it.
+    in_flight: Mutex<HashSet<MediaUrl>>,
+}
+
+/// The right to download a URL, held while it is downloaded.
+#[derive(Debug)]
+pub struct Claim<'a> {
+    store: &'a MediaStore,
+    url: MediaUrl,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.store
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.url);
+    }
 }
 
 impl MediaStore {
-    /// Opens (creating, 0700) `<data_dir>/media`, removes what killed
-    /// downloads left, and reads the index. The caller holds the data
-    /// directory's lock, so no other process is downloading here.
+    /// Opens `<data_dir>/media` if it exists (it is made, 0700, with the
+    /// first download), removes what killed downloads left, and reads the
+    /// index. The caller holds the data directory's lock, so no other
+    /// process is downloading here.
     pub fn open(data_dir: &Path) -> io::Result<MediaStore> {
         let dir = data_dir.join(MEDIA_DIR);
-        fsio::create_private_dir(&dir)?;
-        fsio::check_private_dir(&dir).map_err(io::Error::other)?;
+        let index = Index::open(&dir.join(INDEX_FILE))?;
+        let store = MediaStore {
+            index: Mutex::new(index),
+            next_part: AtomicU64::new(0),
+            in_flight: Mutex::new(HashSet::new()),
+            dir,
+        };
+        if store.dir.exists() {
+            fsio::check_private_dir(&store.dir).map_err(io::Error::other)?;
+            store.remove_parts()?;
+        }
+        Ok(store)
+    }
+
+    /// Removes the temporary files of downloads a kill interrupted.
+    fn remove_parts(&self) -> io::Result<()> {
+        let dir = &self.dir;
         let mut removed = 0;
-        for entry in fs::read_dir(&dir)? {
+        for entry in fs::read_dir(dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(PART_PREFIX) {
                 fs::remove_file(entry.path())?;
@@ -50,14 +87,9 @@ impl MediaStore {
         }
         if removed > 0 {
             tracing::info!(removed, "removed unfinished media downloads of an earlier run");
-            fsio::sync_dir(&dir)?;
+            fsio::sync_dir(dir)?;
         }
-        let index = Index::open(&dir.join(INDEX_FILE))?;
-        Ok(MediaStore {
-            dir,
-            index: Mutex::new(index),
-            next_part: AtomicU64::new(0),
-        })
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -78,6 +110,15 @@ impl MediaStore {
         self.index().get(url).cloned()
     }
 
+    /// Claims `url` for a download; `None` while another task has it.
+    pub fn claim(&self, url: &MediaUrl) -> Option<Claim<'_>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        in_flight.insert(url.clone()).then(|| Claim {
+            store: self,
+            url: url.clone(),
+        })
+    }
+
     /// Records what became of a URL, durably.
     pub fn record(&self, record: MediaRecord) -> io::Result<()> {
         self.index().append(record)
@@ -85,6 +126,7 @@ impl MediaStore {
 
     /// Starts a download: a new temporary file in the store's directory.
     pub fn begin(&self) -> io::Result<Part> {
+        fsio::create_private_dir(&self.dir)?;
         let n = self.next_part.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{PART_PREFIX}{}-{n}", std::process::id()));
         let file = fsio::create_new_private(&path)?;
@@ -194,6 +236,6 @@ mod tests {
         drop(store);
         let store = MediaStore::open(dir.path()).unwrap();
         let left = std::fs::read_dir(store.dir()).unwrap().count();
-        assert_eq!(left, 1, "only the index is left");
+        assert_eq!(left, 0, "nothing is left");
     }
 }

@@ -450,6 +450,8 @@ impl Run {
             cancel: ctx.cancel,
         };
         match crate::media::fetch_for_personality(&job, chat, Some(profile.raw.get())).await {
+            // A history without media says nothing of it.
+            Ok(totals) if totals.is_empty() => {}
             Ok(totals) => self.media = Some(totals),
             Err(e) => tracing::warn!(error = %e, "media not looked at"),
         }
@@ -747,7 +749,7 @@ pub fn summary(report: &PersonalityReport) -> String {
 fn media_summary(media: &MediaTotals) -> String {
     let mut text = format!("media {} new", media.fetched_now);
     if media.bytes_now > 0 {
-        text.push_str(&format!(" ({})", crate::config::format_size(media.bytes_now)));
+        text.push_str(&format!(" ({})", crate::words::size(media.bytes_now)));
     }
     text.push_str(&format!(" / {} stored", media.fetched));
     for (n, label) in [
