@@ -12,6 +12,8 @@ mod period;
 use std::fmt;
 use std::io::{self, Write};
 
+use crate::media::MediaView;
+use crate::media::catalog::kind_field;
 use crate::message::{Message, Ts};
 use crate::store::{ChatState, ChatStore, ChatStoreError, Entry, History};
 pub use conversations::{ConversationCounts, Split};
@@ -45,6 +47,17 @@ impl Format {
             Format::Conversations => format!("{name}_conversations.jsonl"),
         }
     }
+}
+
+/// How an export shows the media messages point to (`--media`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum MediaLinks {
+    /// The service's URLs, the messages as received.
+    #[default]
+    Url,
+    /// The files chatkeep fetched, copied to `media/` beside the export and
+    /// named in each message's `_chatkeep.media`.
+    Local,
 }
 
 /// What an export wrote.
@@ -165,6 +178,23 @@ pub fn write_with(
     options: &ExportOptions,
     out: &mut impl Write,
 ) -> Result<Written, ExportError> {
+    write_with_media(store, meta, format, options, None, out)
+}
+
+/// [`write_with`], showing what became of the media messages point to as
+/// `media` says: with local links (`--media local`), each message gets
+/// `"_chatkeep": {"media": {"attachment": "media/<hash>.<ext>", ...}}` for
+/// its fetched files and the transcript links them; otherwise the JSON is
+/// the service's alone and the transcript links the URLs, saying which are
+/// gone.
+pub fn write_with_media(
+    store: &ChatStore,
+    meta: &ExportMeta,
+    format: Format,
+    options: &ExportOptions,
+    media: Option<&MediaView>,
+    out: &mut impl Write,
+) -> Result<Written, ExportError> {
     if options.revisions && format != Format::Jsonl {
         return Err(ExportError::Write(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -174,6 +204,7 @@ pub fn write_with(
     let state = store.state();
     let expected = options.expected_messages(state);
     let mut lines = Lines::new(store, options)?;
+    lines.media = media;
     match format {
         Format::Json => {
             let (count, range) = selected(store, options)?;
@@ -275,9 +306,12 @@ fn selected(store: &ChatStore, options: &ExportOptions) -> Result<(u64, Option<(
 /// more than the message says (deleted upstream; placed by an earlier `ts`),
 /// and, when asked, its earlier versions before it. No field of the
 /// service's is changed.
-pub struct Lines {
+pub struct Lines<'a> {
     history: History,
     options: ExportOptions,
+    /// Where the media of messages are; local links are noted in
+    /// `_chatkeep` when it says so.
+    pub(crate) media: Option<&'a MediaView>,
     queue: std::collections::VecDeque<String>,
     /// Current versions yielded so far.
     pub messages: u64,
@@ -285,8 +319,8 @@ pub struct Lines {
     pub outside: u64,
 }
 
-impl Lines {
-    pub fn new(store: &ChatStore, options: &ExportOptions) -> Result<Lines, ExportError> {
+impl<'a> Lines<'a> {
+    pub fn new(store: &ChatStore, options: &ExportOptions) -> Result<Lines<'a>, ExportError> {
         // A period needs each message's place.
         let history = if options.period.is_all() {
             store.history()?
@@ -296,6 +330,7 @@ impl Lines {
         Ok(Lines {
             history,
             options: *options,
+            media: None,
             queue: std::collections::VecDeque::new(),
             messages: 0,
             outside: 0,
@@ -328,7 +363,7 @@ impl Lines {
     }
 }
 
-impl Iterator for Lines {
+impl Iterator for Lines<'_> {
     type Item = io::Result<String>;
 
     fn next(&mut self) -> Option<io::Result<String>> {
@@ -339,8 +374,15 @@ impl Iterator for Lines {
             Ok(entry) => entry,
             Err(e) => return Some(Err(e)),
         };
+        let media = self
+            .media
+            .filter(|m| m.is_local())
+            .and_then(|m| local_media(m, &entry.message));
         let Some(story) = &entry.story else {
-            return Some(Ok(entry.message));
+            return Some(Ok(match media {
+                Some(media) => annotated(&entry.message, &[("media", media)]),
+                None => entry.message,
+            }));
         };
         let position = entry.key.as_ref().map(|k| k.position);
         if self.options.revisions {
@@ -357,6 +399,7 @@ impl Iterator for Lines {
         if !story.earlier.is_empty() {
             notes.extend(moved(&entry.message, position));
         }
+        notes.extend(media.map(|media| ("media", media)));
         self.queue.push_back(annotated(&entry.message, &notes));
         self.queue.pop_front().map(Ok)
     }
@@ -384,6 +427,19 @@ pub fn write_earlier_versions(store: &ChatStore, out: &mut impl Write) -> Result
     }
     out.flush()?;
     Ok(written)
+}
+
+/// `{"attachment": "media/<file>", "voice_reply": ...}`: the local paths of
+/// the fetched files `message` points to, relative to the export's
+/// directory; `None` when none is fetched.
+fn local_media(media: &MediaView, message: &str) -> Option<String> {
+    let mut links = serde_json::Map::new();
+    for r in crate::media::refs::of_message(message) {
+        if let Some(path) = media.local_path(&r.url) {
+            links.insert(kind_field(r.kind).to_owned(), path.into());
+        }
+    }
+    (!links.is_empty()).then(|| serde_json::Value::Object(links).to_string())
 }
 
 /// `position_ts`, when a version's `ts` is not its place in the history (a

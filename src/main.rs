@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use chatkeep::commands::{self, Fatal};
 use chatkeep::config::{ConfigLocation, PersonalitySlug};
-use chatkeep::export::{ExportOptions, Format, Period, Split, What};
+use chatkeep::export::{ExportOptions, Format, MediaLinks, Period, Split, What};
 use chatkeep::logging;
 
 const AFTER_HELP: &str = "\
@@ -185,16 +185,23 @@ enum Command {
         /// Also write the earlier versions of messages that changed upstream (jsonl only).
         #[arg(long)]
         revisions: bool,
+        /// Media as the service's URLs (the messages as received), or as the
+        /// files chatkeep fetched: copied to DIR/media/ and named in each
+        /// message's "_chatkeep": {"media": ...}; local needs -o DIR.
+        #[arg(long, value_enum, default_value = "url")]
+        media: MediaLinks,
     },
     /// Write a snapshot of each personality, then apply retention.
     ///
     /// One file per personality, <archive dir>/<name>/<name>-<UTC time>.tar.gz
-    /// (.tar.gz.age when [archive] has age recipients), holding its documents
-    /// and its chat history in the export format, listed with its SHA-256 in
-    /// manifest.json. None is made when nothing changed since the newest one
-    /// (skip_unchanged). While the daemon runs, it asks the daemon to take
-    /// the snapshots now and prints what it did; while another sync or
-    /// archive holds the data directory, --lock-wait waits for it.
+    /// (.tar.gz.age when [archive] has age recipients), holding its documents,
+    /// its chat history in the export format and (unless [archive] media =
+    /// false) the media files it points to, as media/<sha256>.<ext>, listed
+    /// with its SHA-256 in manifest.json. None is made when nothing changed
+    /// since the newest one (skip_unchanged). While the daemon runs, it asks
+    /// the daemon to take the snapshots now and prints what it did; while
+    /// another sync or archive holds the data directory, --lock-wait waits
+    /// for it.
     Archive {
         /// Personality names (slugs); all configured ones without names.
         names: Vec<PersonalitySlug>,
@@ -217,10 +224,12 @@ enum Command {
     /// Check every snapshot against its manifest, and the live store against its state.
     ///
     /// Each snapshot: size and SHA-256, then the gzip stream, every member
-    /// parsed as JSON, and the chat history's message count, order, time
-    /// range and unique ids. An encrypted one is only checked by its SHA-256
-    /// unless --identity decrypts it. The live store: every chat log message
-    /// decoded and the count, oldest and newest compared with its state.
+    /// parsed as JSON, each media file hashed against its name, and the chat
+    /// history's message count, order, time range and unique ids. An
+    /// encrypted one is only checked by its SHA-256 unless --identity
+    /// decrypts it. The live store: every chat log message decoded and the
+    /// count, oldest and newest compared with its state; each media file the
+    /// personality points to hashed.
     /// Exit 1 when anything is wrong, each problem named on its own line.
     /// Reads only, so it works beside the daemon.
     Verify {
@@ -235,8 +244,8 @@ enum Command {
     },
     /// Unpack a snapshot into a directory.
     ///
-    /// The snapshot's SHA-256 is checked first. Existing files are not
-    /// overwritten unless --force.
+    /// The snapshot's SHA-256 is checked first. Media files go to DIR/media/.
+    /// Existing files are not overwritten unless --force.
     Restore {
         /// Personality name (slug).
         name: PersonalitySlug,
@@ -445,6 +454,7 @@ fn main() -> ExitCode {
                 min_messages,
                 upstream_only,
                 revisions,
+                media,
             } => {
                 if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
@@ -454,6 +464,11 @@ fn main() -> ExitCode {
                 if revisions && format != Format::Jsonl {
                     return Err(Fatal::usage(
                         "--revisions applies to --format jsonl only (one line per version)",
+                    ));
+                }
+                if media == MediaLinks::Local && format == Format::Conversations {
+                    return Err(Fatal::usage(
+                        "--media local applies to --format json, jsonl and markdown",
                     ));
                 }
                 if let (Some(since), Some(before)) = (since, until)
@@ -472,7 +487,7 @@ fn main() -> ExitCode {
                     period: Period { since, before: until },
                 };
                 let config = config()?;
-                commands::export::run(&config, &name, &what, format, &options, output.as_deref())
+                commands::export::run(&config, &name, &what, format, &options, media, output.as_deref())
             }
             Command::Audit { names, repair, json } => {
                 let config = config()?;

@@ -533,3 +533,398 @@ async fn the_daemon_downloads_media_and_counts_it_in_its_metrics() {
         fake.media().body_of("/img/cat.jpg")
     );
 }
+
+/// The members of a plain snapshot, name and bytes, in order.
+fn members(snapshot: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(snapshot).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|member| {
+            let mut member = member.unwrap();
+            let name = String::from_utf8(member.path_bytes().into_owned()).unwrap();
+            let mut bytes = Vec::new();
+            member.read_to_end(&mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A tar.gz of `members`, names as they are (at most 100 bytes).
+fn tar_gz(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (name, bytes) in members {
+        // The name written raw, `..` and all: the tar crate would refuse it.
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, &bytes[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn manifest_of(config: &Config) -> chatkeep::archive::Manifest {
+    chatkeep::archive::Manifest::load(&config.archive.dir.join("aria"), "aria").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_carries_each_fetched_file_once_and_verify_and_restore_check_them() {
+    let (fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = manifest_of(&config);
+    let entry = manifest.newest().unwrap().clone();
+    let snapshot = config.archive.dir.join("aria").join(&entry.file);
+    let held = members(&snapshot);
+    let names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, entry.members, "the manifest lists every member in order");
+    // Every fetched file, once, byte for byte, under its hash.
+    let mut stored = stored_files(&config);
+    stored.sort();
+    let mut media: Vec<&(String, Vec<u8>)> = held.iter().filter(|(n, _)| n.starts_with("media/")).collect();
+    media.sort_by(|a, b| a.0.cmp(&b.0));
+    let media_names: Vec<String> = media
+        .iter()
+        .map(|(n, _)| n["media/".len()..].to_owned())
+        .collect();
+    assert_eq!(media_names, stored, "each stored file once");
+    for (name, bytes) in &media {
+        let file = &name["media/".len()..];
+        assert_eq!(file.split_once('.').unwrap().0, sha256_hex(bytes), "{name}");
+        assert_eq!(
+            bytes,
+            &std::fs::read(config.storage.data_dir.join("media").join(file)).unwrap()
+        );
+    }
+    // The map says what each URL became.
+    let map = &held.iter().find(|(n, _)| n == "aria_media.jsonl").unwrap().1;
+    let map: Vec<serde_json::Value> = String::from_utf8(map.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_path = |p: &str| {
+        map.iter()
+            .find(|l| l["url"].as_str().unwrap().contains(p))
+            .unwrap_or_else(|| panic!("{p} not in the map"))
+    };
+    let sunrise = by_path("/img/sunrise.png");
+    assert_eq!(sunrise["state"], "fetched");
+    assert_eq!(sunrise["kind"], "attachment");
+    assert!(
+        sunrise["message"].is_string() || sunrise["message"].is_number(),
+        "{sunrise}"
+    );
+    assert!(names.contains(&sunrise["file"].as_str().unwrap()), "{sunrise}");
+    assert_eq!(by_path("/img/missing.png")["state"], "gone");
+    assert_eq!(by_path("/img/huge.png")["state"], "too_large");
+    assert_eq!(by_path("/voice/short.ogg")["state"], "failed");
+    assert_eq!(by_path("/avatar/aria.png")["kind"], "avatar");
+
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Restore writes media/ files that hash to their names.
+    let to = dir.path().join("restored");
+    let out = chatkeep(&path)
+        .args(["restore", "aria", "--snapshot", "latest", "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mut restored: Vec<String> = std::fs::read_dir(to.join("media"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    restored.sort();
+    assert_eq!(restored, stored);
+    for file in &restored {
+        let bytes = std::fs::read(to.join("media").join(file)).unwrap();
+        assert_eq!(file.split_once('.').unwrap().0, sha256_hex(&bytes), "{file}");
+    }
+    assert!(to.join("aria_media.jsonl").is_file());
+    // Again: refused without --force, naming a media file too; done with it.
+    let restore = |force: bool| {
+        let mut command = chatkeep(&path);
+        command
+            .args(["restore", "aria", "--snapshot", "latest", "--to"])
+            .arg(&to);
+        if force {
+            command.arg("--force");
+        }
+        command.output().unwrap()
+    };
+    let out = restore(false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("media/"), "{}", text(&out));
+    let out = restore(true);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Nothing changed: no new snapshot. A file fetched at last: a new one.
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(manifest_of(&config).snapshots.len(), 1);
+    fake.media().set_fault("/voice/short.ogg", None);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = manifest_of(&config);
+    assert_eq!(
+        manifest.snapshots.len(),
+        2,
+        "a new media file makes a new snapshot"
+    );
+    let newest = manifest.newest().unwrap();
+    assert_eq!(
+        newest.members.iter().filter(|m| m.starts_with("media/")).count(),
+        stored.len() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_media_member_whose_bytes_changed_and_a_damaged_file_in_the_store() {
+    let (_fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let out = chatkeep(&path).arg("archive").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let archive_dir = config.archive.dir.join("aria");
+    let mut manifest = manifest_of(&config);
+    let entry = &mut manifest.snapshots[0];
+    let snapshot = archive_dir.join(&entry.file);
+    // One byte of one media member flipped; the manifest lists the new
+    // file truthfully, so only the member's hash can tell.
+    let mut held = members(&snapshot);
+    let (victim, bytes) = held.iter_mut().find(|(n, _)| n.starts_with("media/")).unwrap();
+    let victim = victim.clone();
+    bytes[0] ^= 0x01;
+    let tampered = tar_gz(&held);
+    std::fs::write(&snapshot, &tampered).unwrap();
+    entry.size = tampered.len() as u64;
+    entry.sha256 = sha256_hex(&tampered);
+    manifest.save(&archive_dir).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!("{victim}: its content has SHA-256")),
+        "{said}"
+    );
+
+    // A member under media/ not named by a hash is refused by name.
+    let mut odd = members(&snapshot);
+    odd.push(("media/../evil.sh".to_owned(), b"hi\n".to_vec()));
+    let bytes = tar_gz(&odd);
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let mut manifest = manifest_of(&config);
+    let entry = &mut manifest.snapshots[0];
+    entry.size = bytes.len() as u64;
+    entry.sha256 = sha256_hex(&bytes);
+    entry.members.push("media/../evil.sh".to_owned());
+    manifest.save(&archive_dir).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert!(
+        text(&out).contains("member \"media/../evil.sh\" is not a plain file name"),
+        "{}",
+        text(&out)
+    );
+    // And restore stops at it, writing nothing outside the directory.
+    let to = dir.path().join("deep/restored");
+    let out = chatkeep(&path)
+        .args(["restore", "aria", "--snapshot", "latest", "--to"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds a member \"media/../evil.sh\""),
+        "{}",
+        text(&out)
+    );
+    assert!(!to.join("evil.sh").exists() && !dir.path().join("deep/evil.sh").exists());
+
+    // The live store: a damaged media file is named.
+    let file = stored_files(&config)[0].clone();
+    let stored = config.storage.data_dir.join("media").join(&file);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&stored, &bytes).unwrap();
+    let out = chatkeep(&path).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("media {file}: its content has SHA-256")),
+        "{}",
+        text(&out)
+    );
+}
+
+fn messages_of(json: &str) -> Vec<serde_json::Value> {
+    let export: serde_json::Value = serde_json::from_str(json).unwrap();
+    export["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_with_local_media_links_and_copies_the_files_and_one_with_urls_adds_nothing() {
+    let (_fake, dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let export = |args: &[&str]| {
+        chatkeep(&path)
+            .arg("export")
+            .arg("aria")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let out = export(&["--media", "local"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--media local needs -o DIR"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty());
+
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let out = export(&["--media", "local", "-o", local.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url_mode = export(&["--media", "url"]);
+    assert!(url_mode.status.success(), "{}", text(&url_mode));
+    let plain = String::from_utf8(url_mode.stdout).unwrap();
+    assert!(!plain.contains("_chatkeep"), "--media url adds nothing");
+    let plain = messages_of(&plain);
+    let default = messages_of(&String::from_utf8(export(&[]).stdout).unwrap());
+    assert_eq!(plain, default, "url is the default");
+
+    let linked = messages_of(&std::fs::read_to_string(local.join("aria_chat_history.json")).unwrap());
+    assert_eq!(linked.len(), plain.len());
+    let mut kinds = std::collections::HashSet::new();
+    for (mut with, without) in linked.into_iter().zip(&plain) {
+        let note = with.as_object_mut().unwrap().remove("_chatkeep");
+        // The service's fields are untouched.
+        assert_eq!(&with, without);
+        let Some(note) = note else {
+            continue;
+        };
+        for (kind, file) in note["media"].as_object().unwrap() {
+            kinds.insert(kind.clone());
+            let file = file.as_str().unwrap();
+            let bytes = std::fs::read(local.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let name = file.strip_prefix("media/").unwrap();
+            assert_eq!(name.split_once('.').unwrap().0, sha256_hex(&bytes), "{file}");
+            let field = format!("{kind}_url");
+            let url = with[&field].as_str().unwrap();
+            assert!(!url.contains("missing") && !url.contains("huge"), "{url}");
+        }
+    }
+    assert_eq!(
+        kinds,
+        ["attachment", "voice_reply"].map(String::from).into(),
+        "both kinds linked"
+    );
+
+    // The transcript embeds the local image and links the audio; a gone
+    // URL is said to be gone.
+    let out = export(&[
+        "--format",
+        "markdown",
+        "--media",
+        "local",
+        "-o",
+        local.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let md = std::fs::read_to_string(local.join("aria_chat_history.md")).unwrap();
+    let image = md
+        .split("![attachment](")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no embedded image in {md}"));
+    assert!(
+        image.starts_with("media/") && local.join(image).is_file(),
+        "{image}"
+    );
+    let voice = md
+        .split("[voice reply](")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no voice link in {md}"));
+    assert!(voice.starts_with("media/") && voice.ends_with(".mp3"), "{voice}");
+    assert!(md.contains("gone from the service (HTTP 404)"), "{md}");
+    assert!(md.contains("gone from the service (HTTP 410)"), "{md}");
+    // With URLs, the transcript links the service's.
+    let md = String::from_utf8(export(&["--format", "markdown"]).stdout).unwrap();
+    assert!(md.contains("![attachment](http://127.0.0.1:"), "{md}");
+    assert!(md.contains("[voice reply](http://127.0.0.1:"), "{md}");
+    assert!(!md.contains("](media/"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_of_messages_that_arrive_later_is_found_from_the_head_and_fetched() {
+    let (fake, _dir, path) = media_setup(FakeMediaConfig::default(), &["aria"]).await;
+    let config = load(&path);
+    pass(&config).await;
+    let media = fake.media();
+    let scanned = std::fs::read_to_string(config.storage.data_dir.join("aria/media_refs.scanned")).unwrap();
+    assert!(scanned.contains("\"newest\""), "{scanned}");
+    // Two new messages at the top: one with a file never seen before.
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let new_url = media.url("/img/arrived-later.png");
+    fake.push_raw_message(
+        "aria",
+        &format!(
+            r#"{{"id":"late-1","message":"look","reply":"nice","ts":{now},"attachment_url":"{new_url}","attachment_type":"image","voice_reply_url":null}}"#
+        ),
+    );
+    fake.push_raw_message(
+        "aria",
+        &format!(r#"{{"id":"late-2","message":"and","reply":"so","ts":{},"attachment_url":null,"voice_reply_url":null}}"#, now + 1.0),
+    );
+    let failed: Vec<String> = index(&config)
+        .into_iter()
+        .filter(|(_, state)| matches!(state, MediaState::Failed { .. }))
+        .map(|(path, _)| path)
+        .collect();
+    let before = media.requests().len();
+    pass(&config).await;
+    let asked: Vec<String> = media.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    let new: Vec<&String> = asked.iter().filter(|p| !failed.contains(p)).collect();
+    assert_eq!(
+        new,
+        ["/img/arrived-later.png"],
+        "only the new file, besides retries"
+    );
+    let index = index(&config);
+    assert_eq!(
+        stored_bytes(&config, &index["/img/arrived-later.png"]),
+        media.body_of("/img/arrived-later.png")
+    );
+    let refs = std::fs::read_to_string(config.storage.data_dir.join("aria/media_refs.jsonl")).unwrap();
+    assert!(
+        refs.contains("late-1") && refs.contains("arrived-later.png"),
+        "{refs}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The live store checked against itself: every message of the committed
 //! chat log and overlay decoded, merged, and the count, order, oldest `ts`,
 //! newest `ts` and the ids there compared with the state file; overlay
-//! records that match no stored message named.
+//! records that match no stored message named; and the media files its
+//! references point to, hashed.
 
 use std::collections::HashSet;
 
@@ -143,6 +144,18 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
         ));
     }
     check
+}
+
+/// The media files the personality's references point to, each read and
+/// hashed: one problem per file missing or damaged. Reads only.
+pub fn check_media(data_dir: &std::path::Path, dir: &PersonalityDir) -> Vec<String> {
+    match crate::media::Catalog::read(data_dir, dir.path()) {
+        Ok(catalog) => catalog.check_files(),
+        Err(e) => vec![format!(
+            "media: cannot read the references or the index: {}",
+            crate::store::fsio::explain(&e)
+        )],
+    }
 }
 
 fn shown_ts(ts: Option<Ts>) -> String {

@@ -185,7 +185,8 @@ pub fn archive_personality_at(
     }
     let mut manifest = Manifest::load(&dir, name)?;
     let recipients = encryption::load_recipients(&config.archive)?;
-    let mut inputs = snapshot::Inputs::open(&source)?;
+    let media_from = config.archive.media.then(|| store.root());
+    let mut inputs = snapshot::Inputs::open(&source, media_from)?;
     let digest = inputs.digest(&recipients)?;
     // Unchanged only if the newest snapshot is still there to stand for it.
     let unchanged = config.archive.skip_unchanged
@@ -330,7 +331,10 @@ pub fn verify_personality(
     let mut report = VerifyReport::default();
     let source = personality_dir(&config.storage.data_dir, name)?;
     if source.path().is_dir() {
-        report.live = Some(live::check_live(&source));
+        let mut live = live::check_live(&source);
+        live.problems
+            .extend(live::check_media(&config.storage.data_dir, &source));
+        report.live = Some(live);
     }
     let dir = archive_dir(config, name)?;
     let manifest = match Manifest::load(&dir, name) {

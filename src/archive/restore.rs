@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::encryption::Identities;
 use super::manifest::{Manifest, SnapshotEntry};
-use super::snapshot::hex;
+use super::snapshot::{MEDIA_MEMBER_DIR, hex, media_member_hash};
 use super::{ArchiveError, archive_dir};
 use crate::config::Config;
 use crate::store::fsio;
@@ -84,6 +84,15 @@ pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<
             source,
         },
     })?;
+    // Media members go to `media/` below it, made 0700 here, or checked
+    // to be the restorer's alone: never through a link someone put there.
+    if entry.members.iter().any(|m| media_member_hash(m).is_some()) {
+        let media = options.to.join(MEDIA_MEMBER_DIR);
+        fsio::create_private_dir(&media).map_err(|source| match fsio::into_unsafe_dir(source) {
+            Ok(found) => ArchiveError::UnsafeDir(found),
+            Err(source) => ArchiveError::Io { path: media, source },
+        })?;
+    }
     let file = fsio::open_read(&path).map_err(|source| ArchiveError::Io {
         path: path.clone(),
         source,
@@ -149,11 +158,12 @@ fn unpack(
     };
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 16, plain)));
     let mut written = Vec::new();
+    let listed: std::collections::HashSet<&str> = entry.members.iter().map(String::as_str).collect();
     for member in archive.entries().map_err(|e| damaged(e.to_string()))? {
         let mut member = member.map_err(|e| damaged(e.to_string()))?;
         let raw = String::from_utf8_lossy(&member.path_bytes()).into_owned();
-        let name = plain_name(&raw)
-            .filter(|n| entry.members.iter().any(|m| m == n))
+        let name = member_name(&raw)
+            .filter(|n| listed.contains(n.as_str()))
             .ok_or_else(|| ArchiveError::UnsafeMember {
                 file: entry.file.clone(),
                 member: raw.clone(),
@@ -201,6 +211,12 @@ pub(super) fn plain_name(raw: &str) -> Option<String> {
     }
 }
 
+/// `raw` as the relative path a member is unpacked to: a plain file name,
+/// or `media/<sha256>.<ext>` exactly (see [`media_member_hash`]).
+fn member_name(raw: &str) -> Option<String> {
+    plain_name(raw).or_else(|| media_member_hash(raw).map(|_| raw.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +226,20 @@ mod tests {
         assert_eq!(plain_name("lilith.json").as_deref(), Some("lilith.json"));
         for bad in ["../x", "/etc/passwd", "a/b", "", ".", "..", "./../x"] {
             assert_eq!(plain_name(bad), None, "{bad}");
+        }
+        let hash = "0123456789abcdef".repeat(4);
+        let media = format!("media/{hash}.png");
+        assert_eq!(member_name(&media), Some(media.clone()));
+        for bad in [
+            format!("media/{hash}.sh"),
+            format!("media/../{hash}.png"),
+            format!("media/{}.png", hash.to_uppercase()),
+            format!("media/{hash}.png/x"),
+            format!("/media/{hash}.png"),
+            format!("other/{hash}.png"),
+            "media/../../evil.sh".to_owned(),
+        ] {
+            assert_eq!(member_name(&bad), None, "{bad}");
         }
     }
 }

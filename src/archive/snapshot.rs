@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{SnapshotEntry, file_name};
 use super::{ArchiveError, verify};
 use crate::export::{self, ExportError, ExportMeta, Format};
+use crate::media::Catalog;
 use crate::store::{ChatStore, PersonalityDir, fsio};
 
 /// The documents a snapshot holds, in the order they are stored.
@@ -43,7 +44,18 @@ pub fn revisions_member(name: &str) -> String {
     format!("{name}_chat_revisions.jsonl")
 }
 
-/// Every member name a snapshot of `name` may hold.
+/// Name of the member saying what each URL the personality points to
+/// became (JSON Lines), present when it points to any.
+pub fn media_map_member(name: &str) -> String {
+    format!("{name}_media.jsonl")
+}
+
+/// The directory of the media members: `media/<sha256>.<ext>`, as the
+/// store names its files.
+pub const MEDIA_MEMBER_DIR: &str = "media";
+
+/// Every member name a snapshot of `name` may hold, but the media files
+/// (see [`media_member_hash`]).
 pub fn known_members(name: &str) -> Vec<String> {
     let mut known: Vec<String> = DOCUMENTS
         .iter()
@@ -51,13 +63,26 @@ pub fn known_members(name: &str) -> Vec<String> {
         .collect();
     known.push(chat_member(name));
     known.push(revisions_member(name));
+    known.push(media_map_member(name));
     known
+}
+
+/// The hash a media member's name says its bytes have, when `raw` is
+/// exactly `media/<64 lower-case hex>.<an extension the store gives>`;
+/// `None` for any other name. Nothing else under `media/` is ever a
+/// member, so such a name is also safe to join to a directory.
+pub fn media_member_hash(raw: &str) -> Option<&str> {
+    let file = raw.strip_prefix(MEDIA_MEMBER_DIR)?.strip_prefix('/')?;
+    let (hash, ext) = file.split_once('.')?;
+    let hex = hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (hex && crate::media::fetch::is_stored_extension(ext)).then_some(hash)
 }
 
 /// Version of what goes into a snapshot; part of the content digest, so a
 /// new layout makes a new snapshot even of unchanged content. Layout 2
-/// added the revisions member and deletion marks in the chat history.
-const LAYOUT: &str = "chatkeep snapshot 2";
+/// added the revisions member and deletion marks in the chat history;
+/// layout 3 the media files and the URL map.
+const LAYOUT: &str = "chatkeep snapshot 3";
 
 /// What one snapshot is made of, opened once: the digest and the archive
 /// read the same open files and the same committed chat state, even while a
@@ -70,10 +95,15 @@ pub struct Inputs {
     /// Member name and open file of each document that exists.
     documents: Vec<(String, File)>,
     chat: ChatStore,
+    /// The media the personality points to, when snapshots carry them
+    /// and it points to any; and the URL map member's bytes.
+    media: Option<(Catalog, Vec<u8>)>,
 }
 
 impl Inputs {
-    pub fn open(dir: &PersonalityDir) -> Result<Inputs, ArchiveError> {
+    /// The inputs of the personality in `dir`, with the media of
+    /// `media_from` (the data directory) when given.
+    pub fn open(dir: &PersonalityDir, media_from: Option<&Path>) -> Result<Inputs, ArchiveError> {
         let mut documents = Vec::new();
         for suffix in DOCUMENTS {
             match dir.open_document(suffix) {
@@ -88,11 +118,23 @@ impl Inputs {
             }
         }
         let chat = ChatStore::open_read_only(dir.path())?;
+        let media = match media_from {
+            Some(data_dir) => {
+                let catalog = Catalog::read(data_dir, dir.path()).map_err(|source| ArchiveError::Io {
+                    path: data_dir.join(crate::media::store::MEDIA_DIR),
+                    source,
+                })?;
+                let lines = catalog.mapping_lines();
+                (!catalog.is_empty()).then_some((catalog, lines))
+            }
+            None => None,
+        };
         Ok(Inputs {
             name: dir.name().to_owned(),
             dir: dir.path().to_owned(),
             documents,
             chat,
+            media,
         })
     }
 
@@ -103,6 +145,15 @@ impl Inputs {
         if self.chat.state().revised() > 0 {
             members.push(revisions_member(&self.name));
         }
+        if let Some((catalog, _)) = &self.media {
+            members.push(media_map_member(&self.name));
+            members.extend(
+                catalog
+                    .files()
+                    .into_iter()
+                    .map(|(_, file, _)| format!("{MEDIA_MEMBER_DIR}/{file}")),
+            );
+        }
         members
     }
 
@@ -112,7 +163,9 @@ impl Inputs {
 
     /// SHA-256 over the layout version, each document's bytes, the
     /// committed chat state that identifies the history (count, oldest,
-    /// newest `ts` and the ids there, personality id) and the recipients.
+    /// newest `ts` and the ids there, personality id), the URL map (which
+    /// names every media file by its hash, so a new file, or one
+    /// fetched at last, makes a new snapshot) and the recipients.
     /// The log's byte length is left out: it is a storage detail, not
     /// content.
     pub fn digest(&mut self, recipients: &[Recipient]) -> Result<String, ArchiveError> {
@@ -146,6 +199,9 @@ impl Inputs {
             "overlay": state.overlay.as_ref().map(|o| (&o.file, o.len)),
         });
         hasher.update(format!("\nchat {chat}").as_bytes());
+        if let Some((_, lines)) = &self.media {
+            hasher.update(format!("\nmedia {}", hex(&Sha256::digest(lines))).as_bytes());
+        }
         let mut keys: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
         keys.sort_unstable();
         hasher.update(format!("\nrecipients {}", keys.join(",")).as_bytes());
@@ -266,12 +322,87 @@ fn stream(
             export::write_earlier_versions(chat, &mut &mut *out).map(|_| ())
         })?;
     }
+    if let Some((catalog, lines)) = &inputs.media {
+        let member = media_map_member(&inputs.name);
+        tar.append_data(&mut header(lines.len() as u64, time), &member, &lines[..])
+            .map_err(io_err)?;
+        payload += lines.len() as u64;
+        for (hash, file, _) in catalog.files() {
+            payload += append_media(&mut tar, &catalog.path_of(file), hash.as_str(), file, time, path)?;
+        }
+    }
     let gz = tar.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
     let hashing = sink.finish().map_err(io_err)?;
     let (mut out, size, sha256) = hashing.into_parts();
     out.flush().map_err(io_err)?;
     Ok((size, sha256, payload))
+}
+
+/// Appends one media file of the store as `media/<file>`, streamed, and
+/// checks that what went in hashes to its name; returns its size. A file
+/// that does not is damaged in the store: the snapshot is abandoned
+/// rather than carrying it under a name its bytes belie.
+fn append_media<W: Write>(
+    tar: &mut tar::Builder<W>,
+    source: &Path,
+    hash: &str,
+    file: &str,
+    time: DateTime<Utc>,
+    path: &Path,
+) -> Result<u64, ArchiveError> {
+    let source_err = |source_err| ArchiveError::Io {
+        path: source.to_owned(),
+        source: source_err,
+    };
+    let mut opened = fsio::open_read(source).map_err(source_err)?;
+    let size = opened.metadata().map_err(source_err)?.len();
+    let mut hasher = Sha256::new();
+    let mut exact = Exact::new(
+        HashingRead {
+            inner: BufReader::with_capacity(1 << 16, &mut opened),
+            hasher: &mut hasher,
+        },
+        size,
+    );
+    let member = format!("{MEDIA_MEMBER_DIR}/{file}");
+    tar.append_data(&mut header(size, time), &member, &mut exact)
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::UnexpectedEof => ArchiveError::Changed { what: member.clone() },
+            _ => ArchiveError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    if exact.has_more() {
+        return Err(ArchiveError::Changed { what: member });
+    }
+    drop(exact);
+    let found = hex(&hasher.finalize());
+    if found != hash {
+        return Err(ArchiveError::Damaged {
+            file: source.display().to_string(),
+            reason: format!(
+                "its content has SHA-256 {found}, not the {hash} its name says; the snapshot was \
+                 not kept; run `chatkeep verify` to list every damaged media file"
+            ),
+        });
+    }
+    Ok(size)
+}
+
+/// Hashes what is read through it.
+struct HashingRead<'a, R> {
+    inner: R,
+    hasher: &'a mut Sha256,
+}
+
+impl<R: Read> Read for HashingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Appends the chat history in the export format; returns its size.

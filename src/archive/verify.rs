@@ -7,6 +7,7 @@
 //! message count, `ts` order, time range and (at [`Depth::Full`]) unique
 //! ids, which [`super::history`] checks as it streams past.
 
+use std::collections::HashSet;
 use std::io::{self, BufReader, Read};
 
 use flate2::read::GzDecoder;
@@ -17,7 +18,7 @@ use super::encryption::Identities;
 use super::history::check_history;
 use super::manifest::SnapshotEntry;
 use super::restore::plain_name;
-use super::snapshot::{chat_member, hex, known_members};
+use super::snapshot::{chat_member, hex, known_members, media_member_hash};
 
 /// How much a chat history check may remember.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +104,10 @@ fn check_content(
 ) {
     let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 16, plain)));
     let chat = chat_member(name);
-    let known = known_members(name);
-    let mut seen: Vec<String> = Vec::new();
+    let known: HashSet<String> = known_members(name).into_iter().collect();
+    let listed: HashSet<&str> = entry.members.iter().map(String::as_str).collect();
+    let is_known = |file: &str| known.contains(file) || media_member_hash(file).is_some();
+    let mut seen: HashSet<String> = HashSet::new();
     let entries = match archive.entries() {
         Ok(entries) => entries,
         Err(e) => {
@@ -131,22 +134,25 @@ fn check_content(
             problems.push(format!("member {file:?} is not a plain file ({kind:?})"));
             continue;
         }
-        if plain_name(&file).is_none() {
+        let media_hash = media_member_hash(&file);
+        if plain_name(&file).is_none() && media_hash.is_none() {
             problems.push(format!(
                 "member {file:?} is not a plain file name (a directory part, `..` or a root): restore refuses it"
             ));
             continue;
         }
-        if !known.contains(&file) {
+        if !is_known(&file) {
             problems.push(format!("member {file:?} is not one a snapshot of {name} holds"));
         }
-        if !entry.members.contains(&file) {
+        if !listed.contains(file.as_str()) {
             problems.push(format!("member {file:?} is not one the manifest lists"));
         }
         if seen.contains(&file) {
             problems.push(format!("member {file:?} appears twice"));
         }
-        let parsed = if file == chat {
+        let parsed = if let Some(hash) = media_hash {
+            check_media(&mut member, &file, hash, problems)
+        } else if file == chat {
             check_history(&mut member, &file, entry, depth, problems)
         } else if file.ends_with(".jsonl") {
             check_lines(&mut member, &file, problems)
@@ -165,9 +171,9 @@ fn check_content(
             }
             Err(e) => problems.push(format!("{file} is not valid JSON: {e}")),
         }
-        seen.push(file);
+        seen.insert(file);
     }
-    for missing in entry.members.iter().filter(|m| !seen.contains(m)) {
+    for missing in entry.members.iter().filter(|m| !seen.contains(*m)) {
         problems.push(format!("{missing} is missing, though the manifest lists it"));
     }
     // Whatever the manifest says, a snapshot holds the chat history.
@@ -176,7 +182,7 @@ fn check_content(
             "{chat} is missing: every snapshot holds the chat history"
         ));
     }
-    for unknown in entry.members.iter().filter(|m| !known.contains(m)) {
+    for unknown in entry.members.iter().filter(|m| !is_known(m)) {
         problems.push(format!(
             "the manifest lists {:?}, which is not a member a snapshot of {name} holds",
             unknown
@@ -187,6 +193,24 @@ fn check_content(
     if let Err(e) = io::copy(&mut archive.into_inner(), &mut io::sink()) {
         problems.push(format!("the gzip stream is damaged: {e}"));
     }
+}
+
+/// A media member: its bytes hash to the hash its name says.
+fn check_media(
+    member: impl Read,
+    file: &str,
+    hash: &str,
+    problems: &mut Vec<String>,
+) -> Result<(), serde_json::Error> {
+    let mut hashing = HashingReader::new(member);
+    io::copy(&mut hashing, &mut io::sink()).map_err(serde_json::Error::io)?;
+    let (_, found) = hashing.finish();
+    if found != hash {
+        problems.push(format!(
+            "{file}: its content has SHA-256 {found}, not the one its name says"
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON Lines member: every line one JSON object.
@@ -338,6 +362,47 @@ mod tests {
         let found = problems(&bytes, &entry, Depth::Full);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().all(|p| p.contains("notes.json")), "{found:?}");
+    }
+
+    #[test]
+    fn a_media_member_must_hash_to_its_name() {
+        let body = b"\x89PNG not really";
+        let right = format!("media/{}.png", hex(&Sha256::digest(body)));
+        let wrong = format!("media/{}.png", "0".repeat(64));
+        let at = "1970-01-01T00:00:01.000Z";
+        let (bytes, sound) = snapshot(&[r#"{"id":"a","ts":1}"#], at, at);
+        // The sound snapshot's members, then the two media members.
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut plain = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for member in plain.entries().unwrap() {
+            let mut member = member.unwrap();
+            let mut header = member.header().clone();
+            let path = member.path().unwrap().into_owned();
+            let mut data = Vec::new();
+            io::copy(&mut member, &mut data).unwrap();
+            tar.append_data(&mut header, path, &data[..]).unwrap();
+        }
+        for name in [&right, &wrong] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o600);
+            tar.append_data(&mut header, name, &body[..]).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let entry = SnapshotEntry {
+            message_count: 1,
+            first_message: sound.first_message,
+            last_message: sound.last_message,
+            ..entry_of(&bytes, &["x.json", "x_chat_history.json", &right, &wrong])
+        };
+        let found = problems(&bytes, &entry, Depth::Full);
+        assert_eq!(
+            found,
+            [format!(
+                "{wrong}: its content has SHA-256 {}, not the one its name says",
+                hex(&Sha256::digest(body))
+            )]
+        );
     }
 
     #[test]

@@ -131,7 +131,15 @@ pub async fn run(dir: Option<PathBuf>) -> Result<ExitCode, Fatal> {
     ] {
         let name: PersonalitySlug = "aria".parse().map_err(Fatal::usage)?;
         let path = exports.join(file);
-        super::export::run(&config, &name, &[What::Chat], format, &options, Some(&path))?;
+        super::export::run(
+            &config,
+            &name,
+            &[What::Chat],
+            format,
+            &options,
+            crate::export::MediaLinks::Url,
+            Some(&path),
+        )?;
     }
     let mut truth: Vec<String> = fake
         .ground_truth("aria")

@@ -10,7 +10,9 @@ use clap::ValueEnum;
 
 use super::Fatal;
 use crate::config::{Config, PersonalitySlug, Section};
-use crate::export::{self, ExportMeta, ExportOptions, Format, What, parts};
+use crate::export::{self, ExportMeta, ExportOptions, Format, MediaLinks, What, parts};
+use crate::media::MediaView;
+use crate::media::catalog::hash_file;
 use crate::status::{PersonalityStatus, SectionStatus};
 use crate::store::{PersonalityDir, fsio, personality_dir};
 
@@ -25,10 +27,19 @@ pub fn run(
     what: &[What],
     format: Format,
     options: &ExportOptions,
+    media: MediaLinks,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
     let sections = parts::sections(what);
     check_selection(&sections, format, options, out)?;
+    let out_dir = out.filter(|p| p.is_dir());
+    let local = media == MediaLinks::Local;
+    if local && out_dir.is_none() {
+        return Err(Fatal::usage(
+            "--media local needs -o DIR, an existing directory: the export goes there with the \
+             media files it links in DIR/media/; nothing was written",
+        ));
+    }
     let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
     if !dir.path().is_dir() {
         return Err(Fatal::usage(format!(
@@ -44,7 +55,8 @@ pub fn run(
         let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
         let out = in_dir.as_deref().or(out);
         if section == Section::Chat {
-            export_chat(&dir, name, format, options, out)?;
+            let media = media_view(config, format, local)?;
+            export_chat(&dir, name, format, options, media.as_ref(), out_dir, out)?;
         } else {
             export_document(&dir, name, section, status.as_ref(), out)?;
         }
@@ -86,12 +98,15 @@ fn check_selection(
     Ok(())
 }
 
-/// The chat history in `format`.
+/// The chat history in `format`; with local media links, the files they
+/// link copied into `out_dir/media/`.
 fn export_chat(
     dir: &PersonalityDir,
     name: &PersonalitySlug,
     format: Format,
     options: &ExportOptions,
+    media: Option<&MediaView>,
+    out_dir: Option<&Path>,
     out: Option<&Path>,
 ) -> Result<(), Fatal> {
     let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
@@ -108,9 +123,16 @@ fn export_chat(
     let target = Target::of(out)?;
     let written = target.write(|w| {
         let mut w = BufWriter::with_capacity(1 << 16, w);
-        let written =
-            export::write_with(&chat, &meta, format, options, &mut w).map_err(std::io::Error::other)?;
+        let written = export::write_with_media(&chat, &meta, format, options, media, &mut w)
+            .map_err(std::io::Error::other)?;
         w.flush()?;
+        // Before the export takes its name: it never names a file that is
+        // not there.
+        if let (Some(media), Some(dir)) = (media, out_dir)
+            && media.is_local()
+        {
+            copy_media(media, dir)?;
+        }
         Ok(written)
     })?;
     target.report(&written, name, "");
@@ -358,4 +380,54 @@ fn check_parent(path: &Path) -> Result<(), Fatal> {
     }
     fsio::check_output_dir(parent)
         .map_err(|e| Fatal::usage(format!("export to {}: {e}; nothing was written", path.display())))
+}
+
+/// The media index, read only, when the export shows media: local links,
+/// or a transcript (which says which URLs are gone). A transcript does
+/// without it, saying so, when it cannot be read.
+fn media_view(config: &Config, format: Format, local: bool) -> Result<Option<MediaView>, Fatal> {
+    if !local && format != Format::Markdown {
+        return Ok(None);
+    }
+    match MediaView::read(&config.storage.data_dir, local) {
+        Ok(view) => Ok(Some(view)),
+        Err(e) if local => Err(Fatal {
+            code: super::exit::FAILED,
+            message: format!(
+                "reading the media index: {}; nothing was written",
+                fsio::explain(&e)
+            ),
+        }),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the media index ({}); the transcript links the URLs only",
+                fsio::explain(&e)
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Copies each file the export linked into `dir/media/` (made 0700 if
+/// missing). A copy, not a hard link: an edit of the exported file must
+/// not change the backup's. A file already there with the right content
+/// (an earlier export) is left as it is.
+fn copy_media(media: &MediaView, dir: &Path) -> std::io::Result<()> {
+    let linked = media.linked();
+    if linked.is_empty() {
+        return Ok(());
+    }
+    let to = dir.join(crate::media::store::MEDIA_DIR);
+    fsio::create_output_dir(&to)?;
+    for (file, from) in linked {
+        let target = to.join(&file);
+        let hash = file.split_once('.').map_or("", |(hash, _)| hash);
+        if hash_file(&target).is_ok_and(|(found, _)| found.as_str() == hash) {
+            continue;
+        }
+        let mut source = fsio::open_read(&from)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        fsio::write_atomic_with(&target, |out| std::io::copy(&mut source, out).map(|_| ()))?;
+    }
+    Ok(())
 }

@@ -699,6 +699,9 @@ pub struct ArchiveConfig {
     /// Whether a run that finds nothing changed since the newest snapshot
     /// makes no new one.
     pub skip_unchanged: bool,
+    /// Whether a snapshot carries the media files its history points to
+    /// (those fetched), each once, as `media/<sha256>.<ext>`.
+    pub media: bool,
     /// Which snapshots are kept (restic's `keep_*` rules).
     pub retention: RetentionPolicy,
     /// age X25519 public keys (`age1...`), each checked at load, that
@@ -717,6 +720,7 @@ impl ArchiveConfig {
             dir: data_dir.join(DEFAULT_ARCHIVE_DIR_NAME),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             skip_unchanged: true,
+            media: true,
             retention: DEFAULT_RETENTION,
             age_recipients: Vec::new(),
             age_recipients_file: None,

@@ -70,6 +70,7 @@ pub(super) const ARCHIVE_KEYS: &[&str] = &[
     "dir",
     "compression_level",
     "skip_unchanged",
+    "media",
     "keep_last",
     "keep_hourly",
     "keep_daily",

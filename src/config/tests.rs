@@ -160,6 +160,7 @@ level = \"trace\"
 dir = \"/mnt/offsite\"
 compression_level = 9
 skip_unchanged = false
+media = false
 keep_last = 1
 keep_hourly = 2
 keep_daily = 3
@@ -253,6 +254,7 @@ name = \"Some.Other_one-2\"
             dir: PathBuf::from("/mnt/offsite"),
             compression_level: 9,
             skip_unchanged: false,
+            media: false,
             retention: RetentionPolicy {
                 keep_last: 1,
                 keep_hourly: 2,

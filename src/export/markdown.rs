@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ExportError, Lines};
+use crate::media::{MediaKind, MediaState, MediaUrl, MediaView};
 use crate::message::Ts;
 use crate::store::{ChatStoreError, Entry};
 
@@ -55,10 +56,11 @@ pub(super) fn write(lines: &mut Lines, name: &str, out: &mut impl Write) -> Resu
     writeln!(out, "Times are UTC.\n")?;
     let mut day: Option<NaiveDate> = None;
     let mut n = 0;
+    let media = lines.media;
     for entry in lines.entries() {
         let entry = entry.map_err(ChatStoreError::Read)?;
         n += 1;
-        write_message(out, name, &entry, n, &mut day)?;
+        write_message(out, name, &entry, n, &mut day, media)?;
     }
     Ok(())
 }
@@ -69,6 +71,7 @@ fn write_message(
     entry: &Entry,
     n: u64,
     day: &mut Option<NaiveDate>,
+    media: Option<&MediaView>,
 ) -> Result<(), ExportError> {
     let m: Fields = serde_json::from_str(&entry.message).map_err(|e| ExportError::BadLine {
         line: n,
@@ -95,13 +98,13 @@ fn write_message(
         line(out, format!("**You:** {}", quote_block(&text)))?;
     }
     if let Some(url) = shown(m.attachment_url) {
-        line(out, format!("*Attachment:* <{url}>"))?;
+        line(out, media_line(&url, MediaKind::Attachment, media))?;
     }
     if let Some(text) = shown(m.reply).filter(|t| !t.is_empty()) {
         line(out, format!("**{name}:** {}", quote_block(&text)))?;
     }
     if let Some(url) = shown(m.voice_reply_url) {
-        line(out, format!("*Voice reply:* <{url}>"))?;
+        line(out, media_line(&url, MediaKind::Voice, media))?;
     }
     for earlier in regenerated(m.regenerated_replies) {
         line(
@@ -159,6 +162,76 @@ fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The line of an attachment or voice reply: an image embedded, anything
+/// else linked, to the local file when the export has one, else to the
+/// URL; a URL the host answered 404 or 410 for is said to be gone. Only
+/// http(s) URLs become links (a `javascript:` one would run in a
+/// rendered page); each target is percent-encoded so that no `)`, space,
+/// newline or `<` in it ends the link early.
+fn media_line(url: &str, kind: MediaKind, media: Option<&MediaView>) -> String {
+    let (label, title) = match kind {
+        MediaKind::Voice => ("voice reply", "Voice reply"),
+        _ => ("attachment", "Attachment"),
+    };
+    let media_url = MediaUrl::new(url);
+    if let Some(path) = media.and_then(|m| m.local_path(&media_url)) {
+        let bang = if kind == MediaKind::Attachment && is_image(&path) {
+            "!"
+        } else {
+            ""
+        };
+        return format!("{bang}[{label}]({})", link_target(&path));
+    }
+    let target = link_target(url);
+    let is_web = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
+    let state = media.and_then(|m| m.state(&media_url));
+    if let Some(MediaState::Gone { status }) = state {
+        return format!("*{title}, gone from the service (HTTP {status}):* `{target}`");
+    }
+    if !is_web {
+        return format!("*{title}:* `{target}`");
+    }
+    let image = match state {
+        Some(MediaState::Fetched { file, .. }) => is_image(file),
+        _ => is_image(url.split(['?', '#']).next().unwrap_or_default()),
+    };
+    let bang = if kind == MediaKind::Attachment && image {
+        "!"
+    } else {
+        ""
+    };
+    format!("{bang}[{label}]({target})")
+}
+
+/// Whether a file name or path ends in an image's extension.
+fn is_image(path: &str) -> bool {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    matches!(
+        ext.as_deref(),
+        Some("png" | "jpg" | "jpeg" | "gif" | "webp" | "avif" | "heic" | "svg")
+    )
+}
+
+/// `url` as a Markdown link target: every byte outside a conservative set
+/// of URL characters percent-encoded, so brackets, parentheses, spaces,
+/// quotes, backticks, backslashes and line breaks cannot end the link (or
+/// a code span) or start markup; `%` stays, for what is already encoded.
+fn link_target(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for b in url.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~:/?#@!$&*+,;=%".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Keeps multi-line texts inside their paragraph.
 fn quote_block(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\n', "  \n")
@@ -167,6 +240,24 @@ fn quote_block(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_url_cannot_break_out_of_its_link() {
+        let hostile = "https://c/a.png) [click](https://evil)\n# x <b>`\\";
+        let line = media_line(hostile, MediaKind::Attachment, None);
+        assert_eq!(
+            line,
+            "[attachment](https://c/a.png%29%20%5Bclick%5D%28https://evil%29%0A#%20x%20%3Cb%3E%60%5C)"
+        );
+        assert_eq!(
+            media_line("javascript:alert(1)", MediaKind::Voice, None),
+            "*Voice reply:* `javascript:alert%281%29`"
+        );
+        assert_eq!(
+            media_line("https://c/v.mp3?sig=1", MediaKind::Voice, None),
+            "[voice reply](https://c/v.mp3?sig=1)"
+        );
+    }
 
     #[test]
     fn regenerated_replies_are_listed_as_text() {

@@ -384,6 +384,12 @@ const TYPES: &[(&str, &str)] = &[
     ("text/plain", "txt"),
 ];
 
+/// Whether `ext` is one a stored file may have: what a snapshot's media
+/// member name is checked against before it becomes a path.
+pub fn is_stored_extension(ext: &str) -> bool {
+    ext == "bin" || TYPES.iter().any(|(_, known)| *known == ext)
+}
+
 /// The extension for a file: from its content type, else from the URL's
 /// path when that is one of the known ones, else `bin`.
 pub fn extension(content_type: Option<&str>, path: &str) -> &'static str {

@@ -8,7 +8,9 @@
 //! - [`store`]: the content-addressed files and their crash-safe writing;
 //! - [`fetch`]: the HTTP side: its own client (never the session cookie),
 //!   its own token bucket and bandwidth limit, redirects checked hop by hop;
-//! - [`run`]: one personality's turn, called by the sync after its chat.
+//! - [`run`]: one personality's turn, called by the sync after its chat;
+//! - [`catalog`]: the store read without writing, for snapshots, `verify`
+//!   and exports.
 //!
 //! On disk (see `store/mod.rs` for the whole data directory): the files
 //! and the URL index are shared by every personality under
@@ -17,6 +19,7 @@
 //! the URLs its messages and profile point to in `<name>/media_refs.jsonl`.
 
 pub mod address;
+pub mod catalog;
 pub mod fetch;
 pub mod index;
 pub mod refs;
@@ -26,6 +29,7 @@ pub mod store;
 use std::fmt;
 
 pub use address::{AddressPolicy, Forbidden};
+pub use catalog::{Catalog, MediaView};
 pub use fetch::{FetchError, FetchOptions, Fetched, MediaFetcher};
 pub use index::{MediaRecord, MediaState};
 pub use refs::{MediaKind, MediaRef};

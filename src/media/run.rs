@@ -100,6 +100,48 @@ pub enum MediaRunError {
     History(String),
 }
 
+/// The chat history a scan for references read, as far as telling what a
+/// later commit added goes. Commits add messages at the top (newer than
+/// the head: the common case), below the oldest (older history found), or
+/// in the overlay (late messages, revisions, deletion marks; a new overlay
+/// file each time). Only the first can be read alone, from the head on;
+/// the others are rare and cost a whole scan.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Scanned {
+    commits: u64,
+    message_count: u64,
+    log_len: u64,
+    oldest: Option<crate::message::Ts>,
+    newest: Option<crate::message::Ts>,
+    overlay: Option<String>,
+}
+
+impl Scanned {
+    fn of(chat: &ChatStore) -> Scanned {
+        let state = chat.state();
+        Scanned {
+            commits: state.commits,
+            message_count: state.message_count,
+            log_len: state.log_len,
+            oldest: state.oldest,
+            newest: state.newest(),
+            overlay: state.overlay.as_ref().map(|o| o.file.clone()),
+        }
+    }
+
+    /// Where to read from to see all that `now` adds to this scan: the
+    /// head this scan saw, when the commits since only added newer
+    /// messages; `None` when only a whole scan will do.
+    fn newer_only(&self, now: &Scanned) -> Option<crate::message::Ts> {
+        let same_below = self.oldest == now.oldest && self.overlay == now.overlay;
+        let grew = now.message_count >= self.message_count;
+        match (self.newest, now.newest) {
+            (Some(then), Some(head)) if same_below && grew && head >= then => Some(then),
+            _ => None,
+        }
+    }
+}
+
 /// What a sync needs to fetch media: the process's fetcher and store, and
 /// the run's budget.
 #[derive(Debug, Clone, Copy)]
@@ -135,17 +177,30 @@ pub async fn fetch_for_personality(
     let refs_path = job.dir.join(REFS_FILE);
     let mut known = read_refs(&refs_path)?;
     let mut found = Vec::new();
-    // The history is read again only when a commit changed it since the
-    // last scan: a sync that stored nothing costs no pass over it.
+    // The history is read again only as far as a commit changed it since
+    // the last scan (see [`Scanned`]): a sync that stored nothing costs
+    // nothing, one that stored k new messages costs about k.
     let scanned_path = job.dir.join(SCANNED_FILE);
-    let state = chat.state();
-    let fingerprint = format!("{} {} {}\n", state.commits, state.message_count, state.log_len);
-    let unchanged = fsio::read(&scanned_path).is_ok_and(|b| b == fingerprint.as_bytes());
+    let now_scanned = Scanned::of(chat);
+    let before: Option<Scanned> = fsio::read(&scanned_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let unchanged = before.as_ref() == Some(&now_scanned);
     if !unchanged {
-        let lines = chat.lines().map_err(|e| MediaRunError::History(e.to_string()))?;
-        for line in lines {
-            let line = line.map_err(|e| MediaRunError::History(e.to_string()))?;
-            found.extend(refs::of_message(&line));
+        let history_err = |e: &dyn std::fmt::Display| MediaRunError::History(e.to_string());
+        match before.as_ref().and_then(|b| b.newer_only(&now_scanned)) {
+            Some(from) => {
+                let recent = chat.recent(from, 0).map_err(|e| history_err(&e))?;
+                for entry in recent.entries {
+                    found.extend(refs::of_message(&entry.message));
+                }
+            }
+            None => {
+                let lines = chat.lines().map_err(|e| history_err(&e))?;
+                for line in lines {
+                    found.extend(refs::of_message(&line.map_err(|e| history_err(&e))?));
+                }
+            }
         }
         // Newest message first: its link is the likeliest to be fresh.
         found.reverse();
@@ -156,7 +211,8 @@ pub async fn fetch_for_personality(
     let new: Vec<MediaRef> = fresh.iter().cloned().collect();
     append_refs(&refs_path, &new)?;
     if !unchanged {
-        fsio::write_atomic(&scanned_path, fingerprint.as_bytes()).map_err(|source| MediaRunError::Io {
+        let text = serde_json::to_vec(&now_scanned).map_err(|e| MediaRunError::History(e.to_string()))?;
+        fsio::write_atomic(&scanned_path, &text).map_err(|source| MediaRunError::Io {
             path: scanned_path.clone(),
             source,
         })?;
@@ -376,6 +432,39 @@ impl RefList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scanned(oldest: f64, newest: f64, count: u64, overlay: Option<&str>) -> Scanned {
+        Scanned {
+            commits: count,
+            message_count: count,
+            log_len: count * 10,
+            oldest: crate::message::Ts::new(oldest),
+            newest: crate::message::Ts::new(newest),
+            overlay: overlay.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_messages_newer_than_the_head_are_read_alone() {
+        let then = scanned(10.0, 20.0, 5, None);
+        // New messages at the top: read from the old head on.
+        assert_eq!(
+            then.newer_only(&scanned(10.0, 30.0, 8, None)),
+            crate::message::Ts::new(20.0)
+        );
+        // Older history below, a new overlay, or no scan yet: all of it.
+        assert_eq!(then.newer_only(&scanned(5.0, 30.0, 9, None)), None);
+        assert_eq!(
+            then.newer_only(&scanned(10.0, 30.0, 8, Some("overlay-2.jsonl.gz"))),
+            None
+        );
+        let empty = Scanned {
+            newest: None,
+            oldest: None,
+            ..scanned(0.0, 0.0, 0, None)
+        };
+        assert_eq!(empty.newer_only(&then), None);
+    }
 
     #[test]
     fn backoff_lets_the_next_run_retry_then_doubles_from_an_hour_to_a_week() {

@@ -33,6 +33,7 @@ impl Reader<'_> {
         let skip_unchanged = self.optional(section.get("skip_unchanged"), defaults.skip_unchanged, |f| {
             f.boolean()
         });
+        let media = self.optional(section.get("media"), defaults.media, |f| f.boolean());
         let retention = self.retention(&section, defaults.retention);
         let age_recipients = self.optional(section.get("age_recipients"), Vec::new(), read_recipients);
         let age_recipients_file = match section.get("age_recipients_file") {
@@ -46,6 +47,7 @@ impl Reader<'_> {
             dir: dir?,
             compression_level: compression_level?,
             skip_unchanged: skip_unchanged?,
+            media: media?,
             retention: retention?,
             age_recipients: age_recipients?,
             age_recipients_file: age_recipients_file?,

@@ -20,6 +20,7 @@ fn archive_defaults_are_below_the_data_dir() {
             dir: PathBuf::from("/var/lib/chatkeep/archives"),
             compression_level: 6,
             skip_unchanged: true,
+            media: true,
             retention: DEFAULT_RETENTION,
             age_recipients: Vec::new(),
             age_recipients_file: None,
@@ -87,6 +88,11 @@ fn archive_table_is_checked() {
             "archive.skip_unchanged must be true or false, got \"yes\"".to_owned(),
         ),
         (
+            "media = 1".to_owned(),
+            9,
+            "archive.media must be true or false, got 1".to_owned(),
+        ),
+        (
             "keep_daily = -1".to_owned(),
             14,
             "archive.keep_daily must be a whole number of at least 0, got -1".to_owned(),
@@ -141,7 +147,7 @@ fn archive_table_is_checked() {
         9,
         1,
         "unknown key `keep_days` in [archive]; expected one of dir, compression_level, \
-         skip_unchanged, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, \
+         skip_unchanged, media, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, \
          keep_yearly, age_recipients, age_recipients_file",
     );
     assert_rejected(
@@ -159,7 +165,7 @@ fn archive_renders_and_reads_back() {
     assert!(
         rendered.contains(
             "[archive]\ndir = \"/var/lib/chatkeep/archives\"\ncompression_level = 6\n\
-             skip_unchanged = true\nkeep_last = 7\nkeep_hourly = 0\nkeep_daily = 14\n\
+             skip_unchanged = true\nmedia = true\nkeep_last = 7\nkeep_hourly = 0\nkeep_daily = 14\n\
              keep_weekly = 8\nkeep_monthly = 12\nkeep_yearly = 0\n"
         ),
         "{rendered}"
