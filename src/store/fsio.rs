@@ -330,13 +330,7 @@ fn create_temp(tmp: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .custom_flags(no_follow())
-        .open(tmp)
+    create_new_private(tmp)
 }
 
 /// Removes a file if it exists and makes the removal durable.
