@@ -928,3 +928,120 @@ async fn media_of_messages_that_arrive_later_is_found_from_the_head_and_fetched(
         "{refs}"
     );
 }
+
+/// How many of `times` fall in `from..=to`.
+fn within(times: &[Instant], from: Instant, to: Instant) -> usize {
+    times.iter().filter(|&&t| from <= t && t <= to).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as_configured() {
+    // Chat at 5/s, burst 1; media at 100/s. "backlog" has a short walk
+    // and a backlog of distinct files (200 images, 150 voice replies, an
+    // avatar); "walker" has a long walk (30 pages of 50) and no media. Two
+    // workers run them side by side, so the backlog downloads while the
+    // walker's walk goes on.
+    const RPS: f64 = 5.0;
+    const BURST: usize = 1;
+    let media = FakeMediaConfig {
+        distinct_files: true,
+        ..FakeMediaConfig::default()
+    };
+    let specs = vec![
+        PersonalitySpec::new("backlog", 600),
+        PersonalitySpec::new("walker", 1500),
+    ];
+    let fake = fake(with_media(media), specs).await;
+    let backlog_files = (0..600).filter(|i| i % 3 == 0).count() + (0..600).filter(|i| i % 4 == 1).count() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &fake.base_url(), &["backlog", "walker"], RPS, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name = \"walker\"\n", "name = \"walker\"\nmedia = []\n")
+        // A schedule that never fires here: only the run on start.
+        + "\n[media]\nrequests_per_second = 100\n\n\
+           [daemon]\nworkers = 2\nrun_on_start = true\nschedule = \"0 0 0 1 1 *\"\n";
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = chatkeep(&path)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = dir.path().join("data/metrics.prom");
+    let done = || {
+        std::fs::read_to_string(&metrics).is_ok_and(|m| {
+            m.contains(&format!(
+                "chatkeep_media_files{{personality=\"backlog\",state=\"fetched\"}} {backlog_files}\n"
+            )) && m.contains("chatkeep_last_run_ok{personality=\"walker\"} 1\n")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        done(),
+        "{}",
+        std::fs::read_to_string(&metrics).unwrap_or_default()
+    );
+
+    // Every request the service saw drew from the one chat bucket.
+    let service = fake.requests();
+    let chat: Vec<Instant> = service.iter().map(|r| r.at).collect();
+    let walk: Vec<Instant> = service
+        .iter()
+        .filter(|r| r.is_chat && r.personality.as_deref() == Some("walker"))
+        .map(|r| r.at)
+        .collect();
+    let downloads: Vec<Instant> = fake.media().requests().iter().map(|r| r.at).collect();
+    assert_eq!(downloads.len(), backlog_files, "each file asked for once");
+    let (walk_start, walk_end) = (walk[0], *walk.last().unwrap());
+
+    // The overlap really happened: downloads while the walk went on, over
+    // a window long enough to judge a rate in.
+    let during: Vec<Instant> = downloads
+        .iter()
+        .copied()
+        .filter(|&t| walk_start <= t && t <= walk_end)
+        .collect();
+    assert!(
+        during.len() >= 20,
+        "only {} of {} downloads during the walk ({:?} long)",
+        during.len(),
+        downloads.len(),
+        walk_end - walk_start
+    );
+    let (from, to) = (during[0], *during.last().unwrap());
+    let window = (to - from).as_secs_f64();
+    assert!(
+        window >= 1.0,
+        "the downloads overlapped the walk for {window:.2} s only"
+    );
+
+    // Never faster than the bucket allows, media or not. Arrival times
+    // carry scheduling jitter (tests run in parallel): one of slack.
+    let busiest = busiest_second(&chat);
+    assert!(
+        busiest <= RPS as usize + BURST + 1,
+        "{busiest} service requests in one second at {RPS}/s, burst {BURST}"
+    );
+    // Nor slower: during the overlap the service still saw (nearly) its
+    // configured rate. A media download drawing a chat token would
+    // starve the walk, here by 100 to 5.
+    let served = within(&chat, from, to);
+    let expected = RPS * window;
+    assert!(
+        served as f64 >= 0.7 * expected - 1.0,
+        "{served} service requests in the {window:.2} s of overlap, {expected:.1} expected at {RPS}/s"
+    );
+    // And the downloads went faster than the chat bucket could ever let
+    // them: they had a bucket of their own.
+    assert!(
+        during.len() as f64 > RPS * window + BURST as f64 + 1.0,
+        "{} downloads in {window:.2} s: no faster than the chat bucket",
+        during.len()
+    );
+}

@@ -134,6 +134,8 @@ pub(super) struct MessageGenerator {
     hostile_unicode: bool,
     /// The media host's base URL, when messages point at it.
     media: Option<std::sync::Arc<str>>,
+    /// Every link its own file rather than one of the catalogue's.
+    distinct_media: bool,
 }
 
 impl MessageGenerator {
@@ -143,14 +145,18 @@ impl MessageGenerator {
             extra_fields,
             hostile_unicode,
             media: None,
+            distinct_media: false,
         }
     }
 
     /// Makes every third message carry an image of the media host at
     /// `base` and every fourth a voice reply, cycling through the
     /// catalogue (so many messages share a URL); the others keep nulls.
-    pub(super) fn with_media(mut self, base: &str) -> Self {
+    /// With `distinct`, each of those links names a file of its own
+    /// instead (a backlog as large as the history, for load tests).
+    pub(super) fn with_media(mut self, base: &str, distinct: bool) -> Self {
         self.media = Some(base.into());
+        self.distinct_media = distinct;
         self
     }
 
@@ -163,16 +169,25 @@ impl MessageGenerator {
         };
         let quoted = |path: &str| Cow::Owned(format!("\"{}\"", super::media::media_url(base, path)));
         let (image, voice) = (super::media::IMAGES, super::media::VOICES);
+        // The key tells personalities apart: no two share a distinct file.
+        let own = |dir: &str, ext: &str| format!("/{dir}/{:016x}-{index}.{ext}", self.key);
         let (attachment, kind) = if index.is_multiple_of(3) {
-            (
-                quoted(image[(index / 3) % image.len()]),
-                Cow::Borrowed("\"image\""),
-            )
+            let path = if self.distinct_media {
+                own("img", "png")
+            } else {
+                image[(index / 3) % image.len()].to_owned()
+            };
+            (quoted(&path), Cow::Borrowed("\"image\""))
         } else {
             (null(), null())
         };
         let voice = if index % 4 == 1 {
-            quoted(voice[(index / 4) % voice.len()])
+            let path = if self.distinct_media {
+                own("voice", "mp3")
+            } else {
+                voice[(index / 4) % voice.len()].to_owned()
+            };
+            quoted(&path)
         } else {
             null()
         };

@@ -69,6 +69,14 @@ pub struct FakeMediaConfig {
     pub slow_size: usize,
     /// Size of the huge file: above any `max_file_size` a test sets.
     pub huge_size: usize,
+    /// Messages link a file of their own each (`/img/<key>-<index>.png`,
+    /// `/voice/<key>-<index>.mp3`) instead of cycling through the
+    /// catalogue, so a history of N messages makes a backlog of about
+    /// 7N/12 distinct files. Off by default.
+    pub distinct_files: bool,
+    /// Size of every plain file (one without a fault); `None`: 1000 to
+    /// 5000 bytes, drawn from the path.
+    pub file_size: Option<usize>,
 }
 
 impl Default for FakeMediaConfig {
@@ -78,6 +86,8 @@ impl Default for FakeMediaConfig {
             slow_delay: Duration::from_millis(20),
             slow_size: 256 * 1024,
             huge_size: 3 * 1024 * 1024,
+            distinct_files: false,
+            file_size: None,
         }
     }
 }
@@ -215,7 +225,10 @@ fn size_of(state: &MediaState, path: &str) -> usize {
     match state.faults.get(path) {
         Some(MediaFault::Slow) => state.config.slow_size,
         Some(MediaFault::Huge) => state.config.huge_size,
-        _ => 1000 + (fnv1a(path.as_bytes()) % 4000) as usize,
+        _ => state
+            .config
+            .file_size
+            .unwrap_or(1000 + (fnv1a(path.as_bytes()) % 4000) as usize),
     }
 }
 

@@ -131,6 +131,8 @@ pub(super) struct ServiceState {
     pub chat_bodies: VecDeque<Option<Vec<u8>>>,
     /// The media host's base URL, when it runs.
     media_base: Option<String>,
+    /// `FakeMediaConfig::distinct_files`: every link its own file.
+    media_distinct: bool,
 }
 
 impl ServiceState {
@@ -146,6 +148,7 @@ impl ServiceState {
         if config.jargon.is_empty() || config.jargon.contains('/') {
             return Err(format!("jargon {:?} is not one path segment", config.jargon));
         }
+        let media_distinct = config.media.as_ref().is_some_and(|m| m.distinct_files);
         let mut state = ServiceState {
             seed: config.seed,
             jargon: config.jargon,
@@ -166,6 +169,7 @@ impl ServiceState {
             log: RequestLog::default(),
             chat_bodies: VecDeque::new(),
             media_base,
+            media_distinct,
         };
         for spec in specs {
             state.add_personality(spec)?;
@@ -190,7 +194,7 @@ impl ServiceState {
         let mut generator =
             MessageGenerator::new(self.seed, &spec.slug, spec.extra_fields, spec.hostile_unicode);
         if let Some(base) = &self.media_base {
-            generator = generator.with_media(base);
+            generator = generator.with_media(base, self.media_distinct);
         }
         let avatar_url = self
             .media_base

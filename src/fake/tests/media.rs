@@ -139,3 +139,47 @@ async fn files_are_served_whole_and_faults_as_configured_and_cookies_are_recorde
     assert!(requests[1..].iter().all(|r| r.cookie.is_none()));
     assert!(requests[0].query.starts_with("sig="));
 }
+
+#[tokio::test]
+async fn with_distinct_files_every_link_is_its_own_file_of_the_configured_size() {
+    let fake = start(
+        FakeConfig {
+            media: Some(FakeMediaConfig {
+                distinct_files: true,
+                file_size: Some(10_000),
+                ..FakeMediaConfig::default()
+            }),
+            ..FakeConfig::default()
+        },
+        vec![PersonalitySpec::new("a", 120), PersonalitySpec::new("b", 120)],
+    )
+    .await;
+    let mut urls = Vec::new();
+    for slug in ["a", "b"] {
+        for text in page(&fake, slug, 120, None).await {
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for field in ["attachment_url", "voice_reply_url"] {
+                if let Some(url) = message[field].as_str() {
+                    urls.push(url.to_owned());
+                }
+            }
+        }
+    }
+    // Per 12 messages: 4 images and 3 voice replies, none shared.
+    assert_eq!(urls.len(), 2 * 70);
+    let mut distinct = urls.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), urls.len());
+    let body = client()
+        .get(&urls[0])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 10_000);
+    let path = reqwest::Url::parse(&urls[0]).unwrap().path().to_owned();
+    assert_eq!(body.to_vec(), fake.media().body_of(&path));
+}
