@@ -568,6 +568,20 @@ fn network_error(e: &reqwest::Error) -> ApiError {
         u.host_str().map(|h| format!("{h}{port}"))
     });
     let to = host.as_ref().map(|h| format!(" to {h}")).unwrap_or_default();
+    let mut message = transport_words(e, &to);
+    if let (Some(host), true) = (&host, e.is_connect() || e.is_timeout()) {
+        message.push_str(&format!(
+            "; check service.base_url in the config, and that {host} is up and reachable from this machine"
+        ));
+    }
+    ApiError::Network { message, attempts: 1 }
+}
+
+/// A reqwest error in words, never with its URL (whose path or query may
+/// carry a signature or anything else): what went wrong, `to` (where it
+/// was going) after a timeout or a failed connection, then each cause.
+/// For the service's client and the media fetcher alike.
+pub(crate) fn transport_words(e: &reqwest::Error, to: &str) -> String {
     let mut message = if e.is_timeout() {
         format!("timed out{to}")
     } else if e.is_connect() {
@@ -579,15 +593,11 @@ fn network_error(e: &reqwest::Error) -> ApiError {
     };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        message = format!("{message}: {s}");
+        message.push_str(": ");
+        message.push_str(&s.to_string());
         source = s.source();
     }
-    if let (Some(host), true) = (&host, e.is_connect() || e.is_timeout()) {
-        message.push_str(&format!(
-            "; check service.base_url in the config, and that {host} is up and reachable from this machine"
-        ));
-    }
-    ApiError::Network { message, attempts: 1 }
+    message
 }
 
 fn bot_wall_signal(headers: &HeaderMap) -> Option<String> {

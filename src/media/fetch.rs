@@ -236,7 +236,7 @@ impl MediaFetcher {
             .header(header::ACCEPT, HeaderValue::from_static("*/*"))
             .send()
             .await
-            .map_err(|e| without_url(&e))
+            .map_err(|e| crate::api::transport_words(&e, ""))
     }
 
     /// Writes the body into a new file of the store, within the limits.
@@ -285,7 +285,7 @@ impl MediaFetcher {
                     };
                     return Err(FetchError::Transient {
                         url: shown.to_owned(),
-                        message: format!("{got}, then: {}", without_url(&e)),
+                        message: format!("{got}, then: {}", crate::api::transport_words(&e, "")),
                     });
                 }
             };
@@ -335,27 +335,6 @@ impl MediaFetcher {
 enum Resolve {
     Refused(String),
     Failed(String),
-}
-
-/// A reqwest error in words, without the URL it carries (its query may be
-/// a signature).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "the connection broke while reading the answer".to_owned()
-    } else {
-        "the request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// The extensions a stored file may get, by content type. Nothing else is
