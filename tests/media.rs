@@ -498,33 +498,15 @@ async fn the_daemon_downloads_media_and_counts_it_in_its_metrics() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[daemon]\nrun_on_start = true\n");
     std::fs::write(&path, text).unwrap();
-    let mut daemon = chatkeep(&path)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let metrics = dir.path().join("data/metrics.prom");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let both_counted = || {
-        std::fs::read_to_string(&metrics).is_ok_and(|m| {
-            ["aria", "bramble"].iter().all(|name| {
-                m.contains(&format!(
-                    "chatkeep_media_files{{personality=\"{name}\",state=\"fetched\"}} 7"
-                ))
-            })
+    daemon_until_metrics(&path, &metrics, Duration::from_secs(30), |m| {
+        ["aria", "bramble"].iter().all(|name| {
+            m.contains(&format!(
+                "chatkeep_media_files{{personality=\"{name}\",state=\"fetched\"}} 7"
+            ))
         })
-    };
-    while !both_counted() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    assert!(
-        both_counted(),
-        "{}",
-        std::fs::read_to_string(&metrics).unwrap_or_default()
-    );
+    })
+    .await;
     // Two workers, one index: each URL asked for once.
     assert_eq!(media_requests(&fake, "/img/sunrise.png"), 1);
     let index = index(&load(&path));
@@ -962,31 +944,13 @@ async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as
         + "\n[media]\nrequests_per_second = 100\n\n\
            [daemon]\nworkers = 2\nrun_on_start = true\nschedule = \"0 0 0 1 1 *\"\n";
     std::fs::write(&path, text).unwrap();
-    let mut daemon = chatkeep(&path)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let metrics = dir.path().join("data/metrics.prom");
-    let done = || {
-        std::fs::read_to_string(&metrics).is_ok_and(|m| {
-            m.contains(&format!(
-                "chatkeep_media_files{{personality=\"backlog\",state=\"fetched\"}} {backlog_files}\n"
-            )) && m.contains("chatkeep_last_run_ok{personality=\"walker\"} 1\n")
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    assert!(
-        done(),
-        "{}",
-        std::fs::read_to_string(&metrics).unwrap_or_default()
-    );
+    daemon_until_metrics(&path, &metrics, Duration::from_secs(90), |m| {
+        m.contains(&format!(
+            "chatkeep_media_files{{personality=\"backlog\",state=\"fetched\"}} {backlog_files}\n"
+        )) && m.contains("chatkeep_last_run_ok{personality=\"walker\"} 1\n")
+    })
+    .await;
 
     // Every request the service saw drew from the one chat bucket.
     let service = fake.requests();
@@ -1043,5 +1007,28 @@ async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as
         during.len() as f64 > RPS * window + BURST as f64 + 1.0,
         "{} downloads in {window:.2} s: no faster than the chat bucket",
         during.len()
+    );
+}
+
+/// Runs a real daemon on `config` until its metrics file satisfies `done`
+/// (then stops it), failing with the file's last text after `limit`.
+async fn daemon_until_metrics(config: &Path, metrics: &Path, limit: Duration, done: impl Fn(&str) -> bool) {
+    let mut daemon = chatkeep(config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = || std::fs::read_to_string(metrics).is_ok_and(|m| done(&m));
+    let deadline = Instant::now() + limit;
+    while !reached() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        reached(),
+        "{}",
+        std::fs::read_to_string(metrics).unwrap_or_default()
     );
 }
