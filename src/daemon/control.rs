@@ -173,12 +173,7 @@ async fn names(shared: &Arc<Shared>, request: &Request) -> Result<Vec<String>, S
     }
     let runtime = shared.runtime();
     if names.is_empty() {
-        names = runtime
-            .config
-            .personalities
-            .iter()
-            .map(|p| p.name.to_string())
-            .collect();
+        names = shared.configured_names(&runtime.config, true);
         for found in shared.discovered_names() {
             if !names.contains(&found) {
                 names.push(found);

@@ -429,7 +429,7 @@ impl Shared {
     }
 
     /// Personalities on the default schedule (or all of them).
-    fn configured_names(&self, config: &Config, all: bool) -> Vec<String> {
+    pub(super) fn configured_names(&self, config: &Config, all: bool) -> Vec<String> {
         config
             .personalities
             .iter()
@@ -747,7 +747,7 @@ impl Shared {
                 )
             }
         };
-        self.write_status().await;
+        // The status is written once the run is done (see `done`).
         end
     }
 
