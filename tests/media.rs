@@ -920,9 +920,10 @@ fn within(times: &[Instant], from: Instant, to: Instant) -> usize {
 async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as_configured() {
     // Chat at 5/s, burst 1; media at 100/s. "backlog" has a short walk
     // and a backlog of distinct files (200 images, 150 voice replies, an
-    // avatar); "walker" has a long walk (30 pages of 50) and no media. Two
-    // workers run them side by side, so the backlog downloads while the
-    // walker's walk goes on.
+    // avatar); "walker" has a long walk (70 pages of 50) and no media. Two
+    // workers run them side by side, taking turns at the chat bucket, so
+    // the backlog (after 12 pages) downloads while the walker's walk goes
+    // on.
     const RPS: f64 = 5.0;
     const BURST: usize = 1;
     let media = FakeMediaConfig {
@@ -931,7 +932,7 @@ async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as
     };
     let specs = vec![
         PersonalitySpec::new("backlog", 600),
-        PersonalitySpec::new("walker", 1500),
+        PersonalitySpec::new("walker", 3500),
     ];
     let fake = fake(with_media(media), specs).await;
     let backlog_files = (0..600).filter(|i| i % 3 == 0).count() + (0..600).filter(|i| i % 4 == 1).count() + 1;
@@ -973,10 +974,12 @@ async fn a_media_backlog_downloading_beside_another_walk_leaves_the_chat_rate_as
         .collect();
     assert!(
         during.len() >= 20,
-        "only {} of {} downloads during the walk ({:?} long)",
+        "only {} of {} downloads during the walk ({:?} long; {} before it, {} after)",
         during.len(),
         downloads.len(),
-        walk_end - walk_start
+        walk_end - walk_start,
+        downloads.iter().filter(|&&t| t < walk_start).count(),
+        downloads.iter().filter(|&&t| t > walk_end).count(),
     );
     let (from, to) = (during[0], *during.last().unwrap());
     let window = (to - from).as_secs_f64();

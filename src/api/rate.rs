@@ -24,6 +24,11 @@ use tokio::time::Instant;
 /// Requests per second and burst, shared by everything that talks to one account.
 pub struct RateLimiter {
     bucket: Gcra<NotKeyed, InMemoryState, DefaultClock>,
+    /// Waiters in line, first come first served. governor's own waiting
+    /// is a race that the same task can win again and again (the one
+    /// whose timer fires first), so one worker's walk could starve
+    /// another's; tokio's mutex queues its waiters in order.
+    line: tokio::sync::Mutex<()>,
     paused_until: Mutex<Option<Instant>>,
     /// Where each granted token is reported; `None` for a limiter that
     /// leaves nothing for the next process.
@@ -58,6 +63,7 @@ impl RateLimiter {
         let period = period(requests_per_second);
         RateLimiter {
             bucket: Gcra::direct(quota(period, burst)),
+            line: tokio::sync::Mutex::new(()),
             paused_until: Mutex::new(None),
             recorder: None,
         }
@@ -96,6 +102,7 @@ impl RateLimiter {
         let tat = later(SystemTime::now(), period.saturating_mul(spent));
         RateLimiter {
             bucket,
+            line: tokio::sync::Mutex::new(()),
             paused_until: Mutex::new(None),
             recorder: Some(Recorder {
                 period,
@@ -107,6 +114,7 @@ impl RateLimiter {
 
     /// Waits until a request may be sent: after any pause, and with a token.
     pub async fn acquire(&self) {
+        let _turn = self.line.lock().await;
         loop {
             if let Some(until) = self.pause_deadline() {
                 tokio::time::sleep_until(until).await;
@@ -233,6 +241,37 @@ mod tests {
             start.elapsed() >= Duration::from_millis(140),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_workers_drawing_from_one_bucket_take_turns() {
+        // Each worker asks for its next token as soon as it has one: with
+        // waiters served in order, they alternate, so neither starves.
+        let limiter = Arc::new(RateLimiter::new(50.0, 1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (limiter, order) = (limiter.clone(), order.clone());
+                tokio::spawn(async move {
+                    for _ in 0..15 {
+                        limiter.acquire().await;
+                        order.lock().unwrap().push(worker);
+                        // The request itself.
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        // After the first 20 tokens both have had a fair share.
+        let first = order[..20].iter().filter(|&&w| w == 0).count();
+        assert!(
+            (7..=13).contains(&first),
+            "worker 0 had {first} of the first 20: {order:?}"
         );
     }
 
