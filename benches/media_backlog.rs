@@ -6,7 +6,7 @@
 //! peak RSS of the chatkeep process, and the service (chat) requests per
 //! second over the run and during the download phase, from the fake's log.
 //!
-//! Runs: 10,000, 2,000 and 1,000 files of a few KiB, then 1,000 files of
+//! Runs: 100,000, 10,000 and 1,000 files of a few KiB, then 1,000 files of
 //! 1 MiB: the count and the file size each varied alone.
 //!
 //! `cargo bench --bench media_backlog [-- FILES]` (FILES: only that many
@@ -59,12 +59,12 @@ fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
     path
 }
 
-/// Bytes of the files in the media store, the index aside.
+/// Bytes of the files in the media store, the index database aside.
 fn stored_bytes(media_dir: &Path) -> (u64, usize) {
     let mut bytes = 0;
     let mut files = 0;
     for entry in std::fs::read_dir(media_dir).expect("media dir").flatten() {
-        if entry.file_name() != "index.jsonl" {
+        if !entry.file_name().to_string_lossy().starts_with("index.sqlite") {
             bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
             files += 1;
         }
@@ -127,7 +127,7 @@ fn main() {
     match only {
         Some(files) => run(&runtime, files, None),
         None => {
-            for files in [10_000, 2_000, 1_000] {
+            for files in [100_000, 10_000, 1_000] {
                 run(&runtime, files, None);
             }
             run(&runtime, 1_000, Some(1024 * 1024));

@@ -39,24 +39,54 @@ async fn media_setup(media: FakeMediaConfig, names: &[&str]) -> (FakeService, te
     (fake, dir, path)
 }
 
+/// The media index database, opened read only.
+fn index_db(config: &Config) -> rusqlite::Connection {
+    let path = config.storage.data_dir.join("media/index.sqlite");
+    rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
 /// The last record of every URL of the index, by path on the media host.
 fn index(config: &Config) -> HashMap<String, MediaState> {
-    let text = std::fs::read_to_string(config.storage.data_dir.join("media/index.jsonl")).unwrap();
-    text.lines()
-        .map(|line| {
-            let record: chatkeep::media::MediaRecord = serde_json::from_str(line).unwrap();
+    let db = index_db(config);
+    let mut statement = db.prepare("SELECT record FROM urls").unwrap();
+    let records: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    records
+        .iter()
+        .map(|json| {
+            let record: chatkeep::media::MediaRecord = serde_json::from_str(json).unwrap();
             let url = reqwest::Url::parse(record.url.as_str()).unwrap();
             (url.path().to_owned(), record.state)
         })
         .collect()
 }
 
-/// The files of the media directory, but the index.
+/// The references the index lists for `personality`, in order, one
+/// `{"url", "kind", "message"}` JSON text each.
+fn refs(config: &Config, personality: &str) -> Vec<String> {
+    let db = index_db(config);
+    let mut statement = db
+        .prepare("SELECT url, kind, message FROM refs WHERE personality = ?1 ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([personality], |row| {
+            let (url, kind, message): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            Ok(serde_json::json!({"url": url, "kind": kind, "message": message}).to_string())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The files of the media directory, but the index database's.
 fn stored_files(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(config.storage.data_dir.join("media"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != "index.jsonl")
+        .filter(|n| !n.starts_with("index.sqlite"))
         .collect();
     names.sort();
     names
@@ -151,11 +181,12 @@ async fn every_reachable_file_is_stored_once_byte_exact_and_never_with_the_cooki
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["media"]["gone"], 2);
     // Each personality lists what its messages point to, with message ids.
-    let refs = std::fs::read_to_string(config.storage.data_dir.join("aria/media_refs.jsonl")).unwrap();
-    assert!(refs.lines().count() > 20, "{refs}");
+    let refs = refs(&config, "aria");
+    assert!(refs.len() > 20, "{refs:?}");
     assert!(
-        refs.contains("\"kind\":\"voice\"") && refs.contains("\"message\":"),
-        "{refs}"
+        refs.iter()
+            .any(|r| r.contains("\"kind\":\"voice\"") && r.contains("\"message\":\"")),
+        "{refs:?}"
     );
 }
 
@@ -904,10 +935,11 @@ async fn media_of_messages_that_arrive_later_is_found_from_the_head_and_fetched(
         stored_bytes(&config, &index["/img/arrived-later.png"]),
         media.body_of("/img/arrived-later.png")
     );
-    let refs = std::fs::read_to_string(config.storage.data_dir.join("aria/media_refs.jsonl")).unwrap();
+    let refs = refs(&config, "aria");
     assert!(
-        refs.contains("late-1") && refs.contains("arrived-later.png"),
-        "{refs}"
+        refs.iter()
+            .any(|r| r.contains("late-1") && r.contains("arrived-later.png")),
+        "{refs:?}"
     );
 }
 

@@ -150,7 +150,12 @@ pub fn check_live(dir: &PersonalityDir) -> LiveCheck {
 /// hashed: one problem per file missing or damaged. Reads only.
 pub fn check_media(data_dir: &std::path::Path, dir: &PersonalityDir) -> Vec<String> {
     match crate::media::Catalog::read(data_dir, dir.path()) {
-        Ok(catalog) => catalog.check_files(),
+        Ok(catalog) => catalog.check_files().unwrap_or_else(|e| {
+            vec![format!(
+                "media: cannot read the index: {}",
+                crate::store::fsio::explain(&e)
+            )]
+        }),
         Err(e) => vec![format!(
             "media: cannot read the references or the index: {}",
             crate::store::fsio::explain(&e)

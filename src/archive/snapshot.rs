@@ -97,7 +97,7 @@ pub struct Inputs {
     chat: ChatStore,
     /// The media the personality points to, when snapshots carry them
     /// and it points to any; and the URL map member's bytes.
-    media: Option<(Catalog, Vec<u8>)>,
+    media: Option<Catalog>,
 }
 
 impl Inputs {
@@ -124,8 +124,7 @@ impl Inputs {
                     path: data_dir.join(crate::media::store::MEDIA_DIR),
                     source,
                 })?;
-                let lines = catalog.mapping_lines();
-                (!catalog.is_empty()).then_some((catalog, lines))
+                (!catalog.is_empty()).then_some(catalog)
             }
             None => None,
         };
@@ -139,22 +138,32 @@ impl Inputs {
     }
 
     /// The members a snapshot of these inputs holds, in order.
-    pub fn members(&self) -> Vec<String> {
+    pub fn members(&self) -> Result<Vec<String>, ArchiveError> {
         let mut members: Vec<String> = self.documents.iter().map(|(m, _)| m.clone()).collect();
         members.push(chat_member(&self.name));
         if self.chat.state().revised() > 0 {
             members.push(revisions_member(&self.name));
         }
-        if let Some((catalog, _)) = &self.media {
+        if let Some(catalog) = &self.media {
             members.push(media_map_member(&self.name));
-            members.extend(
-                catalog
-                    .files()
-                    .into_iter()
-                    .map(|(_, file, _)| format!("{MEDIA_MEMBER_DIR}/{file}")),
-            );
+            catalog
+                .for_each_file(|_, file, _| -> io::Result<()> {
+                    members.push(format!("{MEDIA_MEMBER_DIR}/{file}"));
+                    Ok(())
+                })
+                .map_err(|source| self.media_error(source))?;
         }
-        members
+        Ok(members)
+    }
+
+    fn media_error(&self, source: io::Error) -> ArchiveError {
+        ArchiveError::Io {
+            path: self
+                .media
+                .as_ref()
+                .map_or_else(PathBuf::new, |c| c.path_of(crate::media::store::INDEX_FILE)),
+            source,
+        }
     }
 
     pub fn message_count(&self) -> u64 {
@@ -199,8 +208,12 @@ impl Inputs {
             "overlay": state.overlay.as_ref().map(|o| (&o.file, o.len)),
         });
         hasher.update(format!("\nchat {chat}").as_bytes());
-        if let Some((_, lines)) = &self.media {
-            hasher.update(format!("\nmedia {}", hex(&Sha256::digest(lines))).as_bytes());
+        if let Some(catalog) = &self.media {
+            let mut lines = Sha256::new();
+            catalog
+                .write_mapping(&mut HashWriter(&mut lines))
+                .map_err(|source| self.media_error(source))?;
+            hasher.update(format!("\nmedia {}", hex(&lines.finalize())).as_bytes());
         }
         let mut keys: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
         keys.sort_unstable();
@@ -240,7 +253,7 @@ pub fn write(
         last_message: state.newest().map(|t| t.to_rfc3339()),
         content_digest,
         encrypted,
-        members: inputs.members(),
+        members: inputs.members()?,
     };
     let path = dir.join(&entry.file);
     let mut failure = None;
@@ -322,14 +335,21 @@ fn stream(
             export::write_earlier_versions(chat, &mut &mut *out).map(|_| ())
         })?;
     }
-    if let Some((catalog, lines)) = &inputs.media {
+    if let Some(catalog) = &inputs.media {
         let member = media_map_member(&inputs.name);
-        tar.append_data(&mut header(lines.len() as u64, time), &member, &lines[..])
-            .map_err(io_err)?;
-        payload += lines.len() as u64;
-        for (hash, file, _) in catalog.files() {
-            payload += append_media(&mut tar, &catalog.path_of(file), hash.as_str(), file, time, path)?;
-        }
+        payload += append_generated(&mut tar, path, &inputs.name, &member, time, |out| {
+            catalog.write_mapping(out).map_err(ExportError::Write)
+        })?;
+        catalog
+            .for_each_file(|hash, file, _| -> Result<(), MediaStep> {
+                payload += append_media(&mut tar, &catalog.path_of(file), hash.as_str(), file, time, path)
+                    .map_err(MediaStep::Archive)?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                MediaStep::Index(source) => inputs.media_error(source),
+                MediaStep::Archive(e) => e,
+            })?;
     }
     let gz = tar.into_inner().map_err(io_err)?;
     let sink = gz.finish().map_err(io_err)?;
@@ -337,6 +357,19 @@ fn stream(
     let (mut out, size, sha256) = hashing.into_parts();
     out.flush().map_err(io_err)?;
     Ok((size, sha256, payload))
+}
+
+/// What went wrong while the media index was walked: the index, or what
+/// was done with a file it named.
+enum MediaStep {
+    Index(io::Error),
+    Archive(ArchiveError),
+}
+
+impl From<io::Error> for MediaStep {
+    fn from(e: io::Error) -> MediaStep {
+        MediaStep::Index(e)
+    }
 }
 
 /// Appends one media file of the store as `media/<file>`, streamed, and

@@ -49,6 +49,17 @@ pub fn run(config: &Config, name: &PersonalitySlug, yes: bool) -> Result<ExitCod
         }
     }
     store.remove_personality(name.as_str()).map_err(Fatal::usage)?;
+    // Its list of media references goes with it; the files stay (another
+    // personality may link them). A personality of the same name later
+    // starts with a list of its own.
+    let forgotten =
+        crate::media::MediaStore::open(store.root()).and_then(|media| media.forget(name.as_str()));
+    if let Err(e) = forgotten {
+        eprintln!(
+            "warning: could not drop what `{name}` linked from the media index ({})",
+            crate::store::fsio::explain(&e)
+        );
+    }
     println!(
         "forgot `{name}`: removed {} ({what}). {snapshots}.",
         dir.path().display()

@@ -195,7 +195,7 @@ fn media_line(url: &str, kind: MediaKind, media: Option<&MediaView>) -> String {
         return format!("*{title}:* `{target}`");
     }
     let image = match state {
-        Some(MediaState::Fetched { file, .. }) => is_image(file),
+        Some(MediaState::Fetched { file, .. }) => is_image(&file),
         _ => is_image(url.split(['?', '#']).next().unwrap_or_default()),
     };
     let bang = if kind == MediaKind::Attachment && image {

@@ -1,114 +1,59 @@
 //! The media store read without writing: what a personality's references
 //! became, for snapshots, `verify` and exports. [`MediaStore::open`]
-//! removes leftover downloads and cuts a torn index line, which only the
-//! holder of the data directory's lock may do; exports and `verify` run
-//! beside a daemon without it, so they read through this instead, taking
-//! a torn last line as absent.
+//! removes leftover downloads and writes the index, which only the holder
+//! of the data directory's lock may do; exports and `verify` run beside a
+//! daemon without it, so they read through this instead.
 //!
 //! [`MediaStore::open`]: super::MediaStore::open
 
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::index::{MediaRecord, MediaState};
-use super::refs::{MediaKind, MediaRef};
-use super::run::REFS_FILE;
-use super::store::{INDEX_FILE, MEDIA_DIR};
+use super::index::{MediaRecord, MediaState, Reader};
+use super::refs::MediaKind;
+use super::store::MEDIA_DIR;
 use super::{MediaHash, MediaUrl};
 use crate::store::fsio;
 
-/// The last state of each URL of the index that `wanted` keeps.
-/// No index (media never fetched here) is an empty map.
-pub fn read_index(
-    data_dir: &Path,
-    wanted: impl Fn(&MediaUrl) -> bool,
-) -> io::Result<HashMap<MediaUrl, MediaState>> {
-    let path = data_dir.join(MEDIA_DIR).join(INDEX_FILE);
-    let mut latest = HashMap::new();
-    let file = match fsio::open_read(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(latest),
-        Err(e) => return Err(e),
-    };
-    let mut reader = io::BufReader::new(file);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        // A line without its newline is an append still under way (or
-        // torn by a crash): not a record yet.
-        if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
-            break;
-        }
-        if let Ok(record) = serde_json::from_str::<MediaRecord>(&line)
-            && wanted(&record.url)
-        {
-            latest.insert(record.url, record.state);
-        }
-    }
-    Ok(latest)
-}
-
-/// The references a personality's `media_refs.jsonl` lists, in its order,
-/// each once; none when it has no such file (media never fetched for it).
-pub fn read_refs(personality_dir: &Path) -> io::Result<Vec<MediaRef>> {
-    let file = match fsio::open_read(&personality_dir.join(REFS_FILE)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut seen = HashSet::new();
-    let mut refs = Vec::new();
-    for line in io::BufReader::new(file).lines() {
-        // A torn last line does not parse, and is skipped like any other.
-        if let Ok(r) = serde_json::from_str::<MediaRef>(&line?)
-            && seen.insert(r.clone())
-        {
-            refs.push(r);
-        }
-    }
-    Ok(refs)
-}
-
-/// One personality's references and what became of each.
+/// One personality's references and what became of each, as the index
+/// had them when the catalog was read: every read of it sees that one
+/// commit, whatever a sync beside it records meanwhile.
 #[derive(Debug)]
 pub struct Catalog {
     /// `<data_dir>/media`.
     dir: PathBuf,
-    /// In the order of the references file; the state `None` when the
-    /// index has no record of the URL yet.
-    entries: Vec<(MediaRef, Option<MediaState>)>,
+    personality: String,
+    /// `None`: no index, or no reference of this personality.
+    reader: Option<Reader>,
 }
 
 impl Catalog {
-    /// Reads the references of the personality in `personality_dir` and the
-    /// index records of their URLs.
+    /// The references of the personality in `personality_dir` (its name
+    /// is the directory's) and the index records of their URLs.
     pub fn read(data_dir: &Path, personality_dir: &Path) -> io::Result<Catalog> {
-        let refs = read_refs(personality_dir)?;
-        let urls: HashSet<&MediaUrl> = refs.iter().map(|r| &r.url).collect();
-        let mut index = read_index(data_dir, |url| urls.contains(url))?;
-        let entries = refs
-            .into_iter()
-            .map(|r| {
-                let state = index.get(&r.url).cloned();
-                (r, state)
-            })
-            .collect();
-        index.clear();
+        let dir = data_dir.join(MEDIA_DIR);
+        let personality = personality_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let reader = match Reader::open(&dir)? {
+            Some(reader) => {
+                reader.consistent()?;
+                reader.has_refs(&personality)?.then_some(reader)
+            }
+            None => None,
+        };
         Ok(Catalog {
-            dir: data_dir.join(MEDIA_DIR),
-            entries,
+            dir,
+            personality,
+            reader,
         })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn entries(&self) -> &[(MediaRef, Option<MediaState>)] {
-        &self.entries
+        self.reader.is_none()
     }
 
     /// The path of a stored file, as its record names it.
@@ -118,26 +63,26 @@ impl Catalog {
 
     /// Each fetched file once, with its hash and size as recorded, in the
     /// order of its first reference.
-    pub fn files(&self) -> Vec<(&MediaHash, &str, u64)> {
-        let mut seen = HashSet::new();
-        self.entries
-            .iter()
-            .filter_map(|(_, state)| match state {
-                Some(MediaState::Fetched { hash, file, size, .. }) if seen.insert(file.as_str()) => {
-                    Some((hash, file.as_str(), *size))
-                }
-                _ => None,
-            })
-            .collect()
+    pub fn for_each_file<E: From<io::Error>>(
+        &self,
+        f: impl FnMut(&MediaHash, &str, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.reader {
+            Some(reader) => reader.for_each_file(&self.personality, f),
+            None => Ok(()),
+        }
     }
 
-    /// One JSON line per reference: what its URL became. The file is named
-    /// as a snapshot holds it (`media/<hash>.<ext>`). Only what describes
-    /// the content is written, not when or how often a failure was retried,
-    /// so the same media make the same lines.
-    pub fn mapping_lines(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (r, state) in &self.entries {
+    /// One JSON line per reference, in the order first seen: what its URL
+    /// became. The file is named as a snapshot holds it
+    /// (`media/<hash>.<ext>`). Only what describes the content is written,
+    /// not when or how often a failure was retried, so the same media make
+    /// the same lines.
+    pub fn write_mapping(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Some(reader) = &self.reader else {
+            return Ok(());
+        };
+        reader.for_each_ref(&self.personality, |r, record| -> io::Result<()> {
             let mut line = serde_json::json!({
                 "url": r.url.as_str(),
                 "kind": r.kind,
@@ -146,43 +91,20 @@ impl Catalog {
                 // The id as the message has it: its JSON text, unchanged.
                 line["message"] = serde_json::from_str(message).unwrap_or(serde_json::Value::Null);
             }
-            let described = match state {
-                None => serde_json::json!({ "state": "pending" }),
-                Some(MediaState::Fetched {
-                    file,
-                    size,
-                    content_type,
-                    ..
-                }) => serde_json::json!({
-                    "state": "fetched",
-                    "file": format!("{MEDIA_DIR}/{file}"),
-                    "size": size,
-                    "content_type": content_type,
-                }),
-                Some(MediaState::Failed { .. }) => serde_json::json!({ "state": "failed" }),
-                Some(MediaState::Gone { status }) => serde_json::json!({ "state": "gone", "status": status }),
-                Some(MediaState::TooLarge { limit }) => {
-                    serde_json::json!({ "state": "too_large", "limit": limit })
-                }
-                Some(MediaState::Refused { reason }) => {
-                    serde_json::json!({ "state": "refused", "reason": reason })
-                }
-            };
+            let described = describe(record.map(|r| &r.state));
             if let (Some(line), Some(described)) = (line.as_object_mut(), described.as_object()) {
                 line.extend(described.clone());
             }
-            // A map of strings and numbers always serializes.
-            let _ = serde_json::to_writer(&mut out, &line);
-            out.push(b'\n');
-        }
-        out
+            serde_json::to_writer(&mut *out, &line).map_err(io::Error::other)?;
+            out.write_all(b"\n")
+        })
     }
 
     /// Each fetched file read and hashed: one sentence per file that is
     /// missing, unreadable or does not hash to its name.
-    pub fn check_files(&self) -> Vec<String> {
+    pub fn check_files(&self) -> io::Result<Vec<String>> {
         let mut problems = Vec::new();
-        for (hash, file, size) in self.files() {
+        self.for_each_file(|hash, file, size| -> io::Result<()> {
             let path = self.path_of(file);
             match hash_file(&path) {
                 Ok((found, len)) if found == *hash && len == size => {}
@@ -192,8 +114,31 @@ impl Catalog {
                 )),
                 Err(e) => problems.push(format!("media {file}: {}", fsio::explain(&e))),
             }
-        }
-        problems
+            Ok(())
+        })?;
+        Ok(problems)
+    }
+}
+
+/// The part of a mapping line that says what a URL became.
+fn describe(state: Option<&MediaState>) -> serde_json::Value {
+    match state {
+        None => serde_json::json!({ "state": "pending" }),
+        Some(MediaState::Fetched {
+            file,
+            size,
+            content_type,
+            ..
+        }) => serde_json::json!({
+            "state": "fetched",
+            "file": format!("{MEDIA_DIR}/{file}"),
+            "size": size,
+            "content_type": content_type,
+        }),
+        Some(MediaState::Failed { .. }) => serde_json::json!({ "state": "failed" }),
+        Some(MediaState::Gone { status }) => serde_json::json!({ "state": "gone", "status": status }),
+        Some(MediaState::TooLarge { limit }) => serde_json::json!({ "state": "too_large", "limit": limit }),
+        Some(MediaState::Refused { reason }) => serde_json::json!({ "state": "refused", "reason": reason }),
     }
 }
 
@@ -219,7 +164,8 @@ pub fn hash_file(path: &Path) -> io::Result<(MediaHash, u64)> {
 /// beside it.
 #[derive(Debug, Default)]
 pub struct MediaView {
-    index: HashMap<MediaUrl, MediaState>,
+    /// `None`: no index (no media ever referenced here).
+    index: Option<Reader>,
     /// `<data_dir>/media`.
     dir: PathBuf,
     local: bool,
@@ -227,12 +173,17 @@ pub struct MediaView {
 }
 
 impl MediaView {
-    /// The whole index of `data_dir`, read only; `local`: links go to the
+    /// The index of `data_dir`, read only; `local`: links go to the
     /// files, as `media/<hash>.<ext>` beside the export.
     pub fn read(data_dir: &Path, local: bool) -> io::Result<MediaView> {
+        let dir = data_dir.join(MEDIA_DIR);
+        let index = Reader::open(&dir)?;
+        if let Some(index) = &index {
+            index.consistent()?;
+        }
         Ok(MediaView {
-            index: read_index(data_dir, |_| true)?,
-            dir: data_dir.join(MEDIA_DIR),
+            index,
+            dir,
             local,
             linked: Default::default(),
         })
@@ -242,8 +193,17 @@ impl MediaView {
         self.local
     }
 
-    pub fn state(&self, url: &MediaUrl) -> Option<&MediaState> {
-        self.index.get(url)
+    /// What `url` became; `None` when nothing is recorded (or the index
+    /// cannot be read: the export links the URL, as without media).
+    pub fn state(&self, url: &MediaUrl) -> Option<MediaState> {
+        let index = self.index.as_ref()?;
+        match index.get(url) {
+            Ok(record) => record.map(|r: MediaRecord| r.state),
+            Err(e) => {
+                tracing::warn!(error = %e, "media index not read");
+                None
+            }
+        }
     }
 
     /// `media/<hash>.<ext>`, relative to the export's directory, when
@@ -253,14 +213,15 @@ impl MediaView {
         if !self.local {
             return None;
         }
-        let Some(MediaState::Fetched { file, .. }) = self.index.get(url) else {
+        let Some(MediaState::Fetched { file, .. }) = self.state(url) else {
             return None;
         };
+        let path = format!("{MEDIA_DIR}/{file}");
         self.linked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(file.clone());
-        Some(format!("{MEDIA_DIR}/{file}"))
+            .insert(file);
+        Some(path)
     }
 
     /// Every file [`MediaView::local_path`] linked, and where it is stored.
@@ -287,6 +248,7 @@ pub fn kind_field(kind: MediaKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MediaRef;
     use crate::media::store::MediaStore;
 
     #[test]
@@ -317,40 +279,53 @@ mod tests {
                 })
                 .unwrap();
         }
-        drop(store);
         let refs = [
             r#"{"url":"https://c/a.png","kind":"attachment","message":"\"m1\""}"#,
             r#"{"url":"https://c/b.png","kind":"attachment","message":"7"}"#,
             r#"{"url":"https://c/gone.mp3","kind":"voice","message":"7"}"#,
             r#"{"url":"https://c/new.png","kind":"avatar"}"#,
-            r#"{"url":"https://c/torn"#,
         ];
-        std::fs::write(personality.join(REFS_FILE), refs.join("\n")).unwrap();
-        // A torn index line: read as absent, and left as it is.
-        let index = data.path().join("media/index.jsonl");
-        let mut text = std::fs::read_to_string(&index).unwrap();
-        text.push_str(r#"{"url":"https://c/new.png","#);
-        std::fs::write(&index, &text).unwrap();
+        let refs: Vec<MediaRef> = refs.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+        store.add_refs("x", &refs).unwrap();
         let catalog = Catalog::read(data.path(), &personality).unwrap();
-        assert_eq!(std::fs::read_to_string(&index).unwrap(), text);
-        assert_eq!(catalog.entries().len(), 4);
-        assert_eq!(catalog.files(), [(&hash, file.as_str(), 9)]);
-        let lines: Vec<serde_json::Value> = String::from_utf8(catalog.mapping_lines())
+        // What a sync records after the catalog was read is not in it.
+        let later = MediaRef {
+            message: Some("8".into()),
+            ..refs[0].clone()
+        };
+        store.add_refs("x", &[later]).unwrap();
+        let mut files = Vec::new();
+        catalog
+            .for_each_file(|h, f, size| -> io::Result<()> {
+                files.push((h.clone(), f.to_owned(), size));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(files, [(hash, file.clone(), 9)], "one file for the two URLs");
+        let mut out = Vec::new();
+        catalog.write_mapping(&mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["file"], format!("media/{file}"));
         assert_eq!(lines[0]["message"], "m1");
         assert_eq!(lines[1]["message"], 7);
         assert_eq!(lines[2]["state"], "gone");
         assert_eq!(lines[3]["state"], "pending");
-        assert!(catalog.check_files().is_empty());
+        assert!(catalog.check_files().unwrap().is_empty());
         std::fs::write(catalog.path_of(&file), b"png bytez").unwrap();
-        let problems = catalog.check_files();
+        let problems = catalog.check_files().unwrap();
         assert!(
             problems[0].contains(&file) && problems[0].contains("damaged"),
             "{problems:?}"
+        );
+        assert!(
+            Catalog::read(data.path(), &data.path().join("nobody"))
+                .unwrap()
+                .is_empty()
         );
     }
 }

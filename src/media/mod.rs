@@ -4,7 +4,8 @@
 //!
 //! - [`refs`]: which URLs a stored message or profile points to;
 //! - [`address`]: which addresses a download may connect to;
-//! - [`index`]: the append-only record of what became of each URL;
+//! - [`index`]: what became of each URL, and which personality links it
+//!   where: an SQLite database, so that none of it is held in memory;
 //! - [`store`]: the content-addressed files and their crash-safe writing;
 //! - [`fetch`]: the HTTP side: its own client (never the session cookie),
 //!   its own token bucket and bandwidth limit, redirects checked hop by hop;
@@ -15,8 +16,8 @@
 //! On disk (see `store/mod.rs` for the whole data directory): the files
 //! and the URL index are shared by every personality under
 //! `<data_dir>/media/`, so a file linked from several messages or
-//! personalities is downloaded and stored once; each personality lists
-//! the URLs its messages and profile point to in `<name>/media_refs.jsonl`.
+//! personalities is downloaded and stored once; the index lists, per
+//! personality, the URLs its messages and profile point to.
 
 pub mod address;
 pub mod catalog;

@@ -1,11 +1,10 @@
 //! One personality's turn: find the URLs its stored messages and profile
-//! point to, list the new ones in its `media_refs.jsonl`, and download
+//! point to, list the new ones in the media index, and download
 //! those not stored yet: first the URLs seen for the first time (signed
 //! links may expire soon), in the order their messages were stored, newest
 //! first, then those whose retry time came, within the run's byte budget.
 
-use std::collections::HashSet;
-use std::io::{self, BufRead, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,14 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::MediaUrl;
 use super::fetch::{FetchError, MediaFetcher};
-use super::index::{MediaRecord, MediaState};
+use super::index::{MediaRecord, MediaState, Order};
 use super::refs::{self, MediaKind, MediaRef};
 use super::store::MediaStore;
 use crate::config::MediaKinds;
 use crate::store::{ChatStore, fsio};
 
-/// The file of a personality's directory that lists its references.
-pub const REFS_FILE: &str = "media_refs.jsonl";
+/// The file of a personality's directory that listed its references in
+/// chatkeep 0.1; taken into the index at the personality's next sync.
+pub const LEGACY_REFS_FILE: &str = "media_refs.jsonl";
 /// Which state of the chat history the references were last read from.
 pub const SCANNED_FILE: &str = "media_refs.scanned";
 
@@ -164,6 +164,8 @@ pub struct MediaJob<'a> {
 
 /// Finds, records and downloads the media of one personality. Errors of
 /// single downloads are recorded in the index and counted, not returned.
+/// Memory does not grow with the number of references: they go to the
+/// index in batches as the history is read, and come back a page at a time.
 pub async fn fetch_for_personality(
     job: &MediaJob<'_>,
     chat: &ChatStore,
@@ -174,9 +176,15 @@ pub async fn fetch_for_personality(
         MediaKind::Voice => job.kinds.voice_replies,
         MediaKind::Avatar => job.kinds.avatars,
     };
-    let refs_path = job.dir.join(REFS_FILE);
-    let mut known = read_refs(&refs_path)?;
-    let mut found = Vec::new();
+    let name = personality_of(job.dir);
+    let index_error = |source| MediaRunError::Io {
+        path: job.store.dir().join(super::store::INDEX_FILE),
+        source,
+    };
+    job.store
+        .import_legacy_refs(&name, &job.dir.join(LEGACY_REFS_FILE))
+        .map_err(index_error)?;
+    let listed_before = job.store.last_seq(&name).map_err(index_error)?;
     // The history is read again only as far as a commit changed it since
     // the last scan (see [`Scanned`]): a sync that stored nothing costs
     // nothing, one that stored k new messages costs about k.
@@ -186,30 +194,35 @@ pub async fn fetch_for_personality(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let unchanged = before.as_ref() == Some(&now_scanned);
+    let mut batch = RefBatch {
+        store: job.store,
+        personality: &name,
+        refs: Vec::new(),
+    };
     if !unchanged {
         let history_err = |e: &dyn std::fmt::Display| MediaRunError::History(e.to_string());
         match before.as_ref().and_then(|b| b.newer_only(&now_scanned)) {
             Some(from) => {
                 let recent = chat.recent(from, 0).map_err(|e| history_err(&e))?;
                 for entry in recent.entries {
-                    found.extend(refs::of_message(&entry.message));
+                    batch
+                        .extend(refs::of_message(&entry.message))
+                        .map_err(index_error)?;
                 }
             }
             None => {
                 let lines = chat.lines().map_err(|e| history_err(&e))?;
                 for line in lines {
-                    found.extend(refs::of_message(&line.map_err(|e| history_err(&e))?));
+                    let line = line.map_err(|e| history_err(&e))?;
+                    batch.extend(refs::of_message(&line)).map_err(index_error)?;
                 }
             }
         }
-        // Newest message first: its link is the likeliest to be fresh.
-        found.reverse();
     }
-    found.extend(profile.and_then(refs::of_profile));
-    let mut fresh = RefList::default();
-    fresh.extend(found.into_iter().filter(|r| !known.contains(r)));
-    let new: Vec<MediaRef> = fresh.iter().cloned().collect();
-    append_refs(&refs_path, &new)?;
+    batch
+        .extend(profile.and_then(refs::of_profile))
+        .map_err(index_error)?;
+    batch.flush().map_err(index_error)?;
     if !unchanged {
         let text = serde_json::to_vec(&now_scanned).map_err(|e| MediaRunError::History(e.to_string()))?;
         fsio::write_atomic(&scanned_path, &text).map_err(|source| MediaRunError::Io {
@@ -217,83 +230,150 @@ pub async fn fetch_for_personality(
             source,
         })?;
     }
-    let mut queue: Vec<MediaUrl> = Vec::new();
-    let mut queued = HashSet::new();
-    let now = Utc::now();
-    for r in new.iter().chain(known.iter()) {
-        if wanted(r.kind) && queued.insert(r.url.clone()) {
-            queue.push(r.url.clone());
-        }
-    }
-    known.extend(new);
     let mut totals = MediaTotals::default();
-    for url in &queue {
-        if job.cancel.is_cancelled() || job.budget.exhausted() {
-            break;
-        }
-        // Another personality's sync may be downloading it: wait for its
-        // end, then read what it recorded, rather than ask twice.
-        let claim = loop {
-            if let Some(claim) = job.store.claim(url) {
-                break Some(claim);
+    // First what this run listed, newest message first (its link is the
+    // likeliest to be fresh), then the backlog, first come first served.
+    let passes = [
+        (listed_before, i64::MAX, Order::Newest),
+        (0, listed_before, Order::Oldest),
+    ];
+    'passes: for (above, up_to, order) in passes {
+        let (mut above, mut up_to) = (above, up_to);
+        loop {
+            let page = job
+                .store
+                .refs_page(&name, above, up_to, order, PAGE)
+                .map_err(index_error)?;
+            let Some(last) = page.last() else { break };
+            match order {
+                Order::Oldest => above = last.seq,
+                Order::Newest => up_to = last.seq - 1,
             }
-            tokio::select! {
-                _ = job.cancel.cancelled() => break None,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
-            }
-        };
-        if claim.is_none() {
-            break;
-        }
-        let previous = job.store.get(url);
-        let due = match &previous {
-            None => true,
-            Some(record) => record.at < job.budget.started && record.state.is_due(now),
-        };
-        if !due {
-            continue;
-        }
-        let attempts = match previous.map(|r| r.state) {
-            Some(MediaState::Failed { attempts, .. }) => attempts,
-            _ => 0,
-        };
-        let state = match job.fetcher.fetch(url, job.store, job.cancel).await {
-            Ok(fetched) => {
-                totals.fetched_now += 1;
-                totals.bytes_now += fetched.size;
-                job.budget.spend(fetched.size);
-                tracing::debug!(url = %url, hash = %fetched.hash, size = fetched.size, "media stored");
-                MediaState::Fetched {
-                    hash: fetched.hash,
-                    file: fetched.file,
-                    size: fetched.size,
-                    content_type: fetched.content_type,
+            for r in page.iter().filter(|r| wanted(r.reference.kind)) {
+                if job.cancel.is_cancelled() || job.budget.exhausted() {
+                    break 'passes;
+                }
+                if !fetch_one(job, &r.reference.url, &mut totals).await? {
+                    break 'passes;
                 }
             }
-            Err(FetchError::Cancelled) => break,
-            // Expected of old links: said, but not as a warning.
-            Err(e @ FetchError::Gone { .. }) => {
-                tracing::info!(error = %e, "media gone");
-                failure_state(e, attempts, Utc::now())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "media not stored");
-                totals.first_error.get_or_insert_with(|| e.to_string());
-                failure_state(e, attempts, Utc::now())
-            }
-        };
-        let record = MediaRecord {
-            url: url.clone(),
-            at: Utc::now(),
-            state,
-        };
-        job.store.record(record).map_err(|source| MediaRunError::Io {
-            path: job.store.dir().join(super::store::INDEX_FILE),
-            source,
-        })?;
+        }
     }
-    count(&mut totals, &queue, job.store);
+    let kinds: Vec<MediaKind> = [MediaKind::Attachment, MediaKind::Voice, MediaKind::Avatar]
+        .into_iter()
+        .filter(|k| wanted(*k))
+        .collect();
+    let counts = job.store.counts(&name, &kinds).map_err(index_error)?;
+    totals.fetched = counts.fetched;
+    totals.pending = counts.pending;
+    totals.failed = counts.failed;
+    totals.gone = counts.gone;
+    totals.refused = counts.refused;
     Ok(totals)
+}
+
+/// References read per query.
+const PAGE: usize = 256;
+
+/// The personality whose directory is `dir`: its name.
+fn personality_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// References found in the history, handed to the index a thousand at a
+/// time (each batch one transaction).
+struct RefBatch<'a> {
+    store: &'a MediaStore,
+    personality: &'a str,
+    refs: Vec<MediaRef>,
+}
+
+impl RefBatch<'_> {
+    fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) -> io::Result<()> {
+        self.refs.extend(refs);
+        if self.refs.len() >= 1000 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.store.add_refs(self.personality, &self.refs)?;
+        self.refs.clear();
+        Ok(())
+    }
+}
+
+/// Downloads `url` if it is due, and records what became of it; `false`
+/// when the run was cancelled meanwhile.
+async fn fetch_one(
+    job: &MediaJob<'_>,
+    url: &MediaUrl,
+    totals: &mut MediaTotals,
+) -> Result<bool, MediaRunError> {
+    let index_error = |source| MediaRunError::Io {
+        path: job.store.dir().join(super::store::INDEX_FILE),
+        source,
+    };
+    // Another personality's sync may be downloading it: wait for its
+    // end, then read what it recorded, rather than ask twice.
+    let _claim = loop {
+        if let Some(claim) = job.store.claim(url) {
+            break claim;
+        }
+        tokio::select! {
+            _ = job.cancel.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    };
+    let previous = job.store.get(url).map_err(index_error)?;
+    // A URL recorded in this run (listed twice, or by another
+    // personality) is not asked again in it.
+    let due = match &previous {
+        None => true,
+        Some(record) => record.at < job.budget.started && record.state.is_due(Utc::now()),
+    };
+    if !due {
+        return Ok(true);
+    }
+    let attempts = match previous.map(|r| r.state) {
+        Some(MediaState::Failed { attempts, .. }) => attempts,
+        _ => 0,
+    };
+    let state = match job.fetcher.fetch(url, job.store, job.cancel).await {
+        Ok(fetched) => {
+            totals.fetched_now += 1;
+            totals.bytes_now += fetched.size;
+            job.budget.spend(fetched.size);
+            tracing::debug!(url = %url, hash = %fetched.hash, size = fetched.size, "media stored");
+            MediaState::Fetched {
+                hash: fetched.hash,
+                file: fetched.file,
+                size: fetched.size,
+                content_type: fetched.content_type,
+            }
+        }
+        Err(FetchError::Cancelled) => return Ok(false),
+        // Expected of old links: said, but not as a warning.
+        Err(e @ FetchError::Gone { .. }) => {
+            tracing::info!(error = %e, "media gone");
+            failure_state(e, attempts, Utc::now())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "media not stored");
+            totals.first_error.get_or_insert_with(|| e.to_string());
+            failure_state(e, attempts, Utc::now())
+        }
+    };
+    let record = MediaRecord {
+        url: url.clone(),
+        at: Utc::now(),
+        state,
+    };
+    job.store.record(record).map_err(index_error)?;
+    Ok(true)
 }
 
 /// The state a failed download leaves.
@@ -321,112 +401,6 @@ fn backoff(attempts: u32) -> chrono::Duration {
     }
     let doublings = (attempts - 2).min(20);
     (FIRST_BACKOFF * 2i32.pow(doublings)).min(MAX_BACKOFF)
-}
-
-/// Counts the state of each of `urls`.
-fn count(totals: &mut MediaTotals, urls: &[MediaUrl], store: &MediaStore) {
-    for url in urls {
-        match store.get(url).map(|r| r.state) {
-            None => totals.pending += 1,
-            Some(MediaState::Fetched { .. }) => totals.fetched += 1,
-            Some(MediaState::Failed { .. }) => totals.failed += 1,
-            Some(MediaState::Gone { .. }) => totals.gone += 1,
-            Some(MediaState::TooLarge { .. } | MediaState::Refused { .. }) => totals.refused += 1,
-        }
-    }
-}
-
-/// The references listed so far, in file order. A torn last line (a crash
-/// mid-append) is ignored, and written again by the next append.
-fn read_refs(path: &Path) -> Result<RefList, MediaRunError> {
-    let io_error = |source| MediaRunError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut refs = RefList::default();
-    let file = match fsio::open_read(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(refs),
-        Err(e) => return Err(io_error(e)),
-    };
-    for line in io::BufReader::new(file).lines() {
-        let line = line.map_err(io_error)?;
-        if let Ok(r) = serde_json::from_str::<MediaRef>(&line) {
-            refs.insert(r);
-        }
-    }
-    Ok(refs)
-}
-
-/// Appends `new` to the references file, durably.
-fn append_refs(path: &Path, new: &[MediaRef]) -> Result<(), MediaRunError> {
-    if new.is_empty() {
-        return Ok(());
-    }
-    let io_error = |source| MediaRunError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = fsio::open_private_rw(path).map_err(io_error)?;
-    let len = file.metadata().map_err(io_error)?.len();
-    // A torn last line is cut before more is appended.
-    let whole = whole_length(&mut file, len).map_err(io_error)?;
-    file.set_len(whole).map_err(io_error)?;
-    let mut text = Vec::new();
-    for r in new {
-        serde_json::to_writer(&mut text, r).map_err(|e| io_error(io::Error::other(e)))?;
-        text.push(b'\n');
-    }
-    io::Seek::seek(&mut file, io::SeekFrom::Start(whole)).map_err(io_error)?;
-    file.write_all(&text).map_err(io_error)?;
-    file.sync_data().map_err(io_error)
-}
-
-/// The length of `file` up to its last newline.
-fn whole_length(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut at = len;
-    let mut buf = [0u8; 4096];
-    while at > 0 {
-        let start = at.saturating_sub(buf.len() as u64);
-        let n = (at - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
-            return Ok(start + i as u64 + 1);
-        }
-        at = start;
-    }
-    Ok(0)
-}
-
-/// References in the order first seen, each once.
-#[derive(Debug, Default)]
-struct RefList {
-    order: Vec<MediaRef>,
-    seen: HashSet<MediaRef>,
-}
-
-impl RefList {
-    fn insert(&mut self, r: MediaRef) {
-        if self.seen.insert(r.clone()) {
-            self.order.push(r);
-        }
-    }
-
-    fn contains(&self, r: &MediaRef) -> bool {
-        self.seen.contains(r)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &MediaRef> {
-        self.order.iter()
-    }
-
-    fn extend(&mut self, refs: impl IntoIterator<Item = MediaRef>) {
-        for r in refs {
-            self.insert(r);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-use super::index::{Index, MediaRecord};
+use super::index::{Index, MediaRecord, NumberedRef, Order, StateCounts};
+use super::refs::{MediaKind, MediaRef};
 use super::{MediaHash, MediaUrl};
 use crate::store::fsio;
 
 /// The directory under the data directory.
 pub const MEDIA_DIR: &str = "media";
-/// The index file in it.
-pub const INDEX_FILE: &str = "index.jsonl";
+pub use super::index::INDEX_FILE;
 const PART_PREFIX: &str = ".part-";
 
 /// The media store of one data directory. Shared by every personality's
@@ -60,7 +60,7 @@ impl MediaStore {
     /// process is downloading here.
     pub fn open(data_dir: &Path) -> io::Result<MediaStore> {
         let dir = data_dir.join(MEDIA_DIR);
-        let index = Index::open(&dir.join(INDEX_FILE))?;
+        let index = Index::open(&dir)?;
         let store = MediaStore {
             index: Mutex::new(index),
             next_part: AtomicU64::new(0),
@@ -106,8 +106,45 @@ impl MediaStore {
     }
 
     /// The last record of `url`, if any.
-    pub fn get(&self, url: &MediaUrl) -> Option<MediaRecord> {
-        self.index().get(url).cloned()
+    pub fn get(&self, url: &MediaUrl) -> io::Result<Option<MediaRecord>> {
+        self.index().get(url)
+    }
+
+    /// Adds the references of `personality` not listed yet; how many were new.
+    pub fn add_refs(&self, personality: &str, refs: &[MediaRef]) -> io::Result<u64> {
+        self.index().add_refs(personality, refs)
+    }
+
+    /// The number of the last reference of `personality`; 0 for none.
+    pub fn last_seq(&self, personality: &str) -> io::Result<i64> {
+        self.index().last_seq(personality)
+    }
+
+    /// Up to `limit` references of `personality` numbered in `above..=up_to`.
+    pub fn refs_page(
+        &self,
+        personality: &str,
+        above: i64,
+        up_to: i64,
+        order: Order,
+        limit: usize,
+    ) -> io::Result<Vec<NumberedRef>> {
+        self.index().refs_page(personality, above, up_to, order, limit)
+    }
+
+    /// The states of the distinct URLs that references of `kinds` make.
+    pub fn counts(&self, personality: &str, kinds: &[MediaKind]) -> io::Result<StateCounts> {
+        self.index().counts(personality, kinds)
+    }
+
+    /// Takes in a personality's `media_refs.jsonl` of an earlier version.
+    pub fn import_legacy_refs(&self, personality: &str, legacy: &Path) -> io::Result<()> {
+        self.index().import_legacy_refs(personality, legacy)
+    }
+
+    /// Drops the references of a forgotten personality.
+    pub fn forget(&self, personality: &str) -> io::Result<u64> {
+        self.index().forget(personality)
     }
 
     /// Claims `url` for a download; `None` while another task has it.
@@ -121,7 +158,7 @@ impl MediaStore {
 
     /// Records what became of a URL, durably.
     pub fn record(&self, record: MediaRecord) -> io::Result<()> {
-        self.index().append(record)
+        self.index().record(&record)
     }
 
     /// Starts a download: a new temporary file in the store's directory.

@@ -13,21 +13,21 @@
 //!       chat-<first ms>-<last ms>.jsonl.gz   sealed chat log segments, never changed again
 //!     chat.jsonl.gz           the open chat log: what came after the last segment
 //!     walk-<n>.spool          an unfinished walk, if any
-//!     media_refs.jsonl        the media URLs its messages and profile point to,
-//!                             one {url, kind, message id} a line, appended (see media::run)
-//!     media_refs.scanned      the chat state those were last read from
+//!     media_refs.scanned      the chat state the history was last read from for media
+//!                             links (see media::run)
 //!   media/                    the media of every personality (see media::store), made
 //!                             with the first download
 //!     <sha256>.<ext>          a downloaded file, named by the hash of its bytes:
 //!                             stored once however many messages or personalities link it
-//!     index.jsonl             what became of each URL (fetched, failed, gone, refused),
-//!                             appended; the last line of a URL is its state
+//!     index.sqlite            what became of each URL (fetched, failed, gone, refused),
+//!                             and the URLs each personality's messages and profile
+//!                             point to (see media::index)
 //!     .part-<pid>-<n>         a download under way; removed at the next start if left
 //! ```
 //!
 //! Media is shared rather than kept per personality: the same avatar or
 //! picture linked from two personalities is one download and one file, and
-//! the per-personality list keeps which messages point to it. Forgetting a
+//! the index's per-personality list keeps which messages point to it. Forgetting a
 //! personality leaves its media files in `media/` (another may link them).
 
 pub mod chat;
