@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod escape;
 pub mod export;
 pub mod fake;
+pub mod import;
 pub mod logging;
 pub mod media;
 pub mod message;

@@ -313,6 +313,38 @@ enum Command {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Adopt a backup made by the earlier export script.
+    ///
+    /// PATH is the personality's directory of that script (or the one
+    /// above it), holding <NAME>_chat_history.json, <NAME>.json,
+    /// <NAME>_memories.json, <NAME>_knowledge.json, <NAME>_training.json
+    /// and <NAME>_user_personalization.json (any of them), or the chat
+    /// history file itself. JSON may be pretty-printed and of any size: it
+    /// is read as a stream.
+    ///
+    /// Messages the backup lacks are stored through one commit, as a
+    /// sync's; those it holds are left as stored; doubles in the file are
+    /// taken once; documents are stored only where the backup has none.
+    /// Any file that is broken or hostile (not JSON, not oldest first, a
+    /// message without id or ts, a message over 16 MiB, another
+    /// personality's history) is refused and nothing changes. The next sync
+    /// then compares the imported history with the service's once (an
+    /// audit): its copy replaces an imported message that differs (the
+    /// earlier script broke multi-byte text into U+FFFD), the imported
+    /// one kept as an earlier version; messages the service no longer has
+    /// are kept.
+    ///
+    /// Exit 0 when imported, 1 when refused, 2 for a usage error (no such
+    /// files, a daemon or sync holding the data directory).
+    Import {
+        /// Personality name (slug).
+        name: PersonalitySlug,
+        /// The earlier script's directory or chat history file.
+        path: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and print it with defaults filled in, secrets redacted.
     ///
     /// Then checks, without the network, what a run needs: the session
@@ -530,6 +562,10 @@ fn main() -> ExitCode {
             Command::Forget { name, yes } => {
                 let config = config()?;
                 commands::forget::run(&config, &name, yes)
+            }
+            Command::Import { name, path, json } => {
+                let config = config()?;
+                commands::import::run(&config, &name, &path, json)
             }
             Command::CheckConfig { online } => commands::check_config::run(&location, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,

@@ -216,7 +216,10 @@ impl Message {
         })
     }
 
-    fn from_raw(raw: &RawValue, index: usize) -> Result<Message, MessageError> {
+    /// A message as a JSON document other than a service page holds it (an
+    /// earlier tool's export, pretty-printed perhaps): minified, its keys
+    /// checked. `index` names it in errors.
+    pub fn from_raw(raw: &RawValue, index: usize) -> Result<Message, MessageError> {
         let text = raw.get();
         let (id, ts) = keys(text, index)?;
         Ok(Message {

@@ -142,6 +142,12 @@ pub struct ChatState {
     /// since those records are carried over as they are.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overlay_ids_untyped: bool,
+    /// Messages were imported from files (`chatkeep import`) and not yet
+    /// compared with the service: the next sync audits the history, which
+    /// replaces each imported message by the service's copy where they
+    /// differ (the imported one kept as an earlier version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported_unverified: bool,
 }
 
 impl ChatState {

@@ -265,6 +265,8 @@ fn compare(store: &mut ChatStore, spool: &Spool, repair: bool) -> Result<AuditRe
             oldest: state.oldest,
         });
         state.tail_probed_at = Some(now);
+        // Whatever an import brought in has now been compared.
+        state.imported_unverified = false;
         if let Some(inclusive) = cp.as_ref().and_then(|c| c.inclusive) {
             state.before_ts_inclusive = Some(inclusive);
         }

@@ -385,6 +385,9 @@ impl Run {
                         },
                     );
                     self.chat = Some(report);
+                    if chat.state().imported_unverified {
+                        self.verify_import(ctx, &mut chat, &pages).await;
+                    }
                 }
                 // A clean stop, not a failure: the walk keeps its
                 // checkpoint and the next sync resumes it.
@@ -423,6 +426,34 @@ impl Run {
             beginning_confirmed_at: state.beginning.as_ref().map(|b| time(b.confirmed_at)),
             tail_probed_at: state.tail_probed_at.map(time),
         });
+    }
+
+    /// Compares an imported history with the service's, once, after
+    /// `chatkeep import`: an audit that repairs (see `crate::import`).
+    /// Its failure is a warning; the next sync tries again.
+    async fn verify_import(&mut self, ctx: &SyncContext<'_>, chat: &mut ChatStore, pages: &ServicePages<'_>) {
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+        tracing::info!("comparing the imported history with the service's (once, after an import)");
+        match audit::audit_chat(chat, pages, ctx.limits, true, ctx.cancel, |_| {}).await {
+            Ok(report) => {
+                let repaired = report.repaired.unwrap_or_default();
+                tracing::info!(
+                    replaced = repaired.revised,
+                    stored = repaired.stored,
+                    not_upstream = repaired.marked,
+                    "imported history compared: the service's copies replace differing imported ones \
+                     (kept as earlier versions), what the import lacked is stored, what the service no \
+                     longer has is kept and marked"
+                );
+            }
+            Err(ChatSyncError::Cancelled) => self.cancelled = true,
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the imported history was not compared with the service's; the next sync tries again"
+            ),
+        }
     }
 
     /// Downloads the media of what is stored, after the chat and the
