@@ -313,6 +313,44 @@ enum Command {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Back up as the earlier export script did, without a config file.
+    ///
+    /// SERVICE_COOKIE=... SERVICE_WEBSITE=https://... PERSONALITY_JARGON_TERM=...
+    /// chatkeep backup NAME...
+    ///
+    /// A one-shot backup of those personalities (--all: every one the
+    /// account owns) into ./data/service-backup/<NAME>/, the script's
+    /// layout and file names (<NAME>.json, <NAME>_memories.json, ...,
+    /// <NAME>_chat_history.json), with chatkeep's guarantees: crash-safe,
+    /// resumable (run it again after an interruption), incremental (a
+    /// second run fetches only what is new), at the default rate limit.
+    ///
+    /// It stands for this config file (--print-config prints it for the
+    /// variables and names given), which `chatkeep sync` and the daemon
+    /// read:
+    ///
+    ///   [service]
+    ///   base_url = "$SERVICE_WEBSITE"
+    ///   jargon = "$PERSONALITY_JARGON_TERM"
+    ///   cookie_env = "SERVICE_COOKIE"
+    ///
+    ///   [storage]
+    ///   data_dir = "data/service-backup"
+    ///
+    ///   [[personality]]
+    ///   name = "NAME"
+    ///
+    /// Exit codes as `chatkeep sync`; 2 when a variable is missing.
+    Backup {
+        /// Personality names (slugs).
+        names: Vec<PersonalitySlug>,
+        /// Also back up every personality the account owns.
+        #[arg(long)]
+        all: bool,
+        /// Print the config file this stands for, and do nothing else.
+        #[arg(long)]
+        print_config: bool,
+    },
     /// Adopt a backup made by the earlier export script.
     ///
     /// PATH is the personality's directory of that script (or the one
@@ -563,6 +601,11 @@ fn main() -> ExitCode {
                 let config = config()?;
                 commands::forget::run(&config, &name, yes)
             }
+            Command::Backup {
+                names,
+                all,
+                print_config,
+            } => commands::backup::run(&names, all, print_config).await,
             Command::Import { name, path, json } => {
                 let config = config()?;
                 commands::import::run(&config, &name, &path, json)

@@ -304,3 +304,92 @@ async fn a_broken_or_hostile_history_is_refused_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("aria_knowledge.json"));
     assert_eq!(std::fs::read(&state).unwrap(), before);
 }
+
+/// The real binary without a config, in `dir`, with only the earlier
+/// script's three variables (and what the system needs).
+fn backup_command(dir: &Path, fake: &FakeService) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatkeep"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SERVICE_COOKIE", format!("{COOKIE_NAME}={TOKEN}"))
+        .env("SERVICE_WEBSITE", fake.base_url())
+        .env("PERSONALITY_JARGON_TERM", "shapes");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_line_backup_with_the_scripts_three_variables_writes_the_scripts_layout() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("aria", 130)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = backup_command(dir.path(), &fake)
+        .args(["backup", "aria"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(TOKEN), "the cookie is never shown");
+    let backup = dir.path().join("data/service-backup/aria");
+    for file in ["aria.json", "aria_memories.json", "aria_chat_history.json"] {
+        assert!(backup.join(file).is_file(), "{file}: {}", text(&output));
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.join("aria_chat_history.json")).unwrap()).unwrap();
+    let truth = fake.ground_truth("aria");
+    assert_eq!(history["message_count"], truth.len() as u64);
+    assert_eq!(history["shape_id"], fake.personality_id("aria"));
+    let ids: Vec<String> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].to_string())
+        .collect();
+    let want: Vec<String> = truth
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, want, "every message, oldest first");
+
+    // Again: incremental, and the file follows the backup.
+    fake.append_messages("aria", 3);
+    let before = fake.chat_requests("aria");
+    let output = backup_command(dir.path(), &fake)
+        .args(["backup", "aria"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        fake.chat_requests("aria") - before <= 2,
+        "only the new page is asked for"
+    );
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.join("aria_chat_history.json")).unwrap()).unwrap();
+    assert_eq!(history["message_count"], truth.len() as u64 + 3);
+
+    // The config it stands for names the cookie's variable, never the cookie.
+    let output = backup_command(dir.path(), &fake)
+        .args(["backup", "aria", "--print-config"])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        config.contains("cookie_env = \"SERVICE_COOKIE\"") && !config.contains(TOKEN),
+        "{config}"
+    );
+    assert!(
+        config.contains(&fake.base_url()) && config.contains("name = \"aria\""),
+        "{config}"
+    );
+
+    // A missing variable is named.
+    let output = backup_command(dir.path(), &fake)
+        .env_remove("SERVICE_WEBSITE")
+        .args(["backup", "aria"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("SERVICE_WEBSITE not set"),
+        "{}",
+        text(&output)
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod backup;
 pub mod check_config;
 pub mod cookie;
 pub mod demo;
