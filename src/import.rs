@@ -138,6 +138,42 @@ pub struct ChatImport {
     pub shape_id: Option<String>,
 }
 
+/// The file of a personality's directory that lists its imports.
+pub const IMPORTS_FILE: &str = "imports.jsonl";
+
+/// Appends `record` (one import) to the personality's `imports.jsonl`,
+/// durably.
+pub fn record(dir: &PersonalityDir, record: &serde_json::Value) -> io::Result<()> {
+    let path = dir.path().join(IMPORTS_FILE);
+    let io_err = |source: io::Error| {
+        io::Error::new(
+            source.kind(),
+            format!("{}: {}", path.display(), fsio::explain(&source)),
+        )
+    };
+    let mut line = serde_json::to_vec(record).map_err(|e| io_err(io::Error::other(e)))?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode_private()
+        .open(&path)
+        .map_err(io_err)?;
+    io::Write::write_all(&mut file, &line).map_err(io_err)?;
+    file.sync_data().map_err(io_err)?;
+    fsio::sync_dir(dir.path()).map_err(io_err)
+}
+
+trait PrivateMode {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateMode for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
 /// What became of each document file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -192,6 +192,12 @@ async fn an_imported_backup_is_whole_and_in_the_services_version_after_the_next_
     stored.sort();
     assert_eq!(stored, want);
     assert!(stored.contains(&old.gone), "byte for byte as the file had it");
+    let imports = std::fs::read_to_string(config.storage.data_dir.join("aria/imports.jsonl")).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(imports.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        listed["chat"]["added"], distinct,
+        "the import is listed: {imports}"
+    );
 
     // The next sync compares with the service: every message in the
     // service's version, the lost tie member stored, the one gone upstream

@@ -32,6 +32,20 @@ pub fn run(config: &Config, name: &PersonalitySlug, path: &Path, json: bool) -> 
         None => None,
     };
     let documents = import::store_documents(&dir, documents).map_err(failed)?;
+    // What was imported, when and from where: the backup's own record of
+    // which of its contents came from files rather than the service.
+    let record = serde_json::json!({
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "from": path.canonicalize().unwrap_or_else(|_| path.to_owned()),
+        "chat": chat,
+        "documents": documents.iter().map(|(file, what)| (file.clone(), what)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    if let Err(e) = import::record(&dir, &record) {
+        eprintln!(
+            "warning: the import is done, but not listed in {}: {e}",
+            import::IMPORTS_FILE
+        );
+    }
     if json {
         let report = serde_json::json!({
             "personality": name.as_str(),
