@@ -8,6 +8,8 @@ pub mod conversations;
 mod markdown;
 pub mod parts;
 mod period;
+pub mod summary;
+pub mod turn;
 
 use std::fmt;
 use std::io::{self, Write};

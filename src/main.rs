@@ -131,10 +131,13 @@ enum Command {
     /// "..."}`. No field of the service's is ever altered.
     ///
     /// `--format conversations` writes one conversation per line (JSON
-    /// Lines): `{"start", "end", "message_count", "ids", "messages"}`, a
-    /// conversation ending where the next message comes more than `--gap`
-    /// after the last one; conversations with fewer than `--min-messages`
-    /// messages are left out.
+    /// Lines): `{"start", "end", "message_count", "summary", "ids",
+    /// "messages"}`, a conversation ending where the next message comes more
+    /// than `--gap` after the last one; conversations with fewer than
+    /// `--min-messages` messages are left out. The summary, made without
+    /// network or model, is `{"opening": its first user line (200
+    /// characters at most), "terms": its 8 most frequent words outside a
+    /// list of common English ones}`.
     ///
     /// `--what` chooses the parts: the chat history (the default), a
     /// document (profile, memories, knowledge, training,
