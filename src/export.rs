@@ -8,6 +8,7 @@ pub mod conversations;
 mod markdown;
 pub mod parts;
 mod period;
+pub mod sillytavern;
 pub mod summary;
 pub mod turn;
 
@@ -33,11 +34,30 @@ pub enum Format {
     #[value(alias = "md")]
     Markdown,
     /// One conversation per line, split at silences longer than `--gap`:
-    /// `{start, end, message_count, ids, messages}`.
+    /// `{start, end, message_count, summary, ids, messages}`.
     Conversations,
+    /// SillyTavern chat files, one per conversation, into `-o DIR`.
+    #[value(name = "sillytavern", alias = "st")]
+    SillyTavern,
 }
 
 impl Format {
+    /// Whether the format splits the history into conversations (`--gap`,
+    /// `--min-messages`).
+    pub fn splits(self) -> bool {
+        matches!(self, Format::Conversations | Format::SillyTavern)
+    }
+
+    /// The shortest conversation kept when `--min-messages` is not given:
+    /// every one for the chats carried to SillyTavern (a migration leaves
+    /// nothing behind), [`conversations::DEFAULT_MIN_MESSAGES`] otherwise.
+    pub fn default_min_messages(self) -> u64 {
+        match self {
+            Format::SillyTavern => 1,
+            _ => conversations::DEFAULT_MIN_MESSAGES,
+        }
+    }
+
     /// The file an export of `name` goes to in a directory given as
     /// `--output`: `<name>_chat_history.<ext>`, as earlier tools named it
     /// (`<name>_conversations.jsonl` for conversations).
@@ -47,6 +67,8 @@ impl Format {
             Format::Jsonl => format!("{name}_chat_history.jsonl"),
             Format::Markdown => format!("{name}_chat_history.md"),
             Format::Conversations => format!("{name}_conversations.jsonl"),
+            // One file per conversation, named by its start, in the directory.
+            Format::SillyTavern => format!("{name} - <start>.jsonl"),
         }
     }
 }
@@ -252,6 +274,12 @@ pub fn write_with_media(
         Format::Markdown => {
             let name = meta.display_name.unwrap_or(meta.shape_name);
             markdown::write(&mut lines, name, out)?;
+        }
+        Format::SillyTavern => {
+            return Err(ExportError::Write(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--format sillytavern writes one file per conversation (export::sillytavern::write)",
+            )));
         }
         Format::Conversations => {
             // Reads the history with cursors of its own, and checks the count.

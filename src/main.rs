@@ -139,6 +139,16 @@ enum Command {
     /// characters at most), "terms": its 8 most frequent words outside a
     /// list of common English ones}`.
     ///
+    /// `--format sillytavern` (or `st`) writes each conversation (split as
+    /// conversations are, every one kept unless --min-messages says
+    /// otherwise) as a SillyTavern chat file into -o DIR, named
+    /// `<Name> - <start>.jsonl`: a header line (`user_name`, the user
+    /// personalization's preferred name or "You"; `character_name`;
+    /// `create_date`; `chat_metadata`), then a line per turn (`name`,
+    /// `is_user`, `send_date`, `mes`, `extra`): a stored message becomes the
+    /// user's line (when it has text or an attachment) and the
+    /// personality's (when it has a reply), regenerated replies its `swipes`.
+    ///
     /// `--what` chooses the parts: the chat history (the default), a
     /// document (profile, memories, knowledge, training,
     /// user_personalization), several, or all. A document is written byte
@@ -165,8 +175,9 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
         /// Write to this file (atomically) instead of standard output; into a
-        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl)
-        /// and each document as <name><_part>.json.
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl;
+        /// "<Name> - <start>.jsonl" per SillyTavern chat) and each document as
+        /// <name><_part>.json.
         #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
         /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
@@ -175,11 +186,12 @@ enum Command {
         /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
         #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
         until: Option<chrono::DateTime<chrono::Utc>>,
-        /// Conversations: the silence that ends one, such as 30m, 2h or 90s
-        /// (a silence of exactly this long does not) [default: 30m].
+        /// Conversations and SillyTavern chats: the silence that ends one, such
+        /// as 30m, 2h or 90s (a silence of exactly this long does not) [default: 30m].
         #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
         gap: Option<Duration>,
-        /// Conversations: leave out those with fewer messages [default: 5].
+        /// Conversations and SillyTavern chats: leave out those with fewer
+        /// messages [default: 5; 1 for sillytavern].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_messages: Option<u64>,
         /// Leave out messages the service no longer returns (kept and marked otherwise).
@@ -459,9 +471,10 @@ fn main() -> ExitCode {
                 revisions,
                 media,
             } => {
-                if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
+                if !format.splits() && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
-                        "--gap and --min-messages apply to --format conversations only",
+                        "--gap and --min-messages apply to the formats split into conversations \
+                         (conversations, sillytavern) only",
                     ));
                 }
                 if revisions && format != Format::Jsonl {
@@ -469,7 +482,9 @@ fn main() -> ExitCode {
                         "--revisions applies to --format jsonl only (one line per version)",
                     ));
                 }
-                if media == MediaLinks::Local && format == Format::Conversations {
+                if media == MediaLinks::Local
+                    && !matches!(format, Format::Json | Format::Jsonl | Format::Markdown)
+                {
                     return Err(Fatal::usage(
                         "--media local applies to --format json, jsonl and markdown",
                     ));
@@ -483,7 +498,7 @@ fn main() -> ExitCode {
                 let options = ExportOptions {
                     split: Split {
                         gap: gap.unwrap_or(defaults.gap),
-                        min_messages: min_messages.unwrap_or(defaults.min_messages),
+                        min_messages: min_messages.unwrap_or(format.default_min_messages()),
                     },
                     upstream_only,
                     revisions,

@@ -113,3 +113,129 @@ async fn conversations_carry_a_summary_of_their_opening_line_and_frequent_terms(
         }
     }
 }
+
+/// The turns a stored message becomes, as `(is_user, text)`: the user's
+/// when it has text or an attachment, the personality's when it has a
+/// reply (or an earlier one).
+fn expected_turns(truth: &[String]) -> Vec<(bool, String)> {
+    let mut turns = Vec::new();
+    for raw in truth {
+        let m: Value = serde_json::from_str(raw).unwrap();
+        let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+        if !text("message").is_empty() || !text("attachment_url").is_empty() {
+            turns.push((true, text("message")));
+        }
+        let earlier = m["regenerated_replies"].as_array().is_some_and(|a| !a.is_empty());
+        if !text("reply").is_empty() || !text("voice_reply_url").is_empty() || earlier {
+            turns.push((false, text("reply")));
+        }
+    }
+    turns
+}
+
+/// The files of `dir`, by name (which sorts them by their start).
+fn files_of(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sillytavern_writes_a_chat_file_per_conversation_a_header_then_each_turn_in_order() {
+    let (fake, dir, config) = backed_up().await;
+    let into = dir.path().join("chats");
+    std::fs::create_dir(&into).unwrap();
+    let out = export(
+        &config,
+        &["--format", "sillytavern", "-o", into.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrote 2 conversations (17 messages) of lilith"),
+        "{}",
+        text(&out)
+    );
+    let files = files_of(&into);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Lady Lilith - 2023-11-14@22h13m20s000ms.jsonl",
+            "Lady Lilith - 2023-11-16@22h13m20s000ms.jsonl"
+        ]
+    );
+    let mut turns = Vec::new();
+    let mut last_date = String::new();
+    for (name, content) in &files {
+        let lines = json_lines(content);
+        // The header: SillyTavern's four fields, with their types.
+        let header = &lines[0];
+        assert_eq!(header["user_name"], "Tester", "{name}");
+        assert_eq!(header["character_name"], "Lady Lilith");
+        assert!(header["create_date"].is_string());
+        assert!(header["chat_metadata"].is_object());
+        for line in &lines[1..] {
+            let is_user = line["is_user"].as_bool().expect("is_user is a boolean");
+            let speaker = if is_user { "Tester" } else { "Lady Lilith" };
+            assert_eq!(line["name"], speaker, "{line}");
+            assert_eq!(line["is_system"], false);
+            let mes = line["mes"].as_str().expect("mes is a string");
+            let date = line["send_date"].as_str().expect("send_date is a string");
+            chrono::DateTime::parse_from_rfc3339(date).expect("send_date is ISO 8601");
+            assert!(date >= last_date.as_str(), "in order: {date} after {last_date}");
+            last_date = date.to_owned();
+            assert!(line["extra"].is_object());
+            if let Some(swipes) = line.get("swipes") {
+                let swipes = swipes.as_array().unwrap();
+                let id = line["swipe_id"].as_u64().expect("swipe_id is an integer") as usize;
+                assert_eq!(swipes[id], mes, "the current swipe is the message");
+                assert!(swipes.iter().all(Value::is_string));
+                assert_eq!(line["swipe_info"].as_array().unwrap().len(), swipes.len());
+            }
+            turns.push((is_user, mes.to_owned()));
+        }
+    }
+    assert_eq!(turns, expected_turns(&fake.ground_truth(NAME)));
+    // Text is data: markup and control characters exactly as sent.
+    let second = json_lines(&files[1].1);
+    assert_eq!(second[1]["mes"], AS_DATA);
+    assert_eq!(second[2]["mes"], AS_DATA);
+    // An attachment-only message is the user's image; regenerated replies are swipes.
+    assert_eq!(second[3]["mes"], "");
+    assert_eq!(second[3]["extra"]["image"], "https://cdn.example/p.png");
+    let last = second.last().unwrap();
+    assert_eq!(last["swipes"][0], "first take");
+    assert_eq!(last["swipes"][1], "second take");
+    assert_eq!(last["swipe_id"], 2);
+    let first = json_lines(&files[0].1);
+    let regenerated = first.last().unwrap();
+    assert_eq!(
+        regenerated["swipes"].as_array().unwrap().len(),
+        2,
+        "{regenerated}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sillytavern_needs_a_directory_and_writes_nothing_without_one() {
+    let (_fake, dir, config) = backed_up().await;
+    let out = export(&config, &["--format", "sillytavern"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-o DIR"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty());
+    let file = dir.path().join("chat.jsonl");
+    let out = export(&config, &["--format", "st", "-o", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!file.exists());
+}

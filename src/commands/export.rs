@@ -1,5 +1,5 @@
-//! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown or
-//! conversations, and the documents beside it as stored.
+//! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown,
+//! conversations or SillyTavern chats, and the documents beside it as stored.
 
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
@@ -54,7 +54,9 @@ pub fn run(
             .unwrap_or_else(|| format.file_name(name.as_str()));
         let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
         let out = in_dir.as_deref().or(out);
-        if section == Section::Chat {
+        if section == Section::Chat && format == Format::SillyTavern {
+            export_sillytavern(&dir, name, options, out_dir)?;
+        } else if section == Section::Chat {
             let media = media_view(config, format, local)?;
             export_chat(&dir, name, format, options, media.as_ref(), out_dir, out)?;
         } else {
@@ -137,6 +139,77 @@ fn export_chat(
     })?;
     target.report(&written, name, "");
     Ok(())
+}
+
+/// The chat history as SillyTavern chat files, one per conversation, into
+/// `out_dir`, each written atomically; a file of an earlier export with the
+/// same name (the same conversation) is replaced, and said so.
+fn export_sillytavern(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    options: &ExportOptions,
+    out_dir: Option<&Path>,
+) -> Result<(), Fatal> {
+    let Some(out_dir) = out_dir else {
+        return Err(Fatal::usage(
+            "--format sillytavern writes one file per conversation: give -o DIR, an existing \
+             directory (such as SillyTavern's data/<user>/chats/<character>/); nothing was written",
+        ));
+    };
+    fsio::check_output_dir(out_dir).map_err(|e| {
+        Fatal::usage(format!(
+            "export to {}: {e}; nothing was written",
+            out_dir.display()
+        ))
+    })?;
+    let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    warn_of_unfinished_walk(&chat, name);
+    let character = display_name(dir, name).unwrap_or_else(|| name.as_str().to_owned());
+    let user = preferred_name(dir).unwrap_or_else(|| "You".to_owned());
+    let names = export::sillytavern::Names {
+        user: &user,
+        character: &character,
+    };
+    let mut replaced = 0u64;
+    let mut files = |file: &str, fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>| {
+        let path = out_dir.join(file);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            replaced += 1;
+        }
+        fsio::write_atomic_with(&path, |f| fill(&mut BufWriter::with_capacity(1 << 16, f)))
+    };
+    let counts = export::sillytavern::write(&chat, options, names, &mut files).map_err(|e| Fatal {
+        code: super::exit::FAILED,
+        message: format!("export to {}: {e}", out_dir.display()),
+    })?;
+    let written = export::Written::Conversations {
+        counts,
+        min_messages: options.split.min_messages,
+    };
+    let replacing = match replaced {
+        0 => String::new(),
+        n => format!(", replacing {} there", crate::words::count(n, "file")),
+    };
+    eprintln!(
+        "wrote {written} of {name} to {} as SillyTavern chats{replacing}",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// The name the user goes by with this personality (`preferred_name` of
+/// the stored user personalization), if any.
+fn preferred_name(dir: &PersonalityDir) -> Option<String> {
+    let bytes = dir
+        .read_document(&dir.document_path("_user_personalization"))
+        .ok()
+        .flatten()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    doc.get("preferred_name")?
+        .as_str()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 /// One document, byte for byte as stored; one the store does not hold is
