@@ -8,8 +8,10 @@ pub mod conversations;
 mod markdown;
 pub mod parts;
 mod period;
+pub mod profile;
 pub mod sillytavern;
 pub mod summary;
+pub mod training;
 pub mod turn;
 
 use std::fmt;
@@ -39,21 +41,42 @@ pub enum Format {
     /// SillyTavern chat files, one per conversation, into `-o DIR`.
     #[value(name = "sillytavern", alias = "st")]
     SillyTavern,
+    /// OpenAI chat fine-tuning JSON Lines, one example per conversation,
+    /// each at most `--max-chars` long.
+    #[value(name = "openai")]
+    OpenAi,
+    /// A ShareGPT JSON array, one example per conversation, each at most
+    /// `--max-chars` long.
+    #[value(name = "sharegpt")]
+    ShareGpt,
 }
 
 impl Format {
     /// Whether the format splits the history into conversations (`--gap`,
     /// `--min-messages`).
     pub fn splits(self) -> bool {
-        matches!(self, Format::Conversations | Format::SillyTavern)
+        matches!(
+            self,
+            Format::Conversations | Format::SillyTavern | Format::OpenAi | Format::ShareGpt
+        )
+    }
+
+    /// The fine-tuning style, for the fine-tuning formats.
+    pub fn training(self) -> Option<training::Style> {
+        match self {
+            Format::OpenAi => Some(training::Style::OpenAi),
+            Format::ShareGpt => Some(training::Style::ShareGpt),
+            _ => None,
+        }
     }
 
     /// The shortest conversation kept when `--min-messages` is not given:
     /// every one for the chats carried to SillyTavern (a migration leaves
-    /// nothing behind), [`conversations::DEFAULT_MIN_MESSAGES`] otherwise.
+    /// nothing behind) and to fine-tuning (one exchange is an example),
+    /// [`conversations::DEFAULT_MIN_MESSAGES`] otherwise.
     pub fn default_min_messages(self) -> u64 {
         match self {
-            Format::SillyTavern => 1,
+            Format::SillyTavern | Format::OpenAi | Format::ShareGpt => 1,
             _ => conversations::DEFAULT_MIN_MESSAGES,
         }
     }
@@ -69,6 +92,8 @@ impl Format {
             Format::Conversations => format!("{name}_conversations.jsonl"),
             // One file per conversation, named by its start, in the directory.
             Format::SillyTavern => format!("{name} - <start>.jsonl"),
+            Format::OpenAi => format!("{name}_openai.jsonl"),
+            Format::ShareGpt => format!("{name}_sharegpt.json"),
         }
     }
 }
@@ -275,10 +300,10 @@ pub fn write_with_media(
             let name = meta.display_name.unwrap_or(meta.shape_name);
             markdown::write(&mut lines, name, out)?;
         }
-        Format::SillyTavern => {
+        Format::SillyTavern | Format::OpenAi | Format::ShareGpt => {
             return Err(ExportError::Write(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "--format sillytavern writes one file per conversation (export::sillytavern::write)",
+                "this format needs more than the history: see export::sillytavern and export::training",
             )));
         }
         Format::Conversations => {

@@ -149,6 +149,19 @@ enum Command {
     /// user's line (when it has text or an attachment) and the
     /// personality's (when it has a reply), regenerated replies its `swipes`.
     ///
+    /// `--format openai` writes chat fine-tuning JSON Lines, one example per
+    /// conversation, `{"messages": [{"role": "system", ...}, {"role":
+    /// "user", ...}, {"role": "assistant", ...}, ...]}`; `--format sharegpt`
+    /// one JSON array, `[{"conversations": [{"from": "system"|"human"|"gpt",
+    /// "value": ...}]}, ...]`. The system turn is the profile's prompt (else
+    /// its description). Each stored message is one exchange, the user's
+    /// turn then the reply; a message without a reply, or without user text
+    /// or attachment, is left out, and an attachment alone stands as
+    /// `[attachment: <type>]`. No example is longer than --max-chars
+    /// characters: a longer conversation is split into several examples,
+    /// each with the system turn; a message too long for any is left out.
+    /// What was left out is said on standard error.
+    ///
     /// `--what` chooses the parts: the chat history (the default), a
     /// document (profile, memories, knowledge, training,
     /// user_personalization), several, or all. A document is written byte
@@ -175,9 +188,9 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
         /// Write to this file (atomically) instead of standard output; into a
-        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl;
-        /// "<Name> - <start>.jsonl" per SillyTavern chat) and each document as
-        /// <name><_part>.json.
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl,
+        /// <name>_openai.jsonl, <name>_sharegpt.json; "<Name> - <start>.jsonl" per
+        /// SillyTavern chat) and each document as <name><_part>.json.
         #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
         /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
@@ -186,14 +199,20 @@ enum Command {
         /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
         #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
         until: Option<chrono::DateTime<chrono::Utc>>,
-        /// Conversations and SillyTavern chats: the silence that ends one, such
-        /// as 30m, 2h or 90s (a silence of exactly this long does not) [default: 30m].
+        /// Conversations, SillyTavern chats and fine-tuning examples: the silence
+        /// that ends one, such as 30m, 2h or 90s (a silence of exactly this long
+        /// does not) [default: 30m].
         #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
         gap: Option<Duration>,
-        /// Conversations and SillyTavern chats: leave out those with fewer
-        /// messages [default: 5; 1 for sillytavern].
+        /// Conversations, SillyTavern chats and fine-tuning examples: leave out
+        /// conversations with fewer messages [default: 5 for conversations, else 1].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_messages: Option<u64>,
+        /// openai and sharegpt: no example longer than this many characters (a
+        /// conversation longer is split into several; a message too long
+        /// for one on its own is left out, and counted) [default: 32000].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(200..))]
+        max_chars: Option<u64>,
         /// Leave out messages the service no longer returns (kept and marked otherwise).
         #[arg(long)]
         upstream_only: bool,
@@ -467,14 +486,20 @@ fn main() -> ExitCode {
                 until,
                 gap,
                 min_messages,
+                max_chars,
                 upstream_only,
                 revisions,
                 media,
             } => {
+                if format.training().is_none() && max_chars.is_some() {
+                    return Err(Fatal::usage(
+                        "--max-chars applies to --format openai and sharegpt only",
+                    ));
+                }
                 if !format.splits() && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
                         "--gap and --min-messages apply to the formats split into conversations \
-                         (conversations, sillytavern) only",
+                         (conversations, sillytavern, openai, sharegpt) only",
                     ));
                 }
                 if revisions && format != Format::Jsonl {
@@ -505,7 +530,19 @@ fn main() -> ExitCode {
                     period: Period { since, before: until },
                 };
                 let config = config()?;
-                commands::export::run(&config, &name, &what, format, &options, media, output.as_deref())
+                let max_chars = max_chars.map_or(chatkeep::export::training::DEFAULT_MAX_CHARS, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                });
+                let extras = commands::export::Extras { media, max_chars };
+                commands::export::run_with(
+                    &config,
+                    &name,
+                    &what,
+                    format,
+                    &options,
+                    &extras,
+                    output.as_deref(),
+                )
             }
             Command::Audit { names, repair, json } => {
                 let config = config()?;

@@ -239,3 +239,151 @@ async fn sillytavern_needs_a_directory_and_writes_nothing_without_one() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!file.exists());
 }
+
+const PROMPT: &str = "You are Lady Lilith. Stay in character.\nNever break the fourth wall.";
+
+/// The `(user, assistant)` exchanges the fine-tuning formats make of the
+/// fake's messages, as documented: both sides needed, an attachment alone
+/// standing in for the user's text; those longer than `longest`
+/// characters left out.
+fn expected_exchanges(truth: &[String], longest: usize) -> Vec<(String, String)> {
+    let mut exchanges = Vec::new();
+    for raw in truth {
+        let m: Value = serde_json::from_str(raw).unwrap();
+        let text = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+        let reply = text("reply");
+        let user = match (text("message"), text("attachment_type"), text("attachment_url")) {
+            (t, _, _) if !t.is_empty() => t,
+            (_, kind, url) if !url.is_empty() && !kind.is_empty() => format!("[attachment: {kind}]"),
+            (_, _, url) if !url.is_empty() => "[attachment]".to_owned(),
+            _ => continue,
+        };
+        if reply.is_empty() || reply.chars().count() > longest {
+            continue;
+        }
+        exchanges.push((user, reply));
+    }
+    exchanges
+}
+
+/// Checks one example's turns (`role`/`content` or `from`/`value`): the
+/// system turn first, then user and assistant alternating, ending with the
+/// assistant; returns its exchanges.
+fn exchanges_of(turns: &[Value], keys: (&str, &str), names: [&str; 3]) -> Vec<(String, String)> {
+    let (who, what) = keys;
+    let [system, user, assistant] = names;
+    assert_eq!(turns[0][who], system, "{turns:?}");
+    assert_eq!(turns[0][what], PROMPT);
+    let rest = &turns[1..];
+    assert!(
+        !rest.is_empty() && rest.len().is_multiple_of(2),
+        "whole exchanges: {turns:?}"
+    );
+    for turn in turns {
+        assert_eq!(
+            turn.as_object().unwrap().len(),
+            2,
+            "only {who} and {what}: {turn}"
+        );
+        assert!(turn[what].is_string(), "{turn}");
+    }
+    rest.chunks(2)
+        .map(|pair| {
+            assert_eq!(pair[0][who], user, "{pair:?}");
+            assert_eq!(pair[1][who], assistant, "{pair:?}");
+            let text = |t: &Value| t[what].as_str().unwrap().to_owned();
+            (text(&pair[0]), text(&pair[1]))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_writes_an_example_per_conversation_system_then_user_and_assistant_in_turn() {
+    let (fake, _dir, config) = backed_up().await;
+    let out = export(&config, &["--format", "openai"]);
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), 2, "one line per conversation");
+    let mut exchanges = Vec::new();
+    for line in &lines {
+        assert_eq!(line.as_object().unwrap().len(), 1, "{line}");
+        let turns = line["messages"].as_array().expect("messages is an array");
+        exchanges.extend(exchanges_of(
+            turns,
+            ("role", "content"),
+            ["system", "user", "assistant"],
+        ));
+    }
+    assert_eq!(
+        exchanges,
+        expected_exchanges(&fake.ground_truth(NAME), usize::MAX)
+    );
+    // Text is data; an attachment alone is a placeholder, as documented.
+    assert!(exchanges.contains(&(AS_DATA.to_owned(), AS_DATA.to_owned())));
+    assert!(exchanges.contains(&("[attachment: image]".to_owned(), "A fine picture.".to_owned())));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("left out: 2 messages without a reply"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_max_chars_bounds_every_line_splitting_conversations_and_leaving_out_what_cannot_fit() {
+    let (fake, _dir, config) = backed_up().await;
+    let out = export(&config, &["--format", "openai", "--max-chars", "1000"]);
+    let text_out = stdout(&out);
+    let lines = json_lines(&text_out);
+    assert!(lines.len() > 2, "long conversations split: {text_out}");
+    let mut exchanges = Vec::new();
+    for (raw, line) in text_out.lines().zip(&lines) {
+        assert!(
+            raw.chars().count() <= 1000,
+            "{} chars: {raw}",
+            raw.chars().count()
+        );
+        let turns = line["messages"].as_array().unwrap();
+        exchanges.extend(exchanges_of(
+            turns,
+            ("role", "content"),
+            ["system", "user", "assistant"],
+        ));
+    }
+    // The 4,800-character reply fits in no example of 1,000.
+    let longest = 1000 - 200;
+    let expected = expected_exchanges(&fake.ground_truth(NAME), longest);
+    assert_eq!(exchanges, expected);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 message longer than --max-chars"), "{stderr}");
+    // Too small for any exchange: nothing written, and said so.
+    let out = export(&config, &["--format", "openai", "--max-chars", "200"]);
+    assert_eq!(stdout(&out), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("0 examples"), "{stderr}");
+    assert!(stderr.contains("15 messages longer than --max-chars"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharegpt_is_one_json_array_of_system_human_and_gpt_turns_per_conversation() {
+    let (fake, dir, config) = backed_up().await;
+    let into = dir.path().join("exports");
+    std::fs::create_dir(&into).unwrap();
+    let out = export(&config, &["--format", "sharegpt", "-o", into.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = std::fs::read_to_string(into.join("lilith_sharegpt.json")).unwrap();
+    let doc: Value = serde_json::from_str(&written).expect("one JSON document");
+    let entries = doc.as_array().expect("an array");
+    assert_eq!(entries.len(), 2);
+    let mut exchanges = Vec::new();
+    for entry in entries {
+        assert_eq!(entry.as_object().unwrap().len(), 1, "{entry}");
+        let turns = entry["conversations"]
+            .as_array()
+            .expect("conversations is an array");
+        exchanges.extend(exchanges_of(turns, ("from", "value"), ["system", "human", "gpt"]));
+    }
+    assert_eq!(
+        exchanges,
+        expected_exchanges(&fake.ground_truth(NAME), usize::MAX)
+    );
+    assert!(exchanges.contains(&(AS_DATA.to_owned(), AS_DATA.to_owned())));
+}

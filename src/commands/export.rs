@@ -30,6 +30,42 @@ pub fn run(
     media: MediaLinks,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
+    let extras = Extras {
+        media,
+        ..Extras::default()
+    };
+    run_with(config, name, what, format, options, &extras, out)
+}
+
+/// What some formats take besides the messages chosen.
+#[derive(Debug, Clone)]
+pub struct Extras {
+    /// How media are shown (`--media`).
+    pub media: MediaLinks,
+    /// openai, sharegpt: the longest example (`--max-chars`).
+    pub max_chars: usize,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            media: MediaLinks::Url,
+            max_chars: export::training::DEFAULT_MAX_CHARS,
+        }
+    }
+}
+
+/// [`run`], with what some formats take besides.
+pub fn run_with(
+    config: &Config,
+    name: &PersonalitySlug,
+    what: &[What],
+    format: Format,
+    options: &ExportOptions,
+    extras: &Extras,
+    out: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    let (media, max_chars) = (extras.media, extras.max_chars);
     let sections = parts::sections(what);
     check_selection(&sections, format, options, out)?;
     let out_dir = out.filter(|p| p.is_dir());
@@ -56,6 +92,8 @@ pub fn run(
         let out = in_dir.as_deref().or(out);
         if section == Section::Chat && format == Format::SillyTavern {
             export_sillytavern(&dir, name, options, out_dir)?;
+        } else if let (Section::Chat, Some(style)) = (section, format.training()) {
+            export_training(&dir, name, options, style, max_chars, out)?;
         } else if section == Section::Chat {
             let media = media_view(config, format, local)?;
             export_chat(&dir, name, format, options, media.as_ref(), out_dir, out)?;
@@ -195,6 +233,53 @@ fn export_sillytavern(
         out_dir.display()
     );
     Ok(())
+}
+
+/// The chat history as fine-tuning examples, with the profile's prompt as
+/// the system turn.
+fn export_training(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    options: &ExportOptions,
+    style: export::training::Style,
+    max_chars: usize,
+    out: Option<&Path>,
+) -> Result<(), Fatal> {
+    let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    warn_of_unfinished_walk(&chat, name);
+    let profile = stored_profile(dir, name);
+    let system = profile.as_ref().and_then(export::profile::system_prompt);
+    if system.is_none() {
+        eprintln!(
+            "note: no prompt or description in the stored profile of `{name}`: the examples have no system turn"
+        );
+    }
+    let target = Target::of(out)?;
+    let counts = target.write(|w| {
+        let mut w = BufWriter::with_capacity(1 << 16, w);
+        let counts = export::training::write(&chat, options, style, system, max_chars, &mut w)
+            .map_err(std::io::Error::other)?;
+        w.flush()?;
+        Ok(counts)
+    })?;
+    target.report(&counts, name, "");
+    if out.is_none() {
+        eprintln!("{counts}");
+    }
+    Ok(())
+}
+
+/// The stored profile as JSON; `None` without one, or with a warning when
+/// it is unreadable.
+fn stored_profile(dir: &PersonalityDir, name: &PersonalitySlug) -> Option<serde_json::Value> {
+    let bytes = dir.read_document(&dir.document_path("")).ok().flatten()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(profile) => Some(profile),
+        Err(e) => {
+            eprintln!("warning: the stored profile of `{name}` is unreadable: {e}");
+            None
+        }
+    }
 }
 
 /// The name the user goes by with this personality (`preferred_name` of
