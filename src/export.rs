@@ -4,10 +4,12 @@
 //! more memory than a thousand. The documents beside it are exported as
 //! stored ([`parts`]).
 
+pub mod card;
 pub mod conversations;
 mod markdown;
 pub mod parts;
 mod period;
+pub mod png;
 pub mod profile;
 pub mod sillytavern;
 pub mod summary;
@@ -49,6 +51,10 @@ pub enum Format {
     /// `--max-chars` long.
     #[value(name = "sharegpt")]
     ShareGpt,
+    /// The personality (profile, knowledge, training) as a Character Card
+    /// V2; in a PNG with `--png AVATAR`.
+    #[value(name = "character-card", alias = "card")]
+    CharacterCard,
 }
 
 impl Format {
@@ -94,6 +100,7 @@ impl Format {
             Format::SillyTavern => format!("{name} - <start>.jsonl"),
             Format::OpenAi => format!("{name}_openai.jsonl"),
             Format::ShareGpt => format!("{name}_sharegpt.json"),
+            Format::CharacterCard => format!("{name}.card.json"),
         }
     }
 }
@@ -300,10 +307,10 @@ pub fn write_with_media(
             let name = meta.display_name.unwrap_or(meta.shape_name);
             markdown::write(&mut lines, name, out)?;
         }
-        Format::SillyTavern | Format::OpenAi | Format::ShareGpt => {
+        Format::SillyTavern | Format::OpenAi | Format::ShareGpt | Format::CharacterCard => {
             return Err(ExportError::Write(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "this format needs more than the history: see export::sillytavern and export::training",
+                "this format needs more than the history: see export::sillytavern, training and card",
             )));
         }
         Format::Conversations => {

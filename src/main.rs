@@ -162,6 +162,16 @@ enum Command {
     /// each with the system turn; a message too long for any is left out.
     /// What was left out is said on standard error.
     ///
+    /// `--format character-card` (or `card`) writes the personality as a
+    /// Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0",
+    /// "data": {...}}`) from the stored profile (name; search_description or
+    /// description; prompt as system_prompt; ...), knowledge (the entries
+    /// of `character_book`) and training (questions and answers as
+    /// `mes_example`); every profile field with no place in the card is kept
+    /// as received under `data.extensions.chatkeep`. With --png AVATAR, a
+    /// copy of that PNG holding the card (base64) in its `chara` tEXt chunk
+    /// (an earlier card chunk replaced) is written instead.
+    ///
     /// `--what` chooses the parts: the chat history (the default), a
     /// document (profile, memories, knowledge, training,
     /// user_personalization), several, or all. A document is written byte
@@ -189,8 +199,9 @@ enum Command {
         format: Format,
         /// Write to this file (atomically) instead of standard output; into a
         /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl,
-        /// <name>_openai.jsonl, <name>_sharegpt.json; "<Name> - <start>.jsonl" per
-        /// SillyTavern chat) and each document as <name><_part>.json.
+        /// <name>_openai.jsonl, <name>_sharegpt.json, <name>.card.json or .card.png;
+        /// "<Name> - <start>.jsonl" per SillyTavern chat) and each document as
+        /// <name><_part>.json.
         #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
         /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
@@ -213,6 +224,11 @@ enum Command {
         /// for one on its own is left out, and counted) [default: 32000].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(200..))]
         max_chars: Option<u64>,
+        /// character-card: embed the card in a copy of this PNG (the avatar),
+        /// as the `chara` tEXt chunk frontends read; written to -o FILE, or
+        /// DIR/<name>.card.png.
+        #[arg(long, value_name = "AVATAR")]
+        png: Option<PathBuf>,
         /// Leave out messages the service no longer returns (kept and marked otherwise).
         #[arg(long)]
         upstream_only: bool,
@@ -487,10 +503,14 @@ fn main() -> ExitCode {
                 gap,
                 min_messages,
                 max_chars,
+                png,
                 upstream_only,
                 revisions,
                 media,
             } => {
+                if png.is_some() && format != Format::CharacterCard {
+                    return Err(Fatal::usage("--png applies to --format character-card only"));
+                }
                 if format.training().is_none() && max_chars.is_some() {
                     return Err(Fatal::usage(
                         "--max-chars applies to --format openai and sharegpt only",
@@ -533,7 +553,11 @@ fn main() -> ExitCode {
                 let max_chars = max_chars.map_or(chatkeep::export::training::DEFAULT_MAX_CHARS, |n| {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 });
-                let extras = commands::export::Extras { media, max_chars };
+                let extras = commands::export::Extras {
+                    media,
+                    max_chars,
+                    png,
+                };
                 commands::export::run_with(
                     &config,
                     &name,

@@ -387,3 +387,268 @@ async fn sharegpt_is_one_json_array_of_system_human_and_gpt_turns_per_conversati
     );
     assert!(exchanges.contains(&(AS_DATA.to_owned(), AS_DATA.to_owned())));
 }
+
+/// The profile fields the card maps (each once, under these names in the
+/// fake's profile): name, search_description (description), prompt
+/// (system_prompt).
+const MAPPED: &[&str] = &["name", "search_description", "prompt"];
+
+/// Checks `card` against the Character Card V2 specification
+/// (malfoyslastname/character-card-spec-v2): the spec and version, every
+/// field of `data` with its type, and each character book entry's required
+/// fields with theirs.
+fn check_card_v2(card: &Value) {
+    assert_eq!(card["spec"], "chara_card_v2");
+    assert_eq!(card["spec_version"], "2.0");
+    let data = card["data"].as_object().expect("data is an object");
+    for field in [
+        "name",
+        "description",
+        "personality",
+        "scenario",
+        "first_mes",
+        "mes_example",
+        "creator_notes",
+        "system_prompt",
+        "post_history_instructions",
+        "creator",
+        "character_version",
+    ] {
+        assert!(
+            data.get(field).is_some_and(Value::is_string),
+            "{field} is a string"
+        );
+    }
+    for field in ["alternate_greetings", "tags"] {
+        let list = data.get(field).and_then(Value::as_array);
+        assert!(
+            list.is_some_and(|l| l.iter().all(Value::is_string)),
+            "{field}: strings"
+        );
+    }
+    assert!(data["extensions"].is_object());
+    if let Some(book) = data.get("character_book") {
+        assert!(book["extensions"].is_object());
+        for entry in book["entries"].as_array().expect("entries is an array") {
+            let keys = entry["keys"].as_array().expect("keys is an array");
+            assert!(keys.iter().all(Value::is_string));
+            assert!(entry["content"].is_string());
+            assert!(entry["extensions"].is_object());
+            assert!(entry["enabled"].is_boolean());
+            assert!(entry["insertion_order"].is_number());
+            if let Some(position) = entry.get("position") {
+                assert!(position == "before_char" || position == "after_char");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn character_card_maps_the_profile_and_knowledge_and_keeps_every_other_profile_field() {
+    let (fake, dir, config) = backed_up().await;
+    // Knowledge with text to keep as data, an unknown field and a number.
+    fake.set_document(
+        NAME,
+        chatkeep::fake::DocumentKind::Knowledge,
+        Some(serde_json::json!([
+            {"id": "k0", "title": "Lore 0", "content": AS_DATA, "weight": 2.5},
+            {"id": "k1", "title": "Lore 1", "content": "Chapter 1."},
+        ])),
+    );
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json = stdout(&export(&config, &["--format", "character-card"]));
+    let card: Value = serde_json::from_str(&json).unwrap();
+    check_card_v2(&card);
+    let data = &card["data"];
+    let profile: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("data").join(NAME).join(format!("{NAME}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["name"], "Lady Lilith");
+    assert_eq!(data["system_prompt"], PROMPT);
+    assert_eq!(data["description"], profile["search_description"]);
+    // Every profile field is in the card once: mapped, or kept as it was.
+    let kept = data["extensions"]["chatkeep"].as_object().unwrap();
+    for (field, value) in profile.as_object().unwrap() {
+        if MAPPED.contains(&field.as_str()) {
+            assert!(!kept.contains_key(field), "{field} is mapped, not repeated");
+        } else {
+            assert_eq!(
+                kept.get(field),
+                Some(value),
+                "{field} kept under extensions.chatkeep"
+            );
+        }
+    }
+    assert_eq!(kept.len() + MAPPED.len(), profile.as_object().unwrap().len());
+    // Knowledge entries are the character book, text as data.
+    let entries = data["character_book"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["content"], AS_DATA);
+    assert_eq!(entries[0]["keys"], serde_json::json!(["Lore 0"]));
+    assert_eq!(entries[0]["extensions"]["chatkeep"]["id"], "k0");
+    assert_eq!(entries[0]["extensions"]["chatkeep"]["weight"], 2.5);
+    assert_eq!(entries[1]["insertion_order"], 1);
+    // Training questions and answers are the example dialogue.
+    let examples = data["mes_example"].as_str().unwrap();
+    assert!(
+        examples.starts_with("<START>\n{{user}}: What is rule 0?\n{{char}}: Rule 0 is to be Lady Lilith."),
+        "{examples}"
+    );
+}
+
+/// A 1×1 PNG with `extra` chunks after IHDR, each with its CRC.
+fn avatar(extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+    let chunk = |out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
+        out.extend((data.len() as u32).to_be_bytes());
+        out.extend(kind);
+        out.extend(data);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend(crc.finalize().to_be_bytes());
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
+    for (kind, data) in extra {
+        chunk(&mut png, kind, data);
+    }
+    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 2, 0, 1]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// The chunks of a PNG, each CRC checked: `(type, data)`.
+fn chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let mut at = 8;
+    let mut chunks = Vec::new();
+    while at < png.len() {
+        let length = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let kind: [u8; 4] = png[at + 4..at + 8].try_into().unwrap();
+        let data = png[at + 8..at + 8 + length].to_vec();
+        let stored = u32::from_be_bytes(png[at + 8 + length..at + 12 + length].try_into().unwrap());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&kind);
+        crc.update(&data);
+        assert_eq!(
+            stored,
+            crc.finalize(),
+            "CRC of {}",
+            String::from_utf8_lossy(&kind)
+        );
+        chunks.push((kind, data));
+        at += 12 + length;
+    }
+    chunks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn character_card_png_holds_the_same_card_in_one_chara_text_chunk_read_back() {
+    use base64::Engine as _;
+    let (_fake, dir, config) = backed_up().await;
+    let json = stdout(&export(&config, &["--format", "card"]));
+    let card: Value = serde_json::from_str(&json).unwrap();
+    // An avatar that already holds a card, and a comment to keep.
+    let stale = base64::engine::general_purpose::STANDARD.encode(br#"{"spec":"chara_card_v2","data":{}}"#);
+    let stale = [b"chara\0".as_slice(), stale.as_bytes()].concat();
+    let source = avatar(&[(b"tEXt", &stale), (b"tEXt", b"Comment\0made by hand")]);
+    let avatar_path = dir.path().join("avatar.png");
+    std::fs::write(&avatar_path, &source).unwrap();
+    let into = dir.path().join("cards");
+    std::fs::create_dir(&into).unwrap();
+    let out = export(
+        &config,
+        &[
+            "--format",
+            "character-card",
+            "--png",
+            avatar_path.to_str().unwrap(),
+            "-o",
+            into.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = std::fs::read(into.join("lilith.card.png")).unwrap();
+    let chunks = chunks(&written);
+    let kinds: Vec<String> = chunks
+        .iter()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(kinds, ["IHDR", "tEXt", "IDAT", "tEXt", "IEND"]);
+    // The image is untouched; the comment kept; one card, the new one.
+    let original = self::chunks(&source);
+    assert_eq!(chunks[0], original[0]);
+    assert_eq!(chunks[2], original[3]);
+    assert_eq!(chunks[1].1, b"Comment\0made by hand");
+    let cards: Vec<&Vec<u8>> = chunks
+        .iter()
+        .filter(|(_, d)| d.starts_with(b"chara\0"))
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(cards.len(), 1);
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&cards[0][6..])
+        .unwrap();
+    let embedded: Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(embedded, card);
+    check_card_v2(&embedded);
+
+    // Not a PNG, or a corrupt one: refused, nothing written.
+    let mut corrupt = source.clone();
+    corrupt[20] ^= 0xff;
+    for (bytes, says) in [(b"GIF89a".to_vec(), "not a PNG"), (corrupt, "CRC")] {
+        std::fs::write(&avatar_path, &bytes).unwrap();
+        let target = dir.path().join("refused.png");
+        let out = export(
+            &config,
+            &[
+                "--format",
+                "card",
+                "--png",
+                avatar_path.to_str().unwrap(),
+                "-o",
+                target.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            text(&out)
+        );
+        assert!(!target.exists());
+    }
+}
+
+/// The `character-card-utils` npm package (the V2 spec author's parsers and
+/// validators), when installed: `CHARACTER_CARD_UTILS` names its directory
+/// (`npm install character-card-utils` puts it in
+/// `node_modules/character-card-utils`) and `node` runs it. Without either,
+/// this test says so and checks nothing more than the others do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn character_card_passes_the_character_card_utils_v2_validator_when_installed() {
+    let Some(package) = std::env::var_os("CHARACTER_CARD_UTILS") else {
+        eprintln!("CHARACTER_CARD_UTILS is not set: the npm validator is not run");
+        return;
+    };
+    let (_fake, dir, config) = backed_up().await;
+    let card = dir.path().join("card.json");
+    let out = export(&config, &["--format", "card", "-o", card.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let script = "const cards = require(process.argv[1]); \
+        const card = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8')); \
+        const r = cards.v2.safeParse(card); \
+        if (!r.success) { console.error(JSON.stringify(r.error.issues)); process.exit(1); } \
+        const again = JSON.stringify(cards.parseToV2(card).data.character_book.entries.length); \
+        console.log(again);";
+    let out = std::process::Command::new("node")
+        .args(["-e", script])
+        .arg(&package)
+        .arg(&card)
+        .output()
+        .expect("node runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}

@@ -44,6 +44,8 @@ pub struct Extras {
     pub media: MediaLinks,
     /// openai, sharegpt: the longest example (`--max-chars`).
     pub max_chars: usize,
+    /// character-card: the PNG to embed the card in (`--png`).
+    pub png: Option<std::path::PathBuf>,
 }
 
 impl Default for Extras {
@@ -51,6 +53,7 @@ impl Default for Extras {
         Extras {
             media: MediaLinks::Url,
             max_chars: export::training::DEFAULT_MAX_CHARS,
+            png: None,
         }
     }
 }
@@ -67,6 +70,9 @@ pub fn run_with(
 ) -> Result<ExitCode, Fatal> {
     let (media, max_chars) = (extras.media, extras.max_chars);
     let sections = parts::sections(what);
+    if format == Format::CharacterCard {
+        return export_card(config, name, &sections, options, extras.png.as_deref(), out);
+    }
     check_selection(&sections, format, options, out)?;
     let out_dir = out.filter(|p| p.is_dir());
     let local = media == MediaLinks::Local;
@@ -233,6 +239,85 @@ fn export_sillytavern(
         out_dir.display()
     );
     Ok(())
+}
+
+/// The personality as a Character Card V2, from its stored profile,
+/// knowledge and training; inside the PNG `png` when given.
+fn export_card(
+    config: &Config,
+    name: &PersonalitySlug,
+    sections: &[Section],
+    options: &ExportOptions,
+    png: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    if sections != [Section::Chat] {
+        return Err(Fatal::usage(
+            "--format character-card makes one card of the profile, knowledge and training; \
+             leave out --what",
+        ));
+    }
+    if !options.period.is_all() || options.upstream_only || options.revisions {
+        return Err(Fatal::usage(
+            "--since, --until, --upstream-only and --revisions select messages; a character card holds none",
+        ));
+    }
+    let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
+    let failed = |message: String| Fatal {
+        code: super::exit::FAILED,
+        message,
+    };
+    let read = |suffix: &str| {
+        dir.read_document(&dir.document_path(suffix))
+            .map_err(|e| failed(format!("cannot read the stored documents of `{name}`: {e}")))
+    };
+    let Some(profile) = read("")? else {
+        return Err(Fatal::usage(format!(
+            "no stored profile of `{name}` in {}; run `chatkeep sync {name}` first",
+            config.storage.data_dir.display()
+        )));
+    };
+    let (knowledge, training) = (read("_knowledge")?, read("_training")?);
+    let card = export::card::build(
+        name.as_str(),
+        Some(&profile),
+        knowledge.as_deref(),
+        training.as_deref(),
+    )
+    .map_err(|e| failed(format!("no card of `{name}`: {e}")))?;
+    let json = card.to_json();
+    let file_name = match png {
+        Some(_) => format!("{name}.card.png"),
+        None => Format::CharacterCard.file_name(name.as_str()),
+    };
+    let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
+    let out = in_dir.as_deref().or(out);
+    let mut avatar = match png {
+        Some(path) => Some(
+            fsio::open_read(path)
+                .map(std::io::BufReader::new)
+                .map_err(|e| Fatal::usage(format!("cannot read the avatar {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let target = Target::of(out)?;
+    target.write(|w| {
+        let mut w = BufWriter::with_capacity(1 << 16, w);
+        match (&mut avatar, png) {
+            (Some(avatar), Some(path)) => export::png::embed(avatar, &json, &mut w).map_err(|e| {
+                std::io::Error::other(format!("the avatar {}: {e}; nothing was written", path.display()))
+            })?,
+            _ => writeln!(w, "{json}")?,
+        }
+        w.flush()
+    })?;
+    let entries = card.data.character_book.as_ref().map_or(0, |b| b.entries.len());
+    let detail = format!(
+        " ({} in its character book)",
+        crate::words::counted(entries as u64, "entry", "entries")
+    );
+    target.report(&format_args!("the character card"), name, &detail);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The chat history as fine-tuning examples, with the profile's prompt as
