@@ -518,8 +518,8 @@ fn main() -> ExitCode {
                 }
                 if !format.splits() && (gap.is_some() || min_messages.is_some()) {
                     return Err(Fatal::usage(
-                        "--gap and --min-messages apply to the formats split into conversations \
-                         (conversations, sillytavern, openai, sharegpt) only",
+                        "--gap and --min-messages apply to --format conversations, sillytavern, \
+                         openai and sharegpt only (those split into conversations)",
                     ));
                 }
                 if revisions && format != Format::Jsonl {

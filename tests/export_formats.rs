@@ -33,11 +33,13 @@ async fn backed_up() -> (FakeService, tempfile::TempDir, std::path::PathBuf) {
     let fake = fake(FakeConfig::default(), vec![spec]).await;
     fake.regenerate_nth_newest(NAME, 0);
     let data = serde_json::to_string(AS_DATA).unwrap();
+    // On the fake's own host: the media fetcher asks no one else.
+    let picture = picture(&fake);
     let long = "lantern ".repeat(600);
     let raws = [
         format!(r#"{{"id":"d1","message":{data},"reply":{data},"ts":{DAY2_S}.0,"regenerated_replies":[]}}"#),
         format!(
-            r#"{{"id":"d2","message":"","reply":"A fine picture.","ts":{}.0,"attachment_url":"https://cdn.example/p.png","attachment_type":"image","regenerated_replies":[]}}"#,
+            r#"{{"id":"d2","message":"","reply":"A fine picture.","ts":{}.0,"attachment_url":"{picture}","attachment_type":"image","regenerated_replies":[]}}"#,
             DAY2_S + 60
         ),
         format!(
@@ -61,6 +63,11 @@ async fn backed_up() -> (FakeService, tempfile::TempDir, std::path::PathBuf) {
     let out = chatkeep(&config).arg("sync").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     (fake, dir, config)
+}
+
+/// The URL of the attachment of message `d2`.
+fn picture(fake: &FakeService) -> String {
+    format!("{}/files/p.png", fake.base_url())
 }
 
 fn export(config: &Path, args: &[&str]) -> std::process::Output {
@@ -209,7 +216,7 @@ async fn sillytavern_writes_a_chat_file_per_conversation_a_header_then_each_turn
     assert_eq!(second[2]["mes"], AS_DATA);
     // An attachment-only message is the user's image; regenerated replies are swipes.
     assert_eq!(second[3]["mes"], "");
-    assert_eq!(second[3]["extra"]["image"], "https://cdn.example/p.png");
+    assert_eq!(second[3]["extra"]["image"], picture(&fake).as_str());
     let last = second.last().unwrap();
     assert_eq!(last["swipes"][0], "first take");
     assert_eq!(last["swipes"][1], "second take");
@@ -651,4 +658,40 @@ async fn character_card_passes_the_character_card_utils_v2_validator_when_instal
         .expect("node runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_new_format_survives_fields_of_unexpected_types() {
+    let (fake, dir, config) = backed_up().await;
+    let odd = [
+        r#"{"id":"n","ts":4000000000.1,"message":123,"reply":{"parts":["a",{"b":null}]},"attachment_url":7,"voice_reply_url":false,"regenerated_replies":"no"}"#,
+        r#"{"id":"m","ts":4000000000.2,"message":null,"reply":["x"],"voice_reply_url":{"u":"v"}}"#,
+    ];
+    for raw in odd {
+        fake.push_raw_message(NAME, raw);
+    }
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let chats = dir.path().join("odd");
+    std::fs::create_dir(&chats).unwrap();
+    for args in [
+        vec!["--format", "conversations"],
+        vec!["--format", "openai"],
+        vec!["--format", "sharegpt"],
+        vec!["--format", "sillytavern", "-o", chats.to_str().unwrap()],
+    ] {
+        let out = export(&config, &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    }
+    // Not text: written as the JSON received, as the transcript does.
+    let openai = stdout(&export(&config, &["--format", "openai"]));
+    let last: Value = serde_json::from_str(openai.lines().last().unwrap()).unwrap();
+    let turns = last["messages"].as_array().unwrap();
+    assert_eq!(turns[1]["content"], "123");
+    assert_eq!(turns[2]["content"], r#"{"parts":["a",{"b":null}]}"#);
+    assert_eq!(
+        turns.len(),
+        3,
+        "the message without user text is left out: {turns:?}"
+    );
 }
