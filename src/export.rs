@@ -1,8 +1,10 @@
 //! The chat history in the formats people read and carry elsewhere: the
-//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript, and
-//! conversations. Streamed from the chat log, so a million messages cost no
-//! more memory than a thousand. The documents beside it are exported as
-//! stored ([`parts`]).
+//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript,
+//! conversations, SillyTavern chats ([`sillytavern`]) and fine-tuning
+//! examples ([`training`]). Streamed from the chat log, so a million
+//! messages cost no more memory than a thousand. The personality itself
+//! goes out as a character card ([`card`], [`png`]); the documents beside
+//! it are exported as stored ([`parts`]).
 
 pub mod card;
 pub mod conversations;

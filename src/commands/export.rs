@@ -1,5 +1,6 @@
 //! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown,
-//! conversations or SillyTavern chats, and the documents beside it as stored.
+//! conversations, SillyTavern chats or fine-tuning examples; the
+//! personality as a character card; and the documents beside it as stored.
 
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
