@@ -144,6 +144,7 @@ pub(crate) struct Span {
     pub count: u64,
     /// Kept: at least the minimum number of messages.
     pub kept: bool,
+    /// Empty unless the spans were asked to summarize.
     pub summary: Summary,
 }
 
@@ -158,10 +159,17 @@ pub(crate) struct Spans<'a> {
     min_messages: u64,
     expected: u64,
     counts: ConversationCounts,
+    /// Whether to build each conversation's summary (which reads every
+    /// message's text, not only its `ts`).
+    summarize: bool,
 }
 
 impl<'a> Spans<'a> {
-    pub(crate) fn new(store: &ChatStore, options: &ExportOptions) -> Result<Spans<'a>, ExportError> {
+    pub(crate) fn new(
+        store: &ChatStore,
+        options: &ExportOptions,
+        summarize: bool,
+    ) -> Result<Spans<'a>, ExportError> {
         let mut ahead = Cursor::new(store, options)?;
         let next_start = ahead.next_ts()?;
         Ok(Spans {
@@ -171,6 +179,7 @@ impl<'a> Spans<'a> {
             min_messages: options.split.min_messages,
             expected: options.expected_messages(store.state()),
             counts: ConversationCounts::default(),
+            summarize,
         })
     }
 
@@ -180,7 +189,11 @@ impl<'a> Spans<'a> {
             return Ok(None);
         };
         let mut summary = Summary::default();
+        let summarize = self.summarize;
         let take = |summary: &mut Summary, text: &str, line: u64| -> Result<(), ExportError> {
+            if !summarize {
+                return Ok(());
+            }
             let turn = Turn::parse(text, line)?;
             summary.add(turn.user.as_deref(), turn.reply.as_deref());
             Ok(())
@@ -237,7 +250,7 @@ pub fn write(
     options: &ExportOptions,
     out: &mut impl Write,
 ) -> Result<ConversationCounts, ExportError> {
-    let mut spans = Spans::new(store, options)?;
+    let mut spans = Spans::new(store, options, true)?;
     let mut ids = Cursor::new(store, options)?;
     let mut messages = Cursor::new(store, options)?;
     while let Some(span) = spans.next_span()? {

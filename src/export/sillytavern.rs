@@ -55,7 +55,7 @@ pub fn write(
     names: Names,
     files: &mut Files,
 ) -> Result<ConversationCounts, ExportError> {
-    let mut spans = Spans::new(store, options)?;
+    let mut spans = Spans::new(store, options, false)?;
     let mut cursor = Cursor::new(store, options)?;
     let stem = file_stem(names.character);
     while let Some(span) = spans.next_span()? {

@@ -145,7 +145,7 @@ pub fn write(
             ),
         )));
     }
-    let mut spans = Spans::new(store, options)?;
+    let mut spans = Spans::new(store, options, false)?;
     let mut cursor = Cursor::new(store, options)?;
     let mut counts = TrainingCounts::default();
     let mut examples = Examples {
