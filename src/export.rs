@@ -1,13 +1,22 @@
 //! The chat history in the formats people read and carry elsewhere: the
-//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript, and
-//! conversations. Streamed from the chat log, so a million messages cost no
-//! more memory than a thousand. The documents beside it are exported as
-//! stored ([`parts`]).
+//! export JSON earlier tools wrote, JSON Lines, a Markdown transcript,
+//! conversations, SillyTavern chats ([`sillytavern`]) and fine-tuning
+//! examples ([`training`]). Streamed from the chat log, so a million
+//! messages cost no more memory than a thousand. The personality itself
+//! goes out as a character card ([`card`], [`png`]); the documents beside
+//! it are exported as stored ([`parts`]).
 
+pub mod card;
 pub mod conversations;
 mod markdown;
 pub mod parts;
 mod period;
+pub mod png;
+pub mod profile;
+pub mod sillytavern;
+pub mod summary;
+pub mod training;
+pub mod turn;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -31,11 +40,55 @@ pub enum Format {
     #[value(alias = "md")]
     Markdown,
     /// One conversation per line, split at silences longer than `--gap`:
-    /// `{start, end, message_count, ids, messages}`.
+    /// `{start, end, message_count, summary, ids, messages}`.
     Conversations,
+    /// SillyTavern chat files, one per conversation, into `-o DIR`.
+    #[value(name = "sillytavern", alias = "st")]
+    SillyTavern,
+    /// OpenAI chat fine-tuning JSON Lines, one example per conversation,
+    /// each at most `--max-chars` long.
+    #[value(name = "openai")]
+    OpenAi,
+    /// A ShareGPT JSON array, one example per conversation, each at most
+    /// `--max-chars` long.
+    #[value(name = "sharegpt")]
+    ShareGpt,
+    /// The personality (profile, knowledge, training) as a Character Card
+    /// V2; in a PNG with `--png AVATAR`.
+    #[value(name = "character-card", alias = "card")]
+    CharacterCard,
 }
 
 impl Format {
+    /// Whether the format splits the history into conversations (`--gap`,
+    /// `--min-messages`).
+    pub fn splits(self) -> bool {
+        matches!(
+            self,
+            Format::Conversations | Format::SillyTavern | Format::OpenAi | Format::ShareGpt
+        )
+    }
+
+    /// The fine-tuning style, for the fine-tuning formats.
+    pub fn training(self) -> Option<training::Style> {
+        match self {
+            Format::OpenAi => Some(training::Style::OpenAi),
+            Format::ShareGpt => Some(training::Style::ShareGpt),
+            _ => None,
+        }
+    }
+
+    /// The shortest conversation kept when `--min-messages` is not given:
+    /// every one for the chats carried to SillyTavern (a migration leaves
+    /// nothing behind) and to fine-tuning (one exchange is an example),
+    /// [`conversations::DEFAULT_MIN_MESSAGES`] otherwise.
+    pub fn default_min_messages(self) -> u64 {
+        match self {
+            Format::SillyTavern | Format::OpenAi | Format::ShareGpt => 1,
+            _ => conversations::DEFAULT_MIN_MESSAGES,
+        }
+    }
+
     /// The file an export of `name` goes to in a directory given as
     /// `--output`: `<name>_chat_history.<ext>`, as earlier tools named it
     /// (`<name>_conversations.jsonl` for conversations).
@@ -45,6 +98,11 @@ impl Format {
             Format::Jsonl => format!("{name}_chat_history.jsonl"),
             Format::Markdown => format!("{name}_chat_history.md"),
             Format::Conversations => format!("{name}_conversations.jsonl"),
+            // One file per conversation, named by its start, in the directory.
+            Format::SillyTavern => format!("{name} - <start>.jsonl"),
+            Format::OpenAi => format!("{name}_openai.jsonl"),
+            Format::ShareGpt => format!("{name}_sharegpt.json"),
+            Format::CharacterCard => format!("{name}.card.json"),
         }
     }
 }
@@ -250,6 +308,12 @@ pub fn write_with_media(
         Format::Markdown => {
             let name = meta.display_name.unwrap_or(meta.shape_name);
             markdown::write(&mut lines, name, out)?;
+        }
+        Format::SillyTavern | Format::OpenAi | Format::ShareGpt | Format::CharacterCard => {
+            return Err(ExportError::Write(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this format needs more than the history: see export::sillytavern, training and card",
+            )));
         }
         Format::Conversations => {
             // Reads the history with cursors of its own, and checks the count.

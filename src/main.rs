@@ -131,10 +131,46 @@ enum Command {
     /// "..."}`. No field of the service's is ever altered.
     ///
     /// `--format conversations` writes one conversation per line (JSON
-    /// Lines): `{"start", "end", "message_count", "ids", "messages"}`, a
-    /// conversation ending where the next message comes more than `--gap`
-    /// after the last one; conversations with fewer than `--min-messages`
-    /// messages are left out.
+    /// Lines): `{"start", "end", "message_count", "summary", "ids",
+    /// "messages"}`, a conversation ending where the next message comes more
+    /// than `--gap` after the last one; conversations with fewer than
+    /// `--min-messages` messages are left out. The summary, made without
+    /// network or model, is `{"opening": its first user line (200
+    /// characters at most), "terms": its 8 most frequent words outside a
+    /// list of common English ones}`.
+    ///
+    /// `--format sillytavern` (or `st`) writes each conversation (split as
+    /// conversations are, every one kept unless --min-messages says
+    /// otherwise) as a SillyTavern chat file into -o DIR, named
+    /// `<Name> - <start>.jsonl`: a header line (`user_name`, the user
+    /// personalization's preferred name or "You"; `character_name`;
+    /// `create_date`; `chat_metadata`), then a line per turn (`name`,
+    /// `is_user`, `send_date`, `mes`, `extra`): a stored message becomes the
+    /// user's line (when it has text or an attachment) and the
+    /// personality's (when it has a reply), regenerated replies its `swipes`.
+    ///
+    /// `--format openai` writes chat fine-tuning JSON Lines, one example per
+    /// conversation, `{"messages": [{"role": "system", ...}, {"role":
+    /// "user", ...}, {"role": "assistant", ...}, ...]}`; `--format sharegpt`
+    /// one JSON array, `[{"conversations": [{"from": "system"|"human"|"gpt",
+    /// "value": ...}]}, ...]`. The system turn is the profile's prompt (else
+    /// its description). Each stored message is one exchange, the user's
+    /// turn then the reply; a message without a reply, or without user text
+    /// or attachment, is left out, and an attachment alone stands as
+    /// `[attachment: <type>]`. No example is longer than --max-chars
+    /// characters: a longer conversation is split into several examples,
+    /// each with the system turn; a message too long for any is left out.
+    /// What was left out is said on standard error.
+    ///
+    /// `--format character-card` (or `card`) writes the personality as a
+    /// Character Card V2 (`{"spec": "chara_card_v2", "spec_version": "2.0",
+    /// "data": {...}}`) from the stored profile (name; search_description or
+    /// description; prompt as system_prompt; ...), knowledge (the entries
+    /// of `character_book`) and training (questions and answers as
+    /// `mes_example`); every profile field with no place in the card is kept
+    /// as received under `data.extensions.chatkeep`. With --png AVATAR, a
+    /// copy of that PNG holding the card (base64) in its `chara` tEXt chunk
+    /// (an earlier card chunk replaced) is written instead.
     ///
     /// `--what` chooses the parts: the chat history (the default), a
     /// document (profile, memories, knowledge, training,
@@ -162,8 +198,10 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "json")]
         format: Format,
         /// Write to this file (atomically) instead of standard output; into a
-        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl)
-        /// and each document as <name><_part>.json.
+        /// directory, as <name>_chat_history.<json|jsonl|md> (<name>_conversations.jsonl,
+        /// <name>_openai.jsonl, <name>_sharegpt.json, <name>.card.json or .card.png;
+        /// "<Name> - <start>.jsonl" per SillyTavern chat) and each document as
+        /// <name><_part>.json.
         #[arg(long, short, value_name = "FILE|DIR")]
         output: Option<PathBuf>,
         /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
@@ -172,13 +210,25 @@ enum Command {
         /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
         #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
         until: Option<chrono::DateTime<chrono::Utc>>,
-        /// Conversations: the silence that ends one, such as 30m, 2h or 90s
-        /// (a silence of exactly this long does not) [default: 30m].
+        /// Conversations, SillyTavern chats and fine-tuning examples: the silence
+        /// that ends one, such as 30m, 2h or 90s (a silence of exactly this long
+        /// does not) [default: 30m].
         #[arg(long, value_name = "DURATION", value_parser = chatkeep::config::parse_duration)]
         gap: Option<Duration>,
-        /// Conversations: leave out those with fewer messages [default: 5].
+        /// Conversations, SillyTavern chats and fine-tuning examples: leave out
+        /// conversations with fewer messages [default: 5 for conversations, else 1].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_messages: Option<u64>,
+        /// openai and sharegpt: no example longer than this many characters (a
+        /// conversation longer is split into several; a message too long
+        /// for one on its own is left out, and counted) [default: 32000].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(200..))]
+        max_chars: Option<u64>,
+        /// character-card: embed the card in a copy of this PNG (the avatar),
+        /// as the `chara` tEXt chunk frontends read; written to -o FILE, or
+        /// DIR/<name>.card.png.
+        #[arg(long, value_name = "AVATAR")]
+        png: Option<PathBuf>,
         /// Leave out messages the service no longer returns (kept and marked otherwise).
         #[arg(long)]
         upstream_only: bool,
@@ -522,13 +572,24 @@ fn main() -> ExitCode {
                 until,
                 gap,
                 min_messages,
+                max_chars,
+                png,
                 upstream_only,
                 revisions,
                 media,
             } => {
-                if format != Format::Conversations && (gap.is_some() || min_messages.is_some()) {
+                if png.is_some() && format != Format::CharacterCard {
+                    return Err(Fatal::usage("--png applies to --format character-card only"));
+                }
+                if format.training().is_none() && max_chars.is_some() {
                     return Err(Fatal::usage(
-                        "--gap and --min-messages apply to --format conversations only",
+                        "--max-chars applies to --format openai and sharegpt only",
+                    ));
+                }
+                if !format.splits() && (gap.is_some() || min_messages.is_some()) {
+                    return Err(Fatal::usage(
+                        "--gap and --min-messages apply to --format conversations, sillytavern, \
+                         openai and sharegpt only (those split into conversations)",
                     ));
                 }
                 if revisions && format != Format::Jsonl {
@@ -536,7 +597,9 @@ fn main() -> ExitCode {
                         "--revisions applies to --format jsonl only (one line per version)",
                     ));
                 }
-                if media == MediaLinks::Local && format == Format::Conversations {
+                if media == MediaLinks::Local
+                    && !matches!(format, Format::Json | Format::Jsonl | Format::Markdown)
+                {
                     return Err(Fatal::usage(
                         "--media local applies to --format json, jsonl and markdown",
                     ));
@@ -550,14 +613,30 @@ fn main() -> ExitCode {
                 let options = ExportOptions {
                     split: Split {
                         gap: gap.unwrap_or(defaults.gap),
-                        min_messages: min_messages.unwrap_or(defaults.min_messages),
+                        min_messages: min_messages.unwrap_or(format.default_min_messages()),
                     },
                     upstream_only,
                     revisions,
                     period: Period { since, before: until },
                 };
                 let config = config()?;
-                commands::export::run(&config, &name, &what, format, &options, media, output.as_deref())
+                let max_chars = max_chars.map_or(chatkeep::export::training::DEFAULT_MAX_CHARS, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                });
+                let extras = commands::export::Extras {
+                    media,
+                    max_chars,
+                    png,
+                };
+                commands::export::run_with(
+                    &config,
+                    &name,
+                    &what,
+                    format,
+                    &options,
+                    &extras,
+                    output.as_deref(),
+                )
             }
             Command::Audit { names, repair, json } => {
                 let config = config()?;

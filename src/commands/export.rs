@@ -1,5 +1,6 @@
-//! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown or
-//! conversations, and the documents beside it as stored.
+//! `chatkeep export`: the chat history as JSON, JSON Lines, Markdown,
+//! conversations, SillyTavern chats or fine-tuning examples; the
+//! personality as a character card; and the documents beside it as stored.
 
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
@@ -30,7 +31,49 @@ pub fn run(
     media: MediaLinks,
     out: Option<&Path>,
 ) -> Result<ExitCode, Fatal> {
+    let extras = Extras {
+        media,
+        ..Extras::default()
+    };
+    run_with(config, name, what, format, options, &extras, out)
+}
+
+/// What some formats take besides the messages chosen.
+#[derive(Debug, Clone)]
+pub struct Extras {
+    /// How media are shown (`--media`).
+    pub media: MediaLinks,
+    /// openai, sharegpt: the longest example (`--max-chars`).
+    pub max_chars: usize,
+    /// character-card: the PNG to embed the card in (`--png`).
+    pub png: Option<std::path::PathBuf>,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            media: MediaLinks::Url,
+            max_chars: export::training::DEFAULT_MAX_CHARS,
+            png: None,
+        }
+    }
+}
+
+/// [`run`], with what some formats take besides.
+pub fn run_with(
+    config: &Config,
+    name: &PersonalitySlug,
+    what: &[What],
+    format: Format,
+    options: &ExportOptions,
+    extras: &Extras,
+    out: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    let (media, max_chars) = (extras.media, extras.max_chars);
     let sections = parts::sections(what);
+    if format == Format::CharacterCard {
+        return export_card(config, name, &sections, options, extras.png.as_deref(), out);
+    }
     check_selection(&sections, format, options, out)?;
     let out_dir = out.filter(|p| p.is_dir());
     let local = media == MediaLinks::Local;
@@ -54,7 +97,11 @@ pub fn run(
             .unwrap_or_else(|| format.file_name(name.as_str()));
         let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
         let out = in_dir.as_deref().or(out);
-        if section == Section::Chat {
+        if section == Section::Chat && format == Format::SillyTavern {
+            export_sillytavern(&dir, name, options, out_dir)?;
+        } else if let (Section::Chat, Some(style)) = (section, format.training()) {
+            export_training(&dir, name, options, style, max_chars, out)?;
+        } else if section == Section::Chat {
             let media = media_view(config, format, local)?;
             export_chat(&dir, name, format, options, media.as_ref(), out_dir, out)?;
         } else {
@@ -137,6 +184,203 @@ fn export_chat(
     })?;
     target.report(&written, name, "");
     Ok(())
+}
+
+/// The chat history as SillyTavern chat files, one per conversation, into
+/// `out_dir`, each written atomically; a file of an earlier export with the
+/// same name (the same conversation) is replaced, and said so.
+fn export_sillytavern(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    options: &ExportOptions,
+    out_dir: Option<&Path>,
+) -> Result<(), Fatal> {
+    let Some(out_dir) = out_dir else {
+        return Err(Fatal::usage(
+            "--format sillytavern writes one file per conversation: give -o DIR, an existing \
+             directory (such as SillyTavern's data/<user>/chats/<character>/); nothing was written",
+        ));
+    };
+    fsio::check_output_dir(out_dir).map_err(|e| {
+        Fatal::usage(format!(
+            "export to {}: {e}; nothing was written",
+            out_dir.display()
+        ))
+    })?;
+    let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    warn_of_unfinished_walk(&chat, name);
+    let character = display_name(dir, name).unwrap_or_else(|| name.as_str().to_owned());
+    let user = preferred_name(dir).unwrap_or_else(|| "You".to_owned());
+    let names = export::sillytavern::Names {
+        user: &user,
+        character: &character,
+    };
+    let mut replaced = 0u64;
+    let mut files = |file: &str, fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>| {
+        let path = out_dir.join(file);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            replaced += 1;
+        }
+        fsio::write_atomic_with(&path, |f| fill(&mut BufWriter::with_capacity(1 << 16, f)))
+    };
+    let counts = export::sillytavern::write(&chat, options, names, &mut files).map_err(|e| Fatal {
+        code: super::exit::FAILED,
+        message: format!("export to {}: {e}", out_dir.display()),
+    })?;
+    let written = export::Written::Conversations {
+        counts,
+        min_messages: options.split.min_messages,
+    };
+    let replacing = match replaced {
+        0 => String::new(),
+        n => format!(", replacing {} there", crate::words::count(n, "file")),
+    };
+    eprintln!(
+        "wrote {written} of {name} to {} as SillyTavern chats{replacing}",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// The personality as a Character Card V2, from its stored profile,
+/// knowledge and training; inside the PNG `png` when given.
+fn export_card(
+    config: &Config,
+    name: &PersonalitySlug,
+    sections: &[Section],
+    options: &ExportOptions,
+    png: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<ExitCode, Fatal> {
+    if sections != [Section::Chat] {
+        return Err(Fatal::usage(
+            "--format character-card makes one card of the profile, knowledge and training; \
+             leave out --what",
+        ));
+    }
+    if !options.period.is_all() || options.upstream_only || options.revisions {
+        return Err(Fatal::usage(
+            "--since, --until, --upstream-only and --revisions select messages; a character card holds none",
+        ));
+    }
+    let dir = personality_dir(&config.storage.data_dir, name.as_str()).map_err(Fatal::usage)?;
+    let failed = |message: String| Fatal {
+        code: super::exit::FAILED,
+        message,
+    };
+    let read = |suffix: &str| {
+        dir.read_document(&dir.document_path(suffix))
+            .map_err(|e| failed(format!("cannot read the stored documents of `{name}`: {e}")))
+    };
+    let Some(profile) = read("")? else {
+        return Err(Fatal::usage(format!(
+            "no stored profile of `{name}` in {}; run `chatkeep sync {name}` first",
+            config.storage.data_dir.display()
+        )));
+    };
+    let (knowledge, training) = (read("_knowledge")?, read("_training")?);
+    let card = export::card::build(
+        name.as_str(),
+        Some(&profile),
+        knowledge.as_deref(),
+        training.as_deref(),
+    )
+    .map_err(|e| failed(format!("no card of `{name}`: {e}")))?;
+    let json = card.to_json();
+    let file_name = match png {
+        Some(_) => format!("{name}.card.png"),
+        None => Format::CharacterCard.file_name(name.as_str()),
+    };
+    let in_dir = out.filter(|p| p.is_dir()).map(|d| d.join(file_name));
+    let out = in_dir.as_deref().or(out);
+    let mut avatar = match png {
+        Some(path) => Some(
+            fsio::open_read(path)
+                .map(std::io::BufReader::new)
+                .map_err(|e| Fatal::usage(format!("cannot read the avatar {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let target = Target::of(out)?;
+    target.write(|w| {
+        let mut w = BufWriter::with_capacity(1 << 16, w);
+        match (&mut avatar, png) {
+            (Some(avatar), Some(path)) => export::png::embed(avatar, &json, &mut w).map_err(|e| {
+                std::io::Error::other(format!("the avatar {}: {e}; nothing was written", path.display()))
+            })?,
+            _ => writeln!(w, "{json}")?,
+        }
+        w.flush()
+    })?;
+    let entries = card.data.character_book.as_ref().map_or(0, |b| b.entries.len());
+    let detail = format!(
+        " ({} in its character book)",
+        crate::words::counted(entries as u64, "entry", "entries")
+    );
+    target.report(&format_args!("the character card"), name, &detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The chat history as fine-tuning examples, with the profile's prompt as
+/// the system turn.
+fn export_training(
+    dir: &PersonalityDir,
+    name: &PersonalitySlug,
+    options: &ExportOptions,
+    style: export::training::Style,
+    max_chars: usize,
+    out: Option<&Path>,
+) -> Result<(), Fatal> {
+    let chat = crate::store::ChatStore::open_read_only(dir.path()).map_err(Fatal::usage)?;
+    warn_of_unfinished_walk(&chat, name);
+    let profile = stored_profile(dir, name);
+    let system = profile.as_ref().and_then(export::profile::system_prompt);
+    if system.is_none() {
+        eprintln!(
+            "note: no prompt or description in the stored profile of `{name}`: the examples have no system turn"
+        );
+    }
+    let target = Target::of(out)?;
+    let counts = target.write(|w| {
+        let mut w = BufWriter::with_capacity(1 << 16, w);
+        let counts = export::training::write(&chat, options, style, system, max_chars, &mut w)
+            .map_err(std::io::Error::other)?;
+        w.flush()?;
+        Ok(counts)
+    })?;
+    target.report(&counts, name, "");
+    if out.is_none() {
+        eprintln!("{counts}");
+    }
+    Ok(())
+}
+
+/// The stored profile as JSON; `None` without one, or with a warning when
+/// it is unreadable.
+fn stored_profile(dir: &PersonalityDir, name: &PersonalitySlug) -> Option<serde_json::Value> {
+    let bytes = dir.read_document(&dir.document_path("")).ok().flatten()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(profile) => Some(profile),
+        Err(e) => {
+            eprintln!("warning: the stored profile of `{name}` is unreadable: {e}");
+            None
+        }
+    }
+}
+
+/// The name the user goes by with this personality (`preferred_name` of
+/// the stored user personalization), if any.
+fn preferred_name(dir: &PersonalityDir) -> Option<String> {
+    let bytes = dir
+        .read_document(&dir.document_path("_user_personalization"))
+        .ok()
+        .flatten()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    doc.get("preferred_name")?
+        .as_str()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 /// One document, byte for byte as stored; one the store does not hold is

@@ -2,10 +2,12 @@
 //! silences longer than a gap, as JSON Lines, one conversation a line:
 //!
 //! ```json
-//! {"start":"2024-01-01T10:00:00.000Z","end":"2024-01-01T10:42:10.500Z","message_count":12,"ids":["a","b"],"messages":[{"id":"a"},{"id":"b"}]}
+//! {"start":"2024-01-01T10:00:00.000Z","end":"2024-01-01T10:42:10.500Z","message_count":12,"summary":{"opening":"Hello","terms":["lantern"]},"ids":["a","b"],"messages":[{"id":"a"},{"id":"b"}]}
 //! ```
 //!
-//! `start` and `end` are the dates of the first and last message, `ids` and
+//! `start` and `end` are the dates of the first and last message,
+//! `summary` its opening user line and most distinctive terms
+//! ([`super::summary`]), `ids` and
 //! `messages` are in history order, each id and message exactly as stored.
 //! Conversations with fewer than `min_messages` messages are left out.
 //!
@@ -25,6 +27,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::summary::Summary;
+use super::turn::Turn;
 use super::{ExportError, ExportOptions, Lines};
 use crate::message::{Message, Ts};
 use crate::store::{ChatStore, ChatStoreError};
@@ -76,12 +80,20 @@ struct Id<'a> {
 }
 
 /// The stored lines of the history, numbered from 1.
-struct Cursor<I> {
-    lines: I,
-    line: u64,
+pub(crate) struct Cursor<'a> {
+    lines: Lines<'a>,
+    /// The number of the line last read.
+    pub(crate) line: u64,
 }
 
-impl<I: Iterator<Item = io::Result<String>>> Cursor<I> {
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(store: &ChatStore, options: &ExportOptions) -> Result<Cursor<'a>, ExportError> {
+        Ok(Cursor {
+            lines: Lines::new(store, options)?,
+            line: 0,
+        })
+    }
+
     fn next(&mut self) -> Result<Option<String>, ExportError> {
         match self.lines.next() {
             Some(line) => {
@@ -93,7 +105,7 @@ impl<I: Iterator<Item = io::Result<String>>> Cursor<I> {
     }
 
     /// The next line of a conversation the first cursor has already read.
-    fn next_known(&mut self) -> Result<String, ExportError> {
+    pub(crate) fn next_known(&mut self) -> Result<String, ExportError> {
         self.next()?.ok_or_else(|| {
             ExportError::Write(io::Error::other(
                 "the chat history changed while it was being exported; try again",
@@ -101,18 +113,133 @@ impl<I: Iterator<Item = io::Result<String>>> Cursor<I> {
         })
     }
 
-    fn next_ts(&mut self) -> Result<Option<Ts>, ExportError> {
+    /// Skips `count` lines the first cursor has already read.
+    pub(crate) fn skip(&mut self, count: u64) -> Result<(), ExportError> {
+        for _ in 0..count {
+            self.next_known()?;
+        }
+        Ok(())
+    }
+
+    fn next_ts(&mut self) -> Result<Option<(Ts, String)>, ExportError> {
         let Some(line) = self.next()? else {
             return Ok(None);
         };
         if let Some(ts) = Message::stored_ts(&line) {
-            return Ok(Some(ts));
+            return Ok(Some((ts, line)));
         }
         let (_, ts) = Message::stored_keys(&line).map_err(|e| ExportError::BadLine {
             line: self.line,
             reason: e.to_string(),
         })?;
-        Ok(Some(ts))
+        Ok(Some((ts, line)))
+    }
+}
+
+/// One conversation, as the first cursor found it.
+#[derive(Debug)]
+pub(crate) struct Span {
+    pub start: Ts,
+    pub end: Ts,
+    pub count: u64,
+    /// Kept: at least the minimum number of messages.
+    pub kept: bool,
+    /// Empty unless the spans were asked to summarize.
+    pub summary: Summary,
+}
+
+/// The conversations of a history, one after the other, found by a cursor
+/// of their own that runs ahead of the cursors that write them: each is
+/// known (its start, end, count and summary) before its first line is
+/// written, for the price of reading the history once more.
+pub(crate) struct Spans<'a> {
+    ahead: Cursor<'a>,
+    next_start: Option<(Ts, String)>,
+    gap_ms: i128,
+    min_messages: u64,
+    expected: u64,
+    counts: ConversationCounts,
+    /// Whether to build each conversation's summary (which reads every
+    /// message's text, not only its `ts`).
+    summarize: bool,
+}
+
+impl<'a> Spans<'a> {
+    pub(crate) fn new(
+        store: &ChatStore,
+        options: &ExportOptions,
+        summarize: bool,
+    ) -> Result<Spans<'a>, ExportError> {
+        let mut ahead = Cursor::new(store, options)?;
+        let next_start = ahead.next_ts()?;
+        Ok(Spans {
+            ahead,
+            next_start,
+            gap_ms: i128::try_from(options.split.gap.as_millis()).unwrap_or(i128::MAX),
+            min_messages: options.split.min_messages,
+            expected: options.expected_messages(store.state()),
+            counts: ConversationCounts::default(),
+            summarize,
+        })
+    }
+
+    /// The next conversation; `None` after the last.
+    pub(crate) fn next_span(&mut self) -> Result<Option<Span>, ExportError> {
+        let Some((start, first)) = self.next_start.take() else {
+            return Ok(None);
+        };
+        let mut summary = Summary::default();
+        let summarize = self.summarize;
+        let take = |summary: &mut Summary, text: &str, line: u64| -> Result<(), ExportError> {
+            if !summarize {
+                return Ok(());
+            }
+            let turn = Turn::parse(text, line)?;
+            summary.add(turn.user.as_deref(), turn.reply.as_deref());
+            Ok(())
+        };
+        take(&mut summary, &first, self.ahead.line)?;
+        // Find where this conversation ends, and the first message of the next.
+        let (mut end, mut count) = (start, 1u64);
+        while let Some((ts, text)) = self.ahead.next_ts()? {
+            if i128::from(ts.millis()) - i128::from(end.millis()) > self.gap_ms {
+                self.next_start = Some((ts, text));
+                break;
+            }
+            take(&mut summary, &text, self.ahead.line)?;
+            if ts > end {
+                end = ts;
+            }
+            count += 1;
+        }
+        let kept = count >= self.min_messages;
+        if kept {
+            self.counts.conversations += 1;
+            self.counts.messages += count;
+        } else {
+            self.counts.skipped_conversations += 1;
+            self.counts.skipped_messages += count;
+        }
+        Ok(Some(Span {
+            start,
+            end,
+            count,
+            kept,
+            summary,
+        }))
+    }
+
+    /// What was found, once every conversation is: checked against the
+    /// count the store's state holds.
+    pub(crate) fn finish(self) -> Result<ConversationCounts, ExportError> {
+        let found = self.ahead.line + self.ahead.lines.outside;
+        if found != self.expected {
+            return Err(ExportError::CountMismatch {
+                found,
+                expected: self.expected,
+            });
+        }
+        Ok(self.counts)
     }
 }
 
@@ -123,47 +250,22 @@ pub fn write(
     options: &ExportOptions,
     out: &mut impl Write,
 ) -> Result<ConversationCounts, ExportError> {
-    let split = &options.split;
-    let gap_ms = i128::try_from(split.gap.as_millis()).unwrap_or(i128::MAX);
-    let cursor = || -> Result<Cursor<Lines>, ExportError> {
-        Ok(Cursor {
-            lines: Lines::new(store, options)?,
-            line: 0,
-        })
-    };
-    let mut ahead = cursor()?;
-    let mut ids = cursor()?;
-    let mut messages = cursor()?;
-    let mut counts = ConversationCounts::default();
-    let mut next_start = ahead.next_ts()?;
-    while let Some(start) = next_start {
-        // Find where this conversation ends, and the first message of the next.
-        let (mut end, mut count) = (start, 1u64);
-        next_start = None;
-        while let Some(ts) = ahead.next_ts()? {
-            if i128::from(ts.millis()) - i128::from(end.millis()) > gap_ms {
-                next_start = Some(ts);
-                break;
-            }
-            if ts > end {
-                end = ts;
-            }
-            count += 1;
-        }
-        if count < split.min_messages {
-            for _ in 0..count {
-                ids.next_known()?;
-                messages.next_known()?;
-            }
-            counts.skipped_conversations += 1;
-            counts.skipped_messages += count;
+    let mut spans = Spans::new(store, options, true)?;
+    let mut ids = Cursor::new(store, options)?;
+    let mut messages = Cursor::new(store, options)?;
+    while let Some(span) = spans.next_span()? {
+        let count = span.count;
+        if !span.kept {
+            ids.skip(count)?;
+            messages.skip(count)?;
             continue;
         }
         write!(
             out,
-            "{{\"start\":\"{}\",\"end\":\"{}\",\"message_count\":{count},\"ids\":[",
-            start.to_rfc3339(),
-            end.to_rfc3339()
+            "{{\"start\":\"{}\",\"end\":\"{}\",\"message_count\":{count},\"summary\":{},\"ids\":[",
+            span.start.to_rfc3339(),
+            span.end.to_rfc3339(),
+            span.summary.to_json()
         )?;
         for i in 0..count {
             let line = ids.next_known()?;
@@ -181,16 +283,9 @@ pub fn write(
             out.write_all(line.as_bytes())?;
         }
         out.write_all(b"]}\n")?;
-        counts.conversations += 1;
-        counts.messages += count;
     }
     out.flush()?;
-    let found = ahead.line + ahead.lines.outside;
-    let expected = options.expected_messages(store.state());
-    if found != expected {
-        return Err(ExportError::CountMismatch { found, expected });
-    }
-    Ok(counts)
+    spans.finish()
 }
 
 #[cfg(test)]
@@ -297,6 +392,11 @@ mod tests {
         assert_eq!(first["start"], "2023-11-14T22:13:20.000Z");
         assert_eq!(first["end"], "2023-11-14T22:44:20.000Z");
         assert_eq!(first["message_count"], 3);
+        // No user text in these messages; r0, r1, r2 are too short for terms.
+        assert_eq!(
+            first["summary"],
+            serde_json::json!({"opening": null, "terms": []})
+        );
         assert_eq!(conversations[1]["start"], "2023-11-14T23:14:20.001Z");
         // The summary comes before the messages on each line.
         let mut out = Vec::new();

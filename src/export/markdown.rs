@@ -18,13 +18,13 @@
 //! Written as the history is read: only the day of the previous message is
 //! remembered, so memory stays flat whatever the length of the history.
 
-use std::borrow::Cow;
 use std::io::Write;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::turn::{regenerated, shown};
 use super::{ExportError, Lines};
 use crate::media::{MediaKind, MediaState, MediaUrl, MediaView};
 use crate::message::Ts;
@@ -134,34 +134,6 @@ fn write_message(
     Ok(())
 }
 
-/// The regenerated replies: each string of an array as its text, any other
-/// element (or a field that is not an array) as the JSON received; none for
-/// null, a missing field or an empty array.
-fn regenerated(field: Option<&RawValue>) -> Vec<Cow<'_, str>> {
-    let Some(raw) = field else {
-        return Vec::new();
-    };
-    match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-        Ok(items) => items
-            .into_iter()
-            .filter_map(|item| shown(Some(item)))
-            .filter(|t| !t.is_empty())
-            .collect(),
-        Err(_) => shown(Some(raw)).into_iter().collect(),
-    }
-}
-
-/// A field as shown: a string as its text, anything else but null as the
-/// JSON received.
-fn shown(field: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let raw = field?.get();
-    match serde_json::from_str::<Cow<str>>(raw) {
-        Ok(text) => Some(text),
-        Err(_) if raw == "null" => None,
-        Err(_) => Some(Cow::Borrowed(raw)),
-    }
-}
-
 /// The line of an attachment or voice reply: an image embedded, anything
 /// else linked, to the local file when the export has one, else to the
 /// URL; a URL the host answered 404 or 410 for is said to be gone. Only
@@ -257,14 +229,5 @@ mod tests {
             media_line("https://c/v.mp3?sig=1", MediaKind::Voice, None),
             "[voice reply](https://c/v.mp3?sig=1)"
         );
-    }
-
-    #[test]
-    fn regenerated_replies_are_listed_as_text() {
-        let raw: Box<RawValue> = serde_json::from_str(r#"["one","",{"a":1}]"#).unwrap();
-        let got = regenerated(Some(&raw));
-        assert_eq!(got, vec![Cow::Borrowed("one"), Cow::Borrowed(r#"{"a":1}"#)]);
-        let null: Box<RawValue> = serde_json::from_str("null").unwrap();
-        assert!(regenerated(Some(&null)).is_empty());
     }
 }
