@@ -629,37 +629,6 @@ async fn character_card_png_holds_the_same_card_in_one_chara_text_chunk_read_bac
     }
 }
 
-/// The `character-card-utils` npm package (the V2 spec author's parsers and
-/// validators), when installed: `CHARACTER_CARD_UTILS` names its directory
-/// (`npm install character-card-utils` puts it in
-/// `node_modules/character-card-utils`) and `node` runs it. Without either,
-/// this test says so and checks nothing more than the others do.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn character_card_passes_the_character_card_utils_v2_validator_when_installed() {
-    let Some(package) = std::env::var_os("CHARACTER_CARD_UTILS") else {
-        eprintln!("CHARACTER_CARD_UTILS is not set: the npm validator is not run");
-        return;
-    };
-    let (_fake, dir, config) = backed_up().await;
-    let card = dir.path().join("card.json");
-    let out = export(&config, &["--format", "card", "-o", card.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let script = "const cards = require(process.argv[1]); \
-        const card = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8')); \
-        const r = cards.v2.safeParse(card); \
-        if (!r.success) { console.error(JSON.stringify(r.error.issues)); process.exit(1); } \
-        const again = JSON.stringify(cards.parseToV2(card).data.character_book.entries.length); \
-        console.log(again);";
-    let out = std::process::Command::new("node")
-        .args(["-e", script])
-        .arg(&package)
-        .arg(&card)
-        .output()
-        .expect("node runs");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_new_format_survives_fields_of_unexpected_types() {
     let (fake, dir, config) = backed_up().await;
