@@ -21,33 +21,13 @@
 use std::io::Write;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
+use super::turn::Fields;
 use super::turn::{regenerated, shown};
 use super::{ExportError, Lines};
 use crate::media::{MediaKind, MediaState, MediaUrl, MediaView};
 use crate::message::Ts;
 use crate::store::{ChatStoreError, Entry};
-
-/// The fields a transcript shows. Each is taken as raw JSON: the service
-/// sends text, but a stored message keeps whatever it sent, and one field
-/// of another type must not stop the export of a whole history.
-#[derive(Deserialize)]
-struct Fields<'a> {
-    ts: f64,
-    #[serde(default, borrow)]
-    message: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reply: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    attachment_url: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    voice_reply_url: Option<&'a RawValue>,
-    /// Earlier replies the service replaced by regenerating, oldest first.
-    #[serde(default, borrow)]
-    regenerated_replies: Option<&'a RawValue>,
-}
 
 /// Writes the transcript of every entry `lines` yields, under the name
 /// `name` (the personality's display name).

@@ -15,20 +15,21 @@ use crate::message::Ts;
 /// message keeps whatever it sent, and one field of another type must not
 /// stop the export of a whole history.
 #[derive(Deserialize)]
-struct Fields<'a> {
-    ts: f64,
+pub(super) struct Fields<'a> {
+    pub ts: f64,
     #[serde(default, borrow)]
-    message: Option<&'a RawValue>,
+    pub message: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    reply: Option<&'a RawValue>,
+    pub reply: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    attachment_url: Option<&'a RawValue>,
+    pub attachment_url: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    attachment_type: Option<&'a RawValue>,
+    pub attachment_type: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    voice_reply_url: Option<&'a RawValue>,
+    pub voice_reply_url: Option<&'a RawValue>,
+    /// Earlier replies the service replaced by regenerating, oldest first.
     #[serde(default, borrow)]
-    regenerated_replies: Option<&'a RawValue>,
+    pub regenerated_replies: Option<&'a RawValue>,
 }
 
 /// One stored message as turns of text. Empty texts are `None`.

@@ -126,6 +126,16 @@ pub struct NumberedRef {
     pub reference: MediaRef,
 }
 
+/// One page of a personality's references: those numbered in
+/// `above..=up_to`, at most `limit`, in `order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefPage {
+    pub above: i64,
+    pub up_to: i64,
+    pub order: Order,
+    pub limit: usize,
+}
+
 /// Which way to page through references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -245,11 +255,14 @@ mod query {
     pub fn refs_page(
         conn: &Connection,
         personality: &str,
-        above: i64,
-        up_to: i64,
-        order: Order,
-        limit: usize,
+        page: RefPage,
     ) -> std::io::Result<Vec<NumberedRef>> {
+        let RefPage {
+            above,
+            up_to,
+            order,
+            limit,
+        } = page;
         let sql = match order {
             Order::Oldest => {
                 "SELECT seq, url, kind, message FROM refs \
@@ -386,17 +399,10 @@ impl Index {
         }
     }
 
-    /// Up to `limit` references of `personality` numbered in `above..=up_to`.
-    pub fn refs_page(
-        &self,
-        personality: &str,
-        above: i64,
-        up_to: i64,
-        order: Order,
-        limit: usize,
-    ) -> std::io::Result<Vec<NumberedRef>> {
+    /// A page of the references of `personality`.
+    pub fn refs_page(&self, personality: &str, page: RefPage) -> std::io::Result<Vec<NumberedRef>> {
         match &self.conn {
-            Some(conn) => query::refs_page(conn, personality, above, up_to, order, limit),
+            Some(conn) => query::refs_page(conn, personality, page),
             None => Ok(Vec::new()),
         }
     }
@@ -621,6 +627,15 @@ mod tests {
         }
     }
 
+    fn page(above: i64, up_to: i64, order: Order, limit: usize) -> RefPage {
+        RefPage {
+            above,
+            up_to,
+            order,
+            limit,
+        }
+    }
+
     fn reference(url: &str, kind: MediaKind, message: Option<&str>) -> MediaRef {
         MediaRef {
             url: MediaUrl::new(url),
@@ -686,10 +701,14 @@ mod tests {
             1,
             "per personality"
         );
-        let oldest = index.refs_page("x", 0, i64::MAX, Order::Oldest, 10).unwrap();
+        let oldest = index
+            .refs_page("x", page(0, i64::MAX, Order::Oldest, 10))
+            .unwrap();
         let urls: Vec<_> = oldest.iter().map(|r| r.reference.clone()).collect();
         assert_eq!(urls, [a.clone(), v.clone(), avatar.clone(), a_again]);
-        let newest = index.refs_page("x", 0, oldest[1].seq, Order::Newest, 1).unwrap();
+        let newest = index
+            .refs_page("x", page(0, oldest[1].seq, Order::Newest, 1))
+            .unwrap();
         assert_eq!(newest[0].reference, v);
         index
             .record(&record("https://c/v.mp3", MediaState::Gone { status: 410 }))
@@ -742,7 +761,9 @@ mod tests {
         std::fs::write(&legacy, lines.join("\n")).unwrap();
         index.import_legacy_refs("p", &legacy).unwrap();
         assert!(!legacy.exists());
-        let refs = index.refs_page("p", 0, i64::MAX, Order::Oldest, 10).unwrap();
+        let refs = index
+            .refs_page("p", page(0, i64::MAX, Order::Oldest, 10))
+            .unwrap();
         let urls: Vec<&str> = refs.iter().map(|r| r.reference.url.as_str()).collect();
         assert_eq!(urls, ["https://c/b.png", "https://c/a.png"]);
         assert_eq!(refs[1].reference.message.as_deref(), Some("\"x\""));

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::MediaUrl;
 use super::fetch::{FetchError, MediaFetcher};
-use super::index::{MediaRecord, MediaState, Order};
+use super::index::{MediaRecord, MediaState, Order, RefPage};
 use super::refs::{self, MediaKind, MediaRef};
 use super::store::MediaStore;
 use crate::config::MediaKinds;
@@ -240,10 +240,13 @@ pub async fn fetch_for_personality(
     'passes: for (above, up_to, order) in passes {
         let (mut above, mut up_to) = (above, up_to);
         loop {
-            let page = job
-                .store
-                .refs_page(&name, above, up_to, order, PAGE)
-                .map_err(index_error)?;
+            let page = RefPage {
+                above,
+                up_to,
+                order,
+                limit: PAGE,
+            };
+            let page = job.store.refs_page(&name, page).map_err(index_error)?;
             let Some(last) = page.last() else { break };
             match order {
                 Order::Oldest => above = last.seq,

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-use super::index::{Index, MediaRecord, NumberedRef, Order, StateCounts};
+use super::index::{Index, MediaRecord, NumberedRef, RefPage, StateCounts};
 use super::refs::{MediaKind, MediaRef};
 use super::{MediaHash, MediaUrl};
 use crate::store::fsio;
@@ -120,16 +120,9 @@ impl MediaStore {
         self.index().last_seq(personality)
     }
 
-    /// Up to `limit` references of `personality` numbered in `above..=up_to`.
-    pub fn refs_page(
-        &self,
-        personality: &str,
-        above: i64,
-        up_to: i64,
-        order: Order,
-        limit: usize,
-    ) -> io::Result<Vec<NumberedRef>> {
-        self.index().refs_page(personality, above, up_to, order, limit)
+    /// A page of the references of `personality`.
+    pub fn refs_page(&self, personality: &str, page: RefPage) -> io::Result<Vec<NumberedRef>> {
+        self.index().refs_page(personality, page)
     }
 
     /// The states of the distinct URLs that references of `kinds` make.
