@@ -184,6 +184,9 @@ pub struct Config {
     pub media: MediaConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
+    /// The S3-compatible stores that get a copy of each snapshot, in file
+    /// order, no two of one name.
+    pub remotes: Vec<RemoteConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
     /// again.
     pub source: PathBuf,
@@ -1054,7 +1057,23 @@ impl Config {
                  prefer cookie_file or cookie_env, and keep this file private"
             );
         }
+        for remote in &config.remotes {
+            if matches!(remote.credentials, RemoteCredentials::Inline { .. }) {
+                tracing::warn!(
+                    config = %source.display(),
+                    remote = %remote.name,
+                    "the [[remote]] holds its access key inline in the config file; prefer \
+                     access_key_id_file and secret_access_key_file, the environment or a systemd \
+                     credential, and keep this file private"
+                );
+            }
+        }
         Ok(config)
+    }
+
+    /// The `[[remote]]` of `name`.
+    pub fn remote(&self, name: &str) -> Option<&RemoteConfig> {
+        self.remotes.iter().find(|r| r.name == name)
     }
 
     /// The `[[personality]]` block of `name`. Names are compared ignoring
@@ -1288,6 +1307,7 @@ mod cron;
 pub mod lenient;
 mod location;
 mod read;
+pub mod remote;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -1295,4 +1315,5 @@ mod tests;
 pub use cookie_path::{REDACTED_COOKIE_PATH, looks_like_cookie_value, shown_cookie_path};
 pub use location::{ConfigLocation, SYSTEM_CONFIG};
 use read::{Reader, base_dir, invalid};
+pub use remote::{RemoteConfig, RemoteCredentials};
 use render::Rendered;
