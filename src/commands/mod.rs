@@ -8,6 +8,7 @@ pub mod demo;
 pub mod docs;
 pub mod export;
 pub mod forget;
+pub mod remote;
 pub mod serve_fake;
 pub mod status;
 pub mod sync;

@@ -1057,18 +1057,29 @@ impl Config {
                  prefer cookie_file or cookie_env, and keep this file private"
             );
         }
-        for remote in &config.remotes {
-            if matches!(remote.credentials, RemoteCredentials::Inline { .. }) {
-                tracing::warn!(
-                    config = %source.display(),
-                    remote = %remote.name,
-                    "the [[remote]] holds its access key inline in the config file; prefer \
-                     access_key_id_file and secret_access_key_file, the environment or a systemd \
-                     credential, and keep this file private"
-                );
-            }
+        for warning in config.remote_key_warnings() {
+            tracing::warn!("{warning}");
         }
         Ok(config)
+    }
+
+    /// What loading warns about the remotes' keys: those held inline. Also
+    /// logged by `main` once logging is set up, which it is only after the
+    /// config is read.
+    pub fn remote_key_warnings(&self) -> Vec<String> {
+        self.remotes
+            .iter()
+            .filter(|r| matches!(r.credentials, RemoteCredentials::Inline { .. }))
+            .map(|r| {
+                format!(
+                    "[[remote]] `{}` holds its access key inline in the config file {}; prefer \
+                     access_key_id_file and secret_access_key_file, the environment or a systemd \
+                     credential, and keep this file private",
+                    r.name,
+                    self.source.display()
+                )
+            })
+            .collect()
     }
 
     /// The `[[remote]]` of `name`.

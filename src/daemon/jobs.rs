@@ -747,6 +747,21 @@ impl Shared {
                 )
             }
         };
+        // Then the offsite copies: a remote's failure is a warning, and
+        // the local snapshot's outcome stands.
+        let mut end = end;
+        let remotes: Vec<_> = runtime.config.remotes.iter().collect();
+        if end.outcome == "ok"
+            && !remotes.is_empty()
+            && let Ok(slug) = slug
+        {
+            let lines = crate::commands::remote::push_all(&runtime.config, &remotes, &[slug]).await;
+            for line in &lines.stderr {
+                tracing::warn!(personality = %name, "{line}");
+            }
+            end.stdout.extend(lines.stdout);
+            end.stderr.extend(lines.stderr);
+        }
         // The status is written once the run is done (see `done`).
         end
     }

@@ -1,0 +1,192 @@
+//! Uploading what a remote lacks: the snapshots its retention keeps that
+//! it does not list yet, each streamed (multipart, bounded memory), then
+//! the manifest; then what its retention drops.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::{Remote, RemoteError};
+use crate::archive::snapshot::hex;
+use crate::archive::{ArchiveError, Manifest, SnapshotEntry, archive_dir, prune};
+use crate::config::Config;
+
+/// Smallest part S3 accepts (but for the last one).
+const MIN_PART_SIZE: u64 = 5 << 20;
+/// Most parts S3 accepts in one upload.
+const MAX_PARTS: u64 = 10_000;
+/// Parts uploading at once: with the part being filled, memory holds at
+/// most this many plus one parts, whatever the snapshot's size.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Bytes read from the snapshot file at a time.
+const READ_SIZE: usize = 1 << 20;
+
+/// What [`push_personality`] did on one remote.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    /// Snapshots uploaded, with their sizes, oldest first.
+    pub uploaded: Vec<(String, u64)>,
+    /// Snapshots the remote already held whole.
+    pub already: usize,
+    /// Snapshots the remote's retention removed from it.
+    pub removed: Vec<String>,
+    /// Snapshots not uploaded because they are not encrypted and the
+    /// remote has `require_encryption`.
+    pub refused_plain: Vec<String>,
+    /// Snapshots on the remote after this run.
+    pub held: usize,
+}
+
+/// Brings the remote's copy of `name` up to date with the local archive:
+/// uploads each snapshot the remote lacks and its retention keeps (each
+/// followed by a manifest listing it), then drops what its retention does
+/// not keep (manifest first, then the objects), with objects left by
+/// interrupted runs.
+pub async fn push_personality(
+    remote: &Remote,
+    config: &Config,
+    name: &str,
+) -> Result<PushReport, RemoteError> {
+    let dir = archive_dir(config, name)?;
+    let local = Manifest::load(&dir, name)?;
+    let mut held = remote.manifest(name).await?;
+    let objects = remote.objects(name).await?;
+    // A listed snapshot whose object is gone or cut is no longer held.
+    held.snapshots.retain(|e| objects.get(&e.file) == Some(&e.size));
+    let mut report = PushReport::default();
+
+    // Retention over what the remote holds and what it could get.
+    let mut all = held.clone();
+    for entry in &local.snapshots {
+        if !all.contains_file(&entry.file) {
+            all.snapshots.push(entry.clone());
+        }
+    }
+    let policy = remote.config.retention.unwrap_or(config.archive.retention);
+    let kept: HashSet<String> = prune::plan(&all, &policy)
+        .into_iter()
+        .filter(|line| line.keep)
+        .map(|line| line.file)
+        .collect();
+
+    let mut missing: Vec<&SnapshotEntry> = local
+        .snapshots
+        .iter()
+        .filter(|e| kept.contains(&e.file) && !held.contains_file(&e.file))
+        .collect();
+    missing.sort_by_key(|e| e.time);
+    report.already = held.snapshots.iter().filter(|e| kept.contains(&e.file)).count();
+    for entry in missing {
+        if remote.config.require_encryption && !entry.encrypted {
+            report.refused_plain.push(entry.file.clone());
+            continue;
+        }
+        upload_snapshot(
+            remote,
+            &dir.join(&entry.file),
+            &remote.key(name, &entry.file),
+            entry,
+        )
+        .await?;
+        held.snapshots.push(entry.clone());
+        held.snapshots.sort_by_key(|e| e.time);
+        remote.save_manifest(&held).await?;
+        report.uploaded.push((entry.file.clone(), entry.size));
+    }
+
+    let before = held.snapshots.len();
+    held.snapshots.retain(|e| kept.contains(&e.file));
+    if held.snapshots.len() != before {
+        remote.save_manifest(&held).await?;
+    }
+    // Unlisted now: what retention dropped, and what interrupted runs left.
+    for file in objects.keys().filter(|f| !held.contains_file(f)) {
+        remote
+            .store
+            .delete(&remote.key(name, file))
+            .await
+            .map_err(|e| remote.error("deleting a snapshot retention dropped", e))?;
+        report.removed.push(file.clone());
+    }
+    report.removed.sort();
+    report.held = held.snapshots.len();
+    Ok(report)
+}
+
+/// The part size for a file of `size` bytes: S3's minimum, or more so that
+/// the parts stay within S3's count.
+fn part_size(size: u64) -> usize {
+    let size = MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS));
+    usize::try_from(size).unwrap_or(usize::MAX)
+}
+
+/// Uploads the snapshot file at `path` to `key`, streaming, checking on
+/// the way that it has the size and SHA-256 the manifest lists: a file
+/// that does not is not completed on the remote (the upload is aborted).
+async fn upload_snapshot(
+    remote: &Remote,
+    path: &Path,
+    key: &ObjectPath,
+    entry: &SnapshotEntry,
+) -> Result<(), RemoteError> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
+    let part = part_size(entry.size);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_SIZE.min(part)];
+    let mut size = 0u64;
+    let upload = remote
+        .store
+        .put_multipart(key)
+        .await
+        .map_err(|e| remote.error("starting an upload", e))?;
+    let mut upload = WriteMultipart::new_with_chunk_size(upload, part);
+    let read = async {
+        loop {
+            let n = file.read(&mut buf).await.map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            upload
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| remote.error("uploading a part", e))?;
+            upload.write(&buf[..n]);
+        }
+        let sha256 = hex(&hasher.finalize());
+        if size != entry.size || sha256 != entry.sha256 {
+            return Err(RemoteError::Local(ArchiveError::Damaged {
+                file: entry.file.clone(),
+                reason: format!(
+                    "the manifest says {} bytes with SHA-256 {}, the file has {size} bytes with {sha256}; \
+                     it was not uploaded; run `chatkeep verify`",
+                    entry.size, entry.sha256
+                ),
+            }));
+        }
+        Ok(())
+    }
+    .await;
+    match read {
+        Ok(()) => upload
+            .finish()
+            .await
+            .map(drop)
+            .map_err(|e| remote.error("completing an upload", e)),
+        Err(e) => {
+            // Best effort: a store that is gone keeps the parts until the
+            // bucket's lifecycle rules (or a later abort) clear them.
+            let _ = upload.abort().await;
+            Err(e)
+        }
+    }
+}
