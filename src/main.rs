@@ -220,6 +220,10 @@ enum Command {
         /// Only show what would be kept and removed; change nothing (works beside the daemon).
         #[arg(long)]
         dry_run: bool,
+        /// Apply the retention of this [[remote]] (its keep_*, else
+        /// [archive]'s) to the snapshots it holds, instead of the local ones.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
     },
     /// Check every snapshot against its manifest, and the live store against its state.
     ///
@@ -537,7 +541,19 @@ fn main() -> ExitCode {
                 let config = config()?;
                 commands::archive::run_archive(&config, &names, lock_wait.unwrap_or_default()).await
             }
-            Command::Prune { names, dry_run } => {
+            Command::Prune {
+                names,
+                dry_run,
+                remote: Some(remote),
+            } => {
+                let config = config()?;
+                commands::remote::prune(&config, &names, &remote, dry_run).await
+            }
+            Command::Prune {
+                names,
+                dry_run,
+                remote: None,
+            } => {
                 let config = config()?;
                 commands::archive::prune(&config, &names, dry_run)
             }

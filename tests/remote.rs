@@ -719,3 +719,108 @@ async fn the_daemons_archive_schedule_uploads_each_new_snapshot() {
         fs::read(o.archives("aria").join(&local.snapshots[0].file)).unwrap()
     );
 }
+
+/// The snapshot files the remote holds of `name`, sorted.
+fn remote_files(o: &Offsite, name: &str) -> Vec<String> {
+    let prefix = format!("{PREFIX}/{name}/{name}-");
+    o.server
+        .keys(BUCKET)
+        .into_iter()
+        .filter_map(|k| {
+            k.starts_with(&prefix)
+                .then(|| k[PREFIX.len() + name.len() + 2..].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_retention_follows_the_local_rules_unless_the_remote_has_its_own() {
+    let o = offsite(
+        &[("aria", 20)],
+        "skip_unchanged = false\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+        "",
+    )
+    .await;
+    for _ in 0..3 {
+        let out = o.run(&["archive"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let local = o.local_manifest("aria");
+    let local_files: Vec<String> = local.snapshots.iter().map(|e| e.file.clone()).collect();
+    assert_eq!(local_files.len(), 2);
+    assert_eq!(o.remote_manifest("aria"), Some(local.clone()));
+    assert_eq!(remote_files(&o, "aria"), local_files);
+    // The remote's dry run says what the local one says.
+    let local_plan = o.run(&["prune", "--dry-run"]);
+    let remote_plan = o.run(&["prune", "--remote", "offsite", "--dry-run"]);
+    assert!(remote_plan.status.success(), "{}", text(&remote_plan));
+    assert_eq!(stdout(&remote_plan), stdout(&local_plan));
+
+    // Its own rules: the newest only.
+    o.edit_config("name = \"offsite\"\n", "name = \"offsite\"\nkeep_last = 1\n");
+    let out = o.run(&["prune", "--remote", "offsite", "--dry-run"]);
+    assert!(
+        stdout(&out).contains(&format!("would remove  {}", local_files[0])),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(remote_files(&o, "aria"), local_files, "a dry run changes nothing");
+    let out = o.run(&["prune", "--remote", "offsite"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(remote_files(&o, "aria"), local_files[1..]);
+    assert_eq!(o.remote_manifest("aria").unwrap().snapshots, local.snapshots[1..]);
+    assert_eq!(o.local_manifest("aria"), local, "the local archive is untouched");
+    // The next snapshot replaces it there, and what the remote's rules
+    // drop is never uploaded again.
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let newest = o.local_manifest("aria").newest().unwrap().file.clone();
+    assert_eq!(stdout(&out).matches("uploaded").count(), 1, "{}", text(&out));
+    assert_eq!(remote_files(&o, "aria"), [newest]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_configurations_sharing_a_bucket_never_touch_each_others_prefix() {
+    let a = offsite(
+        &[("aria", 20)],
+        "skip_unchanged = false\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n",
+        "",
+    )
+    .await;
+    // A second chatkeep, its own data, the same bucket, another prefix.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_config = b_dir.path().join("config.toml");
+    let a_text = fs::read_to_string(&a.path).unwrap();
+    for file in ["cookie", "s3-id", "s3-secret"] {
+        fs::copy(a.dir.path().join(file), b_dir.path().join(file)).unwrap();
+    }
+    fs::write(
+        &b_config,
+        a_text.replace("s3://backups/host-a", "s3://backups/host-b"),
+    )
+    .unwrap();
+    let b = |args: &[&str]| {
+        chatkeep(&b_config)
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = b(&["sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for _ in 0..2 {
+        assert!(a.run(&["archive"]).status.success());
+        let out = b(&["archive"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let keys = a.server.keys(BUCKET);
+    let under = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count();
+    // Each holds its newest snapshot and its manifest; retention of one
+    // never removed the other's.
+    assert_eq!((under("host-a/aria/"), under("host-b/aria/")), (2, 2), "{keys:?}");
+    let out = b(&["verify", "--remote", "offsite", "--read-data"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!stdout(&out).contains("host-a"), "{}", text(&out));
+    assert!(stderr(&out).contains("all good (1 snapshot"), "{}", text(&out));
+}

@@ -200,7 +200,7 @@ pub fn prune(config: &Config, names: &[PersonalitySlug], dry_run: bool) -> Resul
     Ok(exit_code(failed))
 }
 
-fn print_prune(name: &PersonalitySlug, report: &PruneReport) {
+pub(super) fn print_prune(name: &PersonalitySlug, report: &PruneReport) {
     if report.lines.is_empty() && report.leftovers.is_empty() {
         println!("{name}: no snapshots");
         return;

@@ -260,3 +260,29 @@ pub async fn restore(
         }),
     }
 }
+
+/// `chatkeep prune --remote R [NAME...] [--dry-run]`: the remote's retention
+/// applied to what it holds, as `prune` does locally.
+pub async fn prune(
+    config: &Config,
+    names_given: &[PersonalitySlug],
+    remote: &str,
+    dry_run: bool,
+) -> Result<ExitCode, Fatal> {
+    let remote = open(config, remote)?;
+    let mut failed = 0;
+    for name in &names(config, names_given) {
+        match remote::prune_personality(&remote, config, name.as_str(), dry_run).await {
+            Ok(report) => super::archive::print_prune(name, &report),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {name}: {}", crate::escape::controls(&e.to_string()));
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(exit::FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

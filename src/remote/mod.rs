@@ -44,7 +44,7 @@ use crate::archive::manifest::{MANIFEST_FILE, parse_file_name};
 use crate::archive::{ArchiveError, Manifest};
 use crate::config::{Config, RemoteConfig};
 
-pub use push::{PushReport, push_personality};
+pub use push::{PushReport, prune_personality, push_personality};
 pub use read::{RemoteCheck, restore_personality, verify_personality};
 
 /// Why an operation on a remote failed. Each message names the remote

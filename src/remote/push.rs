@@ -98,23 +98,68 @@ pub async fn push_personality(
         report.uploaded.push((entry.file.clone(), entry.size));
     }
 
+    report.removed = drop_unkept(remote, name, &mut held, &kept, objects.keys()).await?;
+    report.held = held.snapshots.len();
+    Ok(report)
+}
+
+/// Takes out of `held` (the remote's manifest of `name`) what is not in
+/// `kept`, saves it, then deletes each of `objects` it no longer lists:
+/// what retention dropped, and what interrupted runs left. Returns the
+/// deleted files, sorted.
+async fn drop_unkept(
+    remote: &Remote,
+    name: &str,
+    held: &mut Manifest,
+    kept: &HashSet<String>,
+    objects: impl Iterator<Item = &String>,
+) -> Result<Vec<String>, RemoteError> {
     let before = held.snapshots.len();
     held.snapshots.retain(|e| kept.contains(&e.file));
     if held.snapshots.len() != before {
-        remote.save_manifest(&held).await?;
+        remote.save_manifest(held).await?;
     }
-    // Unlisted now: what retention dropped, and what interrupted runs left.
-    for file in objects.keys().filter(|f| !held.contains_file(f)) {
+    let mut removed = Vec::new();
+    for file in objects.filter(|f| !held.contains_file(f)) {
         remote
             .store
             .delete(&remote.key(name, file))
             .await
             .map_err(|e| remote.error("deleting a snapshot retention dropped", e))?;
-        report.removed.push(file.clone());
+        removed.push(file.clone());
     }
-    report.removed.sort();
-    report.held = held.snapshots.len();
-    Ok(report)
+    removed.sort();
+    Ok(removed)
+}
+
+/// Applies the remote's retention (its keep_*, else `[archive]`'s) to what
+/// it holds of `name`, uploading nothing; with `dry_run`, only says what
+/// it would remove. Leftovers are the objects its manifest does not list.
+pub async fn prune_personality(
+    remote: &Remote,
+    config: &Config,
+    name: &str,
+    dry_run: bool,
+) -> Result<prune::PruneReport, RemoteError> {
+    let mut held = remote.manifest(name).await?;
+    let objects = remote.objects(name).await?;
+    let policy = remote.config.retention.unwrap_or(config.archive.retention);
+    let lines = prune::plan(&held, &policy);
+    let mut leftovers: Vec<String> = objects
+        .keys()
+        .filter(|f| !held.contains_file(f))
+        .cloned()
+        .collect();
+    leftovers.sort();
+    if !dry_run {
+        let kept: HashSet<String> = lines.iter().filter(|l| l.keep).map(|l| l.file.clone()).collect();
+        drop_unkept(remote, name, &mut held, &kept, objects.keys()).await?;
+    }
+    Ok(prune::PruneReport {
+        lines,
+        leftovers,
+        dry_run,
+    })
 }
 
 /// The part size for a file of `size` bytes: S3's minimum, or more so that
