@@ -824,3 +824,53 @@ async fn two_configurations_sharing_a_bucket_never_touch_each_others_prefix() {
     assert!(!stdout(&out).contains("host-a"), "{}", text(&out));
     assert!(stderr(&out).contains("all good (1 snapshot"), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_the_environment_or_a_systemd_credential_which_wins() {
+    let o = offsite(&[("aria", 20)], "", "").await;
+    o.edit_config(
+        "access_key_id_file = \"s3-id\"\nsecret_access_key_file = \"s3-secret\"\n",
+        "",
+    );
+    // Neither in the config nor in the environment: named, and where to put them.
+    let out = o.run(&["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("it has no access key: set access_key_id_file"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr(&out).contains("remote-offsite-secret-access-key"),
+        "{}",
+        text(&out)
+    );
+    let out = o
+        .command(&["archive"])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("aria: uploaded"), "{}", text(&out));
+
+    // A systemd credential wins over the environment's wrong keys.
+    let credentials = o.dir.path().join("credentials");
+    fs::create_dir(&credentials).unwrap();
+    fs::write(credentials.join("remote-offsite-access-key-id"), ACCESS_KEY).unwrap();
+    fs::write(credentials.join("remote-offsite-secret-access-key"), SECRET_KEY).unwrap();
+    let with = |dir: Option<&Path>| {
+        let mut cmd = o.command(&["verify", "--remote", "offsite"]);
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", "wrong");
+        if let Some(dir) = dir {
+            cmd.env("CREDENTIALS_DIRECTORY", dir);
+        }
+        cmd.output().unwrap()
+    };
+    let out = with(None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stdout(&out).contains("refused the access key"), "{}", text(&out));
+    let out = with(Some(&credentials));
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -36,14 +36,32 @@ pub async fn push_all(
     names: &[PersonalitySlug],
 ) -> PushLines {
     let mut lines = PushLines::default();
-    for name in names {
-        // A personality without snapshots has nothing to upload.
-        let has_archive = crate::archive::archive_dir(config, name.as_str())
-            .is_ok_and(|dir| crate::archive::manifest::Manifest::path(&dir).is_file());
-        if !has_archive {
-            continue;
-        }
-        for outcome in remote::push_everywhere(config, remotes, name.as_str()).await {
+    // A personality without snapshots has nothing to upload.
+    let names: Vec<&PersonalitySlug> = names
+        .iter()
+        .filter(|name| {
+            crate::archive::archive_dir(config, name.as_str())
+                .is_ok_and(|dir| crate::archive::manifest::Manifest::path(&dir).is_file())
+        })
+        .collect();
+    // One store's trouble never keeps the others from their copy.
+    for remote_config in remotes {
+        let remote = match Remote::open(remote_config) {
+            Ok(remote) => remote,
+            Err(e) => {
+                lines.failed += 1;
+                lines.stderr.push(format!(
+                    "warning: {}; nothing was uploaded to it",
+                    crate::escape::controls(&e.to_string())
+                ));
+                continue;
+            }
+        };
+        for name in &names {
+            let outcome = PushOutcome {
+                remote: remote_config.name.clone(),
+                result: remote::push_personality(&remote, config, name.as_str()).await,
+            };
             push_lines(name.as_str(), &outcome, &mut lines);
         }
     }

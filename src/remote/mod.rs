@@ -319,21 +319,3 @@ pub struct PushOutcome {
     pub remote: String,
     pub result: Result<PushReport, RemoteError>,
 }
-
-/// Pushes `name` to each of `remotes` in turn. A remote that fails is
-/// reported and the next one tried: one store's trouble never keeps the
-/// others (or the local archive) from their copy.
-pub async fn push_everywhere(config: &Config, remotes: &[&RemoteConfig], name: &str) -> Vec<PushOutcome> {
-    let mut outcomes = Vec::with_capacity(remotes.len());
-    for remote_config in remotes {
-        let result = match Remote::open(remote_config) {
-            Ok(remote) => push_personality(&remote, config, name).await,
-            Err(e) => Err(e),
-        };
-        outcomes.push(PushOutcome {
-            remote: remote_config.name.clone(),
-            result,
-        });
-    }
-    outcomes
-}
