@@ -718,6 +718,54 @@ async fn the_daemons_archive_schedule_uploads_each_new_snapshot() {
         fs::read(o.remote_object("aria", &local.snapshots[0].file)).unwrap(),
         fs::read(o.archives("aria").join(&local.snapshots[0].file)).unwrap()
     );
+    // The metrics say so too.
+    let metrics = fs::read_to_string(o.dir.path().join("data").join("metrics.prom")).unwrap();
+    assert!(
+        metrics.contains("chatkeep_remote_snapshots{remote=\"offsite\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chatkeep_remote_ok{remote=\"offsite\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_remotes_last_upload_and_its_last_failure() {
+    let o = offsite(&[("aria", 20)], "", "").await;
+    let out = o.run(&["status"]);
+    assert!(
+        stdout(&out).contains("remote `offsite`: no upload yet"),
+        "{}",
+        text(&out)
+    );
+    assert!(o.run(&["archive"]).status.success());
+    let out = o.run(&["status"]);
+    assert!(
+        stdout(&out).contains("remote `offsite`: last upload ")
+            && stdout(&out).contains("1 snapshot there\n"),
+        "{}",
+        text(&out)
+    );
+    fs::write(o.dir.path().join("s3-secret"), "wrong\n").unwrap();
+    assert_eq!(o.run(&["push"]).status.code(), Some(1));
+    let out = o.run(&["status"]);
+    assert!(stdout(&out).contains("; last failed "), "{}", text(&out));
+    assert!(stdout(&out).contains("refused the access key"), "{}", text(&out));
+    let out = o.run(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let remote = &json["remotes"][0];
+    assert_eq!(remote["name"], "offsite", "{json}");
+    assert_eq!(remote["snapshots"], 1, "{json}");
+    assert!(
+        remote["last_success"].is_string() && remote["last_failure"].is_string(),
+        "{json}"
+    );
+    // Fixed: the failure is history.
+    fs::write(o.dir.path().join("s3-secret"), format!("{SECRET_KEY}\n")).unwrap();
+    assert!(o.run(&["push"]).status.success());
+    let out = o.run(&["status"]);
+    assert!(!stdout(&out).contains("last failed"), "{}", text(&out));
 }
 
 /// The snapshot files the remote holds of `name`, sorted.

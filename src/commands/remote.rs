@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use chrono::Utc;
+
 use super::{Fatal, exit};
 use crate::archive::{ArchiveError, Identities, RestoreOptions};
 use crate::config::{Config, PersonalitySlug};
@@ -46,6 +48,8 @@ pub async fn push_all(
         .collect();
     // One store's trouble never keeps the others from their copy.
     for remote_config in remotes {
+        let record =
+            |outcome| remote::status::record(&config.archive.dir, &remote_config.name, outcome, Utc::now());
         let remote = match Remote::open(remote_config) {
             Ok(remote) => remote,
             Err(e) => {
@@ -54,15 +58,35 @@ pub async fn push_all(
                     "warning: {}; nothing was uploaded to it",
                     crate::escape::controls(&e.to_string())
                 ));
+                record(Err(e.to_string()));
                 continue;
             }
         };
+        let mut held = 0;
+        let mut first_error = None;
         for name in &names {
             let outcome = PushOutcome {
                 remote: remote_config.name.clone(),
                 result: remote::push_personality(&remote, config, name.as_str()).await,
             };
+            match &outcome.result {
+                Ok(report) if report.refused_plain.is_empty() => held += report.held as u64,
+                Ok(report) => {
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "{name}: not encrypted, not uploaded: {}",
+                            report.refused_plain.join(", ")
+                        )
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| format!("{name}: {e}"));
+                }
+            }
             push_lines(name.as_str(), &outcome, &mut lines);
+        }
+        if !names.is_empty() || first_error.is_some() {
+            record(first_error.map_or(Ok(held), Err));
         }
     }
     lines

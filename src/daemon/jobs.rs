@@ -896,7 +896,8 @@ impl Shared {
             .filter_map(|d| PersonalityStatus::read(&d))
             .collect();
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = metrics::write_metrics(data_dir, &config.metrics, &statuses, &counters) {
+        let remotes = crate::remote::status::read(&config.archive.dir);
+        if let Err(e) = metrics::write_metrics(data_dir, &config.metrics, &statuses, &counters, &remotes) {
             tracing::error!(error = %e, file = %config.metrics.file.display(), "cannot write the metrics file");
         }
         notify::status(&status_line(&status));

@@ -31,6 +31,7 @@
 pub mod keys;
 pub mod push;
 pub mod read;
+pub mod status;
 
 use std::collections::HashMap;
 use std::time::Duration;
