@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
 
 use super::{Remote, RemoteError};
 use crate::archive::snapshot::hex;
@@ -172,6 +173,11 @@ fn part_size(size: u64) -> usize {
 /// Uploads the snapshot file at `path` to `key`, streaming, checking on
 /// the way that it has the size and SHA-256 the manifest lists: a file
 /// that does not is not completed on the remote (the upload is aborted).
+///
+/// The parts are driven here rather than by object_store's
+/// `WriteMultipart`, whose `finish` reports the error of the abort that
+/// follows a failed completion instead of the completion's own (a store
+/// that refuses a part's size would be reported as refusing the key).
 async fn upload_snapshot(
     remote: &Remote,
     path: &Path,
@@ -183,29 +189,41 @@ async fn upload_snapshot(
         source,
     };
     let mut file = tokio::fs::File::open(path).await.map_err(io_err)?;
-    let part = part_size(entry.size);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; READ_SIZE.min(part)];
-    let mut size = 0u64;
-    let upload = remote
+    let part_size = part_size(entry.size);
+    let mut upload = remote
         .store
         .put_multipart(key)
         .await
         .map_err(|e| remote.error("starting an upload", e))?;
-    let mut upload = WriteMultipart::new_with_chunk_size(upload, part);
-    let read = async {
+    let mut parts: JoinSet<object_store::Result<()>> = JoinSet::new();
+    let result = async {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; READ_SIZE.min(part_size)];
+        let mut part: Vec<u8> = Vec::with_capacity(part_size);
+        let mut size = 0u64;
+        let mut sent_any = false;
         loop {
             let n = file.read(&mut buf).await.map_err(io_err)?;
+            let mut rest = &buf[..n];
+            hasher.update(rest);
+            size += n as u64;
+            while !rest.is_empty() {
+                let take = rest.len().min(part_size - part.len());
+                part.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if part.len() == part_size {
+                    // At most PARTS_IN_FLIGHT parts uploading, and this one.
+                    while parts.len() >= PARTS_IN_FLIGHT {
+                        wait_part(remote, &mut parts).await?;
+                    }
+                    let full = std::mem::replace(&mut part, Vec::with_capacity(part_size));
+                    parts.spawn(upload.put_part(PutPayload::from(full)));
+                    sent_any = true;
+                }
+            }
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-            upload
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| remote.error("uploading a part", e))?;
-            upload.write(&buf[..n]);
         }
         let sha256 = hex(&hasher.finalize());
         if size != entry.size || sha256 != entry.sha256 {
@@ -218,20 +236,41 @@ async fn upload_snapshot(
                 ),
             }));
         }
-        Ok(())
-    }
-    .await;
-    match read {
-        Ok(()) => upload
-            .finish()
+        if !part.is_empty() || !sent_any {
+            parts.spawn(upload.put_part(PutPayload::from(part)));
+        }
+        while !parts.is_empty() {
+            wait_part(remote, &mut parts).await?;
+        }
+        upload
+            .complete()
             .await
             .map(drop)
-            .map_err(|e| remote.error("completing an upload", e)),
-        Err(e) => {
-            // Best effort: a store that is gone keeps the parts until the
-            // bucket's lifecycle rules (or a later abort) clear them.
-            let _ = upload.abort().await;
-            Err(e)
-        }
+            .map_err(|e| remote.error("completing an upload", e))
+    }
+    .await;
+    if result.is_err() {
+        parts.abort_all();
+        // Best effort: a store that is gone keeps the parts until the
+        // bucket's lifecycle rules (or a later abort) clear them.
+        let _ = upload.abort().await;
+    }
+    result
+}
+
+/// Waits for one part upload to end.
+async fn wait_part(
+    remote: &Remote,
+    parts: &mut JoinSet<object_store::Result<()>>,
+) -> Result<(), RemoteError> {
+    match parts.join_next().await {
+        Some(Ok(Ok(()))) | None => Ok(()),
+        Some(Ok(Err(e))) => Err(remote.error("uploading a part", e)),
+        Some(Err(e)) => Err(RemoteError::Store {
+            remote: remote.config.name.clone(),
+            url: remote.config.url(),
+            action: "uploading a part".to_owned(),
+            message: e.to_string(),
+        }),
     }
 }
