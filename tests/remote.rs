@@ -922,3 +922,37 @@ async fn keys_come_from_the_environment_or_a_systemd_credential_which_wins() {
     let out = with(Some(&credentials));
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_checks_each_remotes_keys_and_online_that_it_answers() {
+    let o = offsite(&[("aria", 5)], "", "").await;
+    let out = o.run(&["check-config", "--online"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("ok: remote `offsite`: s3://backups/host-a: its access key can be read"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr(&out).contains("ok: remote `offsite`: s3://backups/host-a answers and accepts the key"),
+        "{}",
+        text(&out)
+    );
+    fs::write(o.dir.path().join("s3-secret"), "wrong\n").unwrap();
+    let out = o.run(&["check-config", "--online"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("refused the access key while listing the prefix"),
+        "{}",
+        text(&out)
+    );
+    fs::remove_file(o.dir.path().join("s3-secret")).unwrap();
+    let out = o.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("error: remote `offsite`: cannot read")
+            && stderr(&out).contains("secret_access_key_file"),
+        "{}",
+        text(&out)
+    );
+}

@@ -238,6 +238,18 @@ impl Remote {
         Ok(objects)
     }
 
+    /// Lists the prefix (one page): the store answers, the key is
+    /// accepted and the bucket exists.
+    pub async fn check(&self) -> Result<(), RemoteError> {
+        // A plain listing, its first page only: s3s-fs 0.14 refuses the
+        // signature of one with a delimiter.
+        let prefix = (!self.config.prefix.is_empty()).then(|| ObjectPath::from(self.config.prefix.as_str()));
+        match self.store.list(prefix.as_ref()).next().await {
+            Some(Err(e)) => Err(self.error("listing the prefix", e)),
+            _ => Ok(()),
+        }
+    }
+
     /// What a failed request means for the person, with no key in it.
     fn error(&self, action: &str, e: object_store::Error) -> RemoteError {
         describe(&self.config, &self.secrets, action, e)
@@ -258,10 +270,16 @@ fn redact(text: &str, secrets: &[String]) -> String {
 fn describe(remote: &RemoteConfig, secrets: &[String], action: &str, e: object_store::Error) -> RemoteError {
     let name = remote.name.clone();
     let message = redact(&chain(&e), secrets);
-    if matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) {
+    // Some requests (listings) report a refusal as a generic error: the
+    // store's code says it.
+    let refused_code = error_code(&message)
+        .is_some_and(|code| ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"].contains(&code));
+    if refused_code
+        || matches!(
+            e,
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+        )
+    {
         return RemoteError::Refused {
             remote: name,
             url: remote.url(),
