@@ -956,3 +956,95 @@ async fn check_config_checks_each_remotes_keys_and_online_that_it_answers() {
         text(&out)
     );
 }
+
+/// A relay to the S3 server that answers the first `refuse` connections
+/// itself with 503 SlowDown, as a throttling store does, and passes the
+/// others through.
+fn throttling_link(to: u16, refuse: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(mut client) = client else { break };
+            if n < refuse {
+                // The request's head, then the answer; the connection closes.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && matches!(client.read(&mut byte), Ok(1)) {
+                    head.push(byte[0]);
+                }
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code></Error>";
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut from_server, mut to_client) = (server, client);
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_answering_503_for_a_while_is_retried_and_one_that_keeps_on_is_named() {
+    // A few refusals: retried with backoff, and the upload completes.
+    let server = S3Server::start(&[BUCKET]);
+    let port = throttling_link(server.port, 2);
+    let o = offsite_on(
+        server,
+        &format!("http://127.0.0.1:{port}"),
+        false,
+        &[("aria", 30)],
+        "",
+        "",
+    )
+    .await;
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("aria: uploaded"), "{}", text(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", text(&out));
+    assert_eq!(o.remote_manifest("aria"), Some(o.local_manifest("aria")));
+
+    // Throttled throughout: the local archive stands, the remote's
+    // failure says what the store answered.
+    let server = S3Server::start(&[BUCKET]);
+    let port = throttling_link(server.port, usize::MAX);
+    let o = offsite_on(
+        server,
+        &format!("http://127.0.0.1:{port}"),
+        false,
+        &[("aria", 30)],
+        "",
+        "",
+    )
+    .await;
+    let start = Instant::now();
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("aria: wrote aria-"), "{}", text(&out));
+    assert!(
+        stderr(&out)
+            .contains("warning: aria: remote `offsite` (s3://backups/host-a): reading the manifest failed")
+            && stderr(&out).contains("after 4 retries")
+            && stderr(&out).contains("503 Service Unavailable"),
+        "{}",
+        text(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    assert!(o.remote_manifest("aria").is_none());
+}
