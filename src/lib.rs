@@ -18,6 +18,7 @@ pub mod message;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod remote;
 pub mod status;
 pub mod store;
 pub mod sync;

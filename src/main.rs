@@ -270,6 +270,10 @@ enum Command {
         /// Only show what would be kept and removed; change nothing (works beside the daemon).
         #[arg(long)]
         dry_run: bool,
+        /// Apply the retention of this [[remote]] (its keep_*, else
+        /// [archive]'s) to the snapshots it holds, instead of the local ones.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
     },
     /// Check every snapshot against its manifest, and the live store against its state.
     ///
@@ -291,6 +295,37 @@ enum Command {
         /// age identity file (from age-keygen) to decrypt encrypted snapshots.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Check the snapshots on this [[remote]] instead: each listed one is
+        /// there with its size; with --read-data, downloaded and its SHA-256
+        /// compared with the remote's manifest.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+        /// With --remote: download and hash every snapshot, or PERCENT of
+        /// them chosen at random.
+        #[arg(
+            long,
+            value_name = "PERCENT",
+            requires = "remote",
+            num_args = 0..=1,
+            default_missing_value = "100",
+            value_parser = clap::value_parser!(u8).range(1..=100)
+        )]
+        read_data: Option<u8>,
+    },
+    /// Upload to the [[remote]] stores the snapshots they lack.
+    ///
+    /// `archive` does this after each snapshot; `push` is for a new remote
+    /// or after an outage. Each snapshot is uploaded whole (multipart,
+    /// streamed) before the remote's manifest lists it, so an interrupted
+    /// upload is never taken for a snapshot, and the next push completes
+    /// it. The remote's retention (its keep_*, or [archive]'s) is applied
+    /// there too. Exit 1 when a remote failed.
+    Push {
+        /// Personality names (slugs); all configured ones without names.
+        names: Vec<PersonalitySlug>,
+        /// Only this remote (repeatable); all of them without it.
+        #[arg(long, value_name = "NAME")]
+        remote: Vec<String>,
     },
     /// Unpack a snapshot into a directory.
     ///
@@ -312,6 +347,10 @@ enum Command {
         /// age identity file (from age-keygen), for an encrypted snapshot.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Restore from this [[remote]] (its manifest names the snapshots)
+        /// instead of the local archive.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
     },
     /// Store the session cookie, or check which account it logs in as.
     Cookie {
@@ -535,6 +574,11 @@ fn main() -> ExitCode {
         _ => logging::UnusableDir::Warn,
     };
     let _log = logging::init(log_config, cli.verbose, quiet, unusable);
+    if let Some(Ok(config)) = &loaded {
+        for warning in config.remote_key_warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
     let mut config = || loaded.take().unwrap_or_else(|| commands::load_config(&location));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -646,7 +690,19 @@ fn main() -> ExitCode {
                 let config = config()?;
                 commands::archive::run_archive(&config, &names, lock_wait.unwrap_or_default()).await
             }
-            Command::Prune { names, dry_run } => {
+            Command::Prune {
+                names,
+                dry_run,
+                remote: Some(remote),
+            } => {
+                let config = config()?;
+                commands::remote::prune(&config, &names, &remote, dry_run).await
+            }
+            Command::Prune {
+                names,
+                dry_run,
+                remote: None,
+            } => {
                 let config = config()?;
                 commands::archive::prune(&config, &names, dry_run)
             }
@@ -654,9 +710,28 @@ fn main() -> ExitCode {
                 names,
                 latest,
                 identity,
+                remote: Some(remote),
+                read_data,
+            } if !latest && identity.is_none() => {
+                let config = config()?;
+                commands::remote::verify(&config, &names, &remote, read_data.unwrap_or(0)).await
+            }
+            Command::Verify { remote: Some(_), .. } => Err(commands::Fatal::usage(
+                "verify --remote checks sizes and SHA-256 only; --latest and --identity are for local snapshots",
+            )),
+            Command::Verify {
+                names,
+                latest,
+                identity,
+                remote: None,
+                ..
             } => {
                 let config = config()?;
                 commands::archive::verify(&config, &names, latest, identity.as_deref())
+            }
+            Command::Push { names, remote } => {
+                let config = config()?;
+                commands::remote::push(&config, &names, &remote).await
             }
             Command::Restore {
                 name,
@@ -664,9 +739,16 @@ fn main() -> ExitCode {
                 to,
                 force,
                 identity,
+                remote,
             } => {
                 let config = config()?;
-                commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref())
+                match remote {
+                    Some(remote) => {
+                        commands::remote::restore(&config, &name, &remote, &snapshot, &to, force, identity.as_deref())
+                            .await
+                    }
+                    None => commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref()),
+                }
             }
             Command::Cookie { action } => {
                 let config = config()?;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::config::MetricsConfig;
+use crate::remote::status::RemoteStatus;
 use crate::status::{ChatTotals, Outcome, PersonalityStatus};
 use crate::store::fsio;
 
@@ -61,6 +62,7 @@ pub fn write_metrics(
     target: &MetricsConfig,
     statuses: &[PersonalityStatus],
     counters: &Counters,
+    remotes: &BTreeMap<String, RemoteStatus>,
 ) -> io::Result<()> {
     let dir = parent_dir(&target.file);
     if dir == data_dir {
@@ -68,7 +70,8 @@ pub fn write_metrics(
     } else {
         fsio::create_output_dir(dir)?;
     }
-    let text = render(statuses, counters);
+    let mut text = render(statuses, counters);
+    text.push_str(&render_remotes(remotes));
     match &target.group {
         None => fsio::write_atomic(&target.file, text.as_bytes()),
         Some(group) => fsio::write_atomic_for_group(&target.file, text.as_bytes(), group_id(group)?),
@@ -292,6 +295,48 @@ type ChatGauge = (&'static str, &'static str, fn(&ChatTotals) -> u64);
 
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
+}
+
+/// The gauges of each `[[remote]]`'s last pushes (see
+/// [`crate::remote::status`]).
+pub fn render_remotes(remotes: &BTreeMap<String, RemoteStatus>) -> String {
+    let mut out = Exposition::default();
+    if remotes.is_empty() {
+        return out.text;
+    }
+    out.family(
+        "chatkeep_remote_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time a push to the remote last ended with every snapshot there (0 if none has).",
+    );
+    for (name, r) in remotes {
+        out.sample(&[("remote", name)], r.last_success.map_or(0.0, seconds));
+    }
+    out.family(
+        "chatkeep_remote_snapshots",
+        "gauge",
+        "Snapshots the remote held after its last successful push.",
+    );
+    for (name, r) in remotes {
+        out.sample(&[("remote", name)], r.snapshots.unwrap_or(0));
+    }
+    out.family(
+        "chatkeep_remote_last_failure_timestamp_seconds",
+        "gauge",
+        "Unix time a push to the remote last failed (0 if none has).",
+    );
+    for (name, r) in remotes {
+        out.sample(&[("remote", name)], r.last_failure.map_or(0.0, seconds));
+    }
+    out.family(
+        "chatkeep_remote_ok",
+        "gauge",
+        "1 if the last push to the remote succeeded (or none failed), 0 otherwise.",
+    );
+    for (name, r) in remotes {
+        out.sample(&[("remote", name)], u8::from(!r.failing()));
+    }
+    out.text
 }
 
 /// Builds the text: one HELP and TYPE header per family, then its samples.
@@ -534,8 +579,15 @@ chatkeep_errors_total{personality="beta",kind="rate_limited"} 0
         let data = dir.path().join("data");
         let s = status("alpha", Outcome::Ok, "2024-05-01T12:00:00Z", 1, Some((1, 1)));
         let target = MetricsConfig::with_data_dir(&data);
-        write_metrics(&data, &target, std::slice::from_ref(&s), &Counters::default()).unwrap();
-        write_metrics(&data, &target, &[s], &Counters::default()).unwrap();
+        write_metrics(
+            &data,
+            &target,
+            std::slice::from_ref(&s),
+            &Counters::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        write_metrics(&data, &target, &[s], &Counters::default(), &BTreeMap::new()).unwrap();
         let path = data.join(METRICS_FILE);
         assert!(
             std::fs::read_to_string(&path)

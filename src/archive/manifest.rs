@@ -79,43 +79,48 @@ impl Manifest {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::empty(name)),
             Err(source) => return Err(ArchiveError::Io { path, source }),
         };
-        let bad = |reason: String| ArchiveError::BadManifest {
-            path: path.clone(),
-            reason,
-        };
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        Manifest::parse(&bytes, name).map_err(|reason| ArchiveError::BadManifest { path, reason })
+    }
+
+    /// A manifest of `name` from its JSON (a file's, or a remote's copy),
+    /// checked as [`Manifest::load`] checks it; the reason it is not one.
+    pub fn parse(bytes: &[u8], name: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if manifest.format != FORMAT {
-            return Err(bad(format!(
+            return Err(format!(
                 "format {} is not {FORMAT}; it was written by another chatkeep version",
                 manifest.format
-            )));
+            ));
         }
         if manifest.personality != name {
-            return Err(bad(format!(
+            return Err(format!(
                 "it lists snapshots of `{}`, not of `{name}`",
                 manifest.personality
-            )));
+            ));
         }
         for entry in &manifest.snapshots {
             if parse_file_name(name, &entry.file).is_none() {
-                return Err(bad(format!(
+                return Err(format!(
                     "{:?} is not the name of a snapshot of `{name}`",
                     entry.file
-                )));
+                ));
             }
         }
         Ok(manifest)
     }
 
+    /// The manifest as its file holds it.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain strings, numbers and lists cannot fail.
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
     /// Replaces the manifest in `dir` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), ArchiveError> {
         let path = Manifest::path(dir);
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| ArchiveError::Io {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        fsio::write_atomic(&path, &bytes).map_err(|source| ArchiveError::Io { path, source })
+        fsio::write_atomic(&path, &self.to_json()).map_err(|source| ArchiveError::Io { path, source })
     }
 
     /// The most recent snapshot.

@@ -37,7 +37,7 @@ pub use encryption::{DecryptError, Identities, KeyError};
 pub use live::LiveCheck;
 pub use manifest::{Manifest, SnapshotEntry};
 pub use prune::{PruneLine, PruneReport};
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{RestoreOptions, RestoreReport, restore, restore_file};
 pub use verify::FileCheck;
 
 use crate::config::Config;

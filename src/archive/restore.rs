@@ -59,13 +59,24 @@ pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<
             wanted: options.snapshot.to_owned(),
             available: manifest.snapshots.iter().map(|e| e.file.clone()).collect(),
         })?;
-    let path = dir.join(&entry.file);
+    restore_file(&dir.join(&entry.file), entry, options)
+}
+
+/// Restores the snapshot file at `path`, which `entry` describes, into
+/// `options.to`: the file's size and SHA-256 are checked against `entry`
+/// first. For a local snapshot, or one downloaded from a remote.
+pub fn restore_file(
+    path: &Path,
+    entry: &SnapshotEntry,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, ArchiveError> {
+    fsio::check_output_path(options.to).map_err(ArchiveError::UnsafeDir)?;
     if entry.encrypted && options.identity.is_none() {
         return Err(ArchiveError::NeedIdentity {
             file: entry.file.clone(),
         });
     }
-    check_digest(&path, entry)?;
+    check_digest(path, entry)?;
     let targets: Vec<PathBuf> = entry.members.iter().map(|m| options.to.join(m)).collect();
     if !options.force {
         let existing: Vec<PathBuf> = targets
@@ -93,8 +104,8 @@ pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<
             Err(source) => ArchiveError::Io { path: media, source },
         })?;
     }
-    let file = fsio::open_read(&path).map_err(|source| ArchiveError::Io {
-        path: path.clone(),
+    let file = fsio::open_read(path).map_err(|source| ArchiveError::Io {
+        path: path.to_owned(),
         source,
     })?;
     let file = BufReader::with_capacity(1 << 16, file);

@@ -51,7 +51,16 @@ pub async fn run_archive(
     match super::open_store_or_daemon(config, lock_wait, &cancel).await? {
         Access::Store(store) => {
             archiving.store(true, Ordering::SeqCst);
-            archive_in(config, &store, names)
+            let code = archive_in(config, &store, names)?;
+            // The uploads need no lock: they only read the archive.
+            drop(store);
+            let remotes: Vec<_> = config.remotes.iter().collect();
+            if !remotes.is_empty() {
+                let names: Vec<PersonalitySlug> =
+                    chosen(config, names)?.into_iter().map(|(n, _)| n).collect();
+                super::remote::print(&super::remote::push_all(config, &remotes, &names).await);
+            }
+            Ok(code)
         }
         Access::Daemon(daemon) => {
             let request = Request {
@@ -191,7 +200,7 @@ pub fn prune(config: &Config, names: &[PersonalitySlug], dry_run: bool) -> Resul
     Ok(exit_code(failed))
 }
 
-fn print_prune(name: &PersonalitySlug, report: &PruneReport) {
+pub(super) fn print_prune(name: &PersonalitySlug, report: &PruneReport) {
     if report.lines.is_empty() && report.leftovers.is_empty() {
         println!("{name}: no snapshots");
         return;

@@ -48,7 +48,13 @@ pub async fn run(location: &ConfigLocation, online: bool) -> Result<ExitCode, Fa
         }
     );
     if online {
-        return super::cookie::check(&config).await;
+        let remote_problems = online_remote_checks(&config).await;
+        let code = super::cookie::check(&config).await?;
+        return Ok(if remote_problems > 0 {
+            ExitCode::from(exit::FAILED)
+        } else {
+            code
+        });
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,6 +85,35 @@ fn offline_checks(config: &Config) -> usize {
     );
     if let Some(dir) = &config.log.dir {
         report("log.dir", directory(dir, "dir in [log]", alone));
+    }
+    for remote in &config.remotes {
+        let keys = crate::remote::keys::load(remote)
+            .map(|_| format!("{}: its access key can be read", remote.url()));
+        report(&format!("remote `{}`", remote.name), keys);
+    }
+    problems
+}
+
+/// With `--online`: each remote answers a listing of its prefix with its
+/// key. Returns how many did not.
+async fn online_remote_checks(config: &Config) -> usize {
+    let mut problems = 0;
+    for remote in &config.remotes {
+        let answer = match crate::remote::Remote::open(remote) {
+            Ok(opened) => opened.check().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(()) => eprintln!(
+                "ok: remote `{}`: {} answers and accepts the key",
+                remote.name,
+                remote.url()
+            ),
+            Err(e) => {
+                problems += 1;
+                eprintln!("error: {}", crate::escape::controls(&e.to_string()));
+            }
+        }
     }
     problems
 }

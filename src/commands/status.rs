@@ -75,6 +75,9 @@ pub struct Sources {
     /// Where the snapshots are, if known.
     pub archive_dir: Option<PathBuf>,
     pub configured: Vec<String>,
+    /// The configured remotes' names (none known without a valid config;
+    /// those with a record are shown all the same).
+    pub remotes: Vec<String>,
     /// Why the config could not be loaded, if it could not.
     pub config_error: Option<ConfigProblem>,
 }
@@ -121,6 +124,7 @@ impl Sources {
                     data_dir: data_dir.map_or_else(|| config.storage.data_dir.clone(), Path::to_owned),
                     archive_dir: Some(config.archive.dir.clone()),
                     configured: config.personalities.iter().map(|p| p.name.to_string()).collect(),
+                    remotes: config.remotes.iter().map(|r| r.name.clone()).collect(),
                     config_error: None,
                 });
             }
@@ -166,6 +170,7 @@ impl Sources {
         Ok(Sources {
             archive_dir: hints.archive_dir(),
             configured: hints.personalities.iter().map(|p| p.to_string()).collect(),
+            remotes: Vec::new(),
             config_error: Some(ConfigProblem {
                 path: config_path.to_owned(),
                 line,
@@ -191,6 +196,8 @@ pub struct Report {
     /// The daemon, if it has ever written its status file here.
     pub daemon: Option<DaemonInfo>,
     pub personalities: Vec<Entry>,
+    /// Each remote: the configured ones, and any other with a record.
+    pub remotes: Vec<RemoteEntry>,
     /// The config file could not be loaded; the report is read without it.
     pub config_error: Option<ConfigProblem>,
 }
@@ -204,6 +211,14 @@ pub struct DaemonInfo {
     pub started: DateTime<Utc>,
     pub config: PathBuf,
     pub updated: DateTime<Utc>,
+}
+
+/// What the last pushes to one `[[remote]]` came to.
+#[derive(Debug, Serialize)]
+pub struct RemoteEntry {
+    pub name: String,
+    #[serde(flatten)]
+    pub status: crate::remote::status::RemoteStatus,
 }
 
 /// One personality's row.
@@ -270,8 +285,25 @@ impl Report {
             data_dir,
             archive_dir,
             mut configured,
+            remotes: configured_remotes,
             config_error,
         } = sources;
+        let mut recorded = archive_dir
+            .as_deref()
+            .map(crate::remote::status::read)
+            .unwrap_or_default();
+        let mut remotes: Vec<RemoteEntry> = configured_remotes
+            .iter()
+            .map(|name| RemoteEntry {
+                name: name.clone(),
+                status: recorded.remove(name).unwrap_or_default(),
+            })
+            .collect();
+        remotes.extend(
+            recorded
+                .into_iter()
+                .map(|(name, status)| RemoteEntry { name, status }),
+        );
         let daemon = DaemonStatus::read(&data_dir);
         let alive = daemon.as_ref().is_some_and(DaemonStatus::is_alive);
         let schedule = |name: &str| {
@@ -312,6 +344,7 @@ impl Report {
                 updated: d.updated,
             }),
             personalities,
+            remotes,
             config_error,
         })
     }
@@ -529,7 +562,36 @@ impl Report {
         out.push_str(&table(&rows, colour));
         out.push('\n');
         out.push_str(&self.notes());
+        out.push_str(&self.remote_lines());
         out.push_str(&self.daemon_line());
+        out
+    }
+
+    /// A line per remote: its last successful upload and what it holds,
+    /// and its last failure when that is newer.
+    fn remote_lines(&self) -> String {
+        let mut out = String::new();
+        for r in &self.remotes {
+            let s = &r.status;
+            let mut line = match (s.last_success, s.snapshots) {
+                (Some(at), snapshots) => format!(
+                    "remote `{}`: last upload {}, {} there",
+                    r.name,
+                    when(at, self.now),
+                    crate::words::count(snapshots.unwrap_or(0), "snapshot")
+                ),
+                (None, _) => format!("remote `{}`: no upload yet", r.name),
+            };
+            if let (true, Some(at), Some(error)) = (s.failing(), s.last_failure, &s.last_error) {
+                line.push_str(&format!(
+                    "; last failed {}: {}",
+                    when(at, self.now),
+                    crate::escape::controls(error)
+                ));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
         out
     }
 
@@ -735,6 +797,7 @@ mod tests {
                 updated: at("2024-05-01T14:59:00Z"),
             }),
             personalities,
+            remotes: Vec::new(),
             config_error: None,
         }
     }

@@ -184,6 +184,9 @@ pub struct Config {
     pub media: MediaConfig,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
+    /// The S3-compatible stores that get a copy of each snapshot, in file
+    /// order, no two of one name.
+    pub remotes: Vec<RemoteConfig>,
     /// The file this came from, as given to [`Config::load`]; reloads read it
     /// again.
     pub source: PathBuf,
@@ -1054,7 +1057,34 @@ impl Config {
                  prefer cookie_file or cookie_env, and keep this file private"
             );
         }
+        for warning in config.remote_key_warnings() {
+            tracing::warn!("{warning}");
+        }
         Ok(config)
+    }
+
+    /// What loading warns about the remotes' keys: those held inline. Also
+    /// logged by `main` once logging is set up, which it is only after the
+    /// config is read.
+    pub fn remote_key_warnings(&self) -> Vec<String> {
+        self.remotes
+            .iter()
+            .filter(|r| matches!(r.credentials, RemoteCredentials::Inline { .. }))
+            .map(|r| {
+                format!(
+                    "[[remote]] `{}` holds its access key inline in the config file {}; prefer \
+                     access_key_id_file and secret_access_key_file, the environment or a systemd \
+                     credential, and keep this file private",
+                    r.name,
+                    self.source.display()
+                )
+            })
+            .collect()
+    }
+
+    /// The `[[remote]]` of `name`.
+    pub fn remote(&self, name: &str) -> Option<&RemoteConfig> {
+        self.remotes.iter().find(|r| r.name == name)
     }
 
     /// The `[[personality]]` block of `name`. Names are compared ignoring
@@ -1288,6 +1318,7 @@ mod cron;
 pub mod lenient;
 mod location;
 mod read;
+pub mod remote;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -1295,4 +1326,5 @@ mod tests;
 pub use cookie_path::{REDACTED_COOKIE_PATH, looks_like_cookie_value, shown_cookie_path};
 pub use location::{ConfigLocation, SYSTEM_CONFIG};
 use read::{Reader, base_dir, invalid};
+pub use remote::{RemoteConfig, RemoteCredentials};
 use render::Rendered;

@@ -8,6 +8,7 @@ mod daemon;
 mod log;
 mod media;
 mod notify;
+mod remote;
 mod sync;
 
 use daemon::read_cron;
@@ -30,10 +31,11 @@ const TOP_KEYS: &[&str] = &[
     "metrics",
     "media",
     "personality",
+    "remote",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
 const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive], \
-     [notify], [metrics], [media] and [[personality]]";
+     [notify], [metrics], [media], [[personality]] and [[remote]]";
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "allow_insecure_http",
@@ -92,6 +94,24 @@ pub(super) const MEDIA_KEYS: &[&str] = &[
     "max_bytes_per_run",
     "requests_per_second",
     "max_bytes_per_second",
+];
+pub(super) const REMOTE_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "endpoint",
+    "region",
+    "allow_insecure_http",
+    "access_key_id_file",
+    "secret_access_key_file",
+    "access_key_id",
+    "secret_access_key",
+    "require_encryption",
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
 ];
 const COOKIE_KEYS: &[&str] = &["cookie_file", "cookie_env", "cookie"];
 
@@ -183,6 +203,7 @@ impl<'t> Reader<'t> {
         };
         let media = self.optional_table(&root, "media", "[media]", Self::media);
         let personalities = self.personalities(&root);
+        let remotes = self.remotes(&root);
         Some(Config {
             service: service?,
             storage: storage?,
@@ -196,6 +217,7 @@ impl<'t> Reader<'t> {
             metrics: metrics?,
             media: media?,
             personalities: personalities?,
+            remotes: remotes?,
             source: source.to_owned(),
         })
     }

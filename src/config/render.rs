@@ -20,6 +20,63 @@ pub(super) struct Rendered<'a> {
     media: RenderedMedia,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    remote: Vec<RenderedRemote<'a>>,
+}
+
+/// A `[[remote]]`: where its keys come from, never the keys.
+#[derive(Serialize)]
+struct RenderedRemote<'a> {
+    name: &'a str,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<&'a str>,
+    region: &'a str,
+    allow_insecure_http: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_access_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_access_key: Option<&'static str>,
+    require_encryption: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    retention: Option<RetentionPolicy>,
+}
+
+impl<'a> From<&'a RemoteConfig> for RenderedRemote<'a> {
+    fn from(remote: &'a RemoteConfig) -> Self {
+        let mut rendered = RenderedRemote {
+            name: &remote.name,
+            url: remote.url(),
+            endpoint: remote.endpoint.as_deref(),
+            region: &remote.region,
+            allow_insecure_http: remote.allow_insecure_http,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            access_key_id: None,
+            secret_access_key: None,
+            require_encryption: remote.require_encryption,
+            retention: remote.retention,
+        };
+        match &remote.credentials {
+            RemoteCredentials::Files {
+                access_key_id,
+                secret_access_key,
+            } => {
+                rendered.access_key_id_file = Some(shown_cookie_path(access_key_id));
+                rendered.secret_access_key_file = Some(shown_cookie_path(secret_access_key));
+            }
+            RemoteCredentials::Inline { .. } => {
+                rendered.access_key_id = Some(Secret::REDACTED);
+                rendered.secret_access_key = Some(Secret::REDACTED);
+            }
+            RemoteCredentials::Environment => {}
+        }
+        rendered
+    }
 }
 
 #[derive(Serialize)]
@@ -283,6 +340,7 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                     media: p.media.map(MediaKinds::names),
                 })
                 .collect(),
+            remote: config.remotes.iter().map(RenderedRemote::from).collect(),
         }
     }
 }

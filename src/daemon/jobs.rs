@@ -747,6 +747,21 @@ impl Shared {
                 )
             }
         };
+        // Then the offsite copies: a remote's failure is a warning, and
+        // the local snapshot's outcome stands.
+        let mut end = end;
+        let remotes: Vec<_> = runtime.config.remotes.iter().collect();
+        if end.outcome == "ok"
+            && !remotes.is_empty()
+            && let Ok(slug) = slug
+        {
+            let lines = crate::commands::remote::push_all(&runtime.config, &remotes, &[slug]).await;
+            for line in &lines.stderr {
+                tracing::warn!(personality = %name, "{line}");
+            }
+            end.stdout.extend(lines.stdout);
+            end.stderr.extend(lines.stderr);
+        }
         // The status is written once the run is done (see `done`).
         end
     }
@@ -881,7 +896,8 @@ impl Shared {
             .filter_map(|d| PersonalityStatus::read(&d))
             .collect();
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = metrics::write_metrics(data_dir, &config.metrics, &statuses, &counters) {
+        let remotes = crate::remote::status::read(&config.archive.dir);
+        if let Err(e) = metrics::write_metrics(data_dir, &config.metrics, &statuses, &counters, &remotes) {
             tracing::error!(error = %e, file = %config.metrics.file.display(), "cannot write the metrics file");
         }
         notify::status(&status_line(&status));

@@ -55,7 +55,11 @@ impl Reader<'_> {
     }
 
     /// The six `keep_*` counts, each a whole number of at least 0.
-    fn retention(&mut self, section: &Table<'_, '_>, defaults: RetentionPolicy) -> Option<RetentionPolicy> {
+    pub(super) fn retention(
+        &mut self,
+        section: &Table<'_, '_>,
+        defaults: RetentionPolicy,
+    ) -> Option<RetentionPolicy> {
         let mut keep =
             |key: &str, default: u32| self.optional(section.get(key), default, |f| f.integer(0, u32::MAX));
         let keep_last = keep("keep_last", defaults.keep_last);
