@@ -52,6 +52,8 @@ pub fn server_binary() -> PathBuf {
     );
     std::fs::write(&installed, format!("{S3S_FS} {S3S_FS_VERSION}\n"))
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", installed.display()));
+    // The build's intermediate files (hundreds of MB) are of no more use.
+    let _ = std::fs::remove_dir_all(root.join("build"));
     binary
 }
 
@@ -64,8 +66,9 @@ fn tools_dir() -> PathBuf {
 }
 
 /// `cargo install --locked s3s-fs@VERSION --features binary --root ROOT`,
-/// building in `ROOT/build` so an interrupted install resumes. It takes a
-/// few minutes the first time; each later run reuses the binary.
+/// building in `ROOT/build` so an interrupted install resumes (removed
+/// once installed). About 8 minutes on 2 cores the first time; each later
+/// run reuses the binary.
 fn install(root: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
