@@ -158,6 +158,9 @@ pub async fn push(
         )));
     }
     let lines = push_all(config, &remotes, &names).await;
+    if lines.stdout.is_empty() && lines.stderr.is_empty() {
+        println!("nothing to upload: no snapshots yet; `chatkeep archive` makes them");
+    }
     print(&lines);
     Ok(if lines.failed > 0 {
         ExitCode::from(exit::FAILED)

@@ -52,6 +52,8 @@ pub fn server_binary() -> PathBuf {
     );
     std::fs::write(&installed, format!("{S3S_FS} {S3S_FS_VERSION}\n"))
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", installed.display()));
+    // The build's intermediate files (hundreds of MB) are of no more use.
+    let _ = std::fs::remove_dir_all(root.join("build"));
     binary
 }
 
@@ -63,9 +65,11 @@ fn tools_dir() -> PathBuf {
     target.join("test-tools")
 }
 
-/// `cargo install --locked s3s-fs@VERSION --features binary --root ROOT`,
-/// building in `ROOT/build` so an interrupted install resumes. It takes a
-/// few minutes the first time; each later run reuses the binary.
+/// `cargo install --locked --debug s3s-fs@VERSION --features binary --root
+/// ROOT`, building in `ROOT/build` so an interrupted install resumes
+/// (removed once installed). A debug build: 3 min 20 s on 2 cores against
+/// 8 min 10 s for a release one, and fast enough for the tests (an 11 MB
+/// upload in well under a second). Each later run reuses the binary.
 fn install(root: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
@@ -73,7 +77,15 @@ fn install(root: &Path) {
         root.display()
     );
     let output = Command::new(&cargo)
-        .args(["install", "--locked", "--quiet", "--features", "binary", "--root"])
+        .args([
+            "install",
+            "--locked",
+            "--quiet",
+            "--debug",
+            "--features",
+            "binary",
+            "--root",
+        ])
         .arg(root)
         .arg(format!("{S3S_FS}@{S3S_FS_VERSION}"))
         .env("CARGO_TARGET_DIR", root.join("build"))
