@@ -519,22 +519,6 @@ async fn verify_names_each_damaged_snapshot_and_what_is_wrong() {
     );
 }
 
-/// An identity file as `age-keygen` writes it, and its public key.
-fn identity_file(path: &Path) -> String {
-    use age::secrecy::ExposeSecret;
-    let identity = age::x25519::Identity::generate();
-    fs::write(
-        path,
-        format!(
-            "# created: test\n# public key: {}\n{}\n",
-            identity.to_public(),
-            identity.to_string().expose_secret()
-        ),
-    )
-    .unwrap();
-    identity.to_public().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_snapshots_round_trip_with_the_identity_and_only_with_it() {
     let mut b = backup(&[("aria", 120)], "").await;

@@ -661,22 +661,6 @@ async fn chatkeep_killed_mid_upload_leaves_no_listed_snapshot_and_the_next_push_
     interrupted_upload(true).await;
 }
 
-/// An identity file as `age-keygen` writes it, and its public key.
-fn identity_file(path: &Path) -> String {
-    use age::secrecy::ExposeSecret;
-    let identity = age::x25519::Identity::generate();
-    fs::write(
-        path,
-        format!(
-            "# created: test\n# public key: {}\n{}\n",
-            identity.to_public(),
-            identity.to_string().expose_secret()
-        ),
-    )
-    .unwrap();
-    identity.to_public().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemons_archive_schedule_uploads_each_new_snapshot() {
     let o = offsite(&[("aria", 80)], "", "").await;

@@ -181,3 +181,19 @@ pub fn busiest_second(times: &[Instant]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// An identity file as `age-keygen` writes it, and its public key.
+pub fn identity_file(path: &Path) -> String {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    std::fs::write(
+        path,
+        format!(
+            "# created: test\n# public key: {}\n{}\n",
+            identity.to_public(),
+            identity.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    identity.to_public().to_string()
+}
