@@ -575,7 +575,7 @@ fn main() -> ExitCode {
     };
     let _log = logging::init(log_config, cli.verbose, quiet, unusable);
     if let Some(Ok(config)) = &loaded {
-        for warning in config.remote_key_warnings() {
+        for warning in config.load_warnings() {
             tracing::warn!("{warning}");
         }
     }

@@ -257,3 +257,22 @@ fn check_config_refuses_a_data_directory_others_can_write_as_sync_does() {
     let out = chatkeep(&config).arg("sync").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_cookie_is_warned_about_on_every_run_and_never_shown() {
+    let fake = fake(FakeConfig::default(), vec![PersonalitySpec::new("lilith", 10)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake.base_url(), &["lilith"], 10_000.0, "");
+    let text_of_config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("cookie_file = \"cookie\"", &format!("cookie = \"{TOKEN}\""));
+    std::fs::write(&config, text_of_config).unwrap();
+    let out = chatkeep(&config).arg("sync").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("service.cookie holds the session cookie inline in the config file"),
+        "{err}"
+    );
+    assert!(!text(&out).contains(TOKEN), "the cookie is never shown");
+}

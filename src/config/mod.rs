@@ -1050,24 +1050,26 @@ impl Config {
                 "the configuration is not valid".to_owned(),
             ));
         };
-        if matches!(config.service.cookie, CookieSource::Inline(_)) {
-            tracing::warn!(
-                config = %source.display(),
-                "service.cookie holds the session cookie inline in the config file; \
-                 prefer cookie_file or cookie_env, and keep this file private"
-            );
-        }
-        for warning in config.remote_key_warnings() {
+        for warning in config.load_warnings() {
             tracing::warn!("{warning}");
         }
         Ok(config)
     }
 
-    /// What loading warns about the remotes' keys: those held inline. Also
-    /// logged by `main` once logging is set up, which it is only after the
-    /// config is read.
-    pub fn remote_key_warnings(&self) -> Vec<String> {
-        self.remotes
+    /// What loading warns about: secrets held inline (the session cookie,
+    /// the remotes' keys). Logged as the config is read (which a daemon's
+    /// reload sees), and again by `main` once logging is set up, which it
+    /// is only after the first read.
+    pub fn load_warnings(&self) -> Vec<String> {
+        let cookie = matches!(self.service.cookie, CookieSource::Inline(_)).then(|| {
+            format!(
+                "service.cookie holds the session cookie inline in the config file {}; prefer \
+                 cookie_file or cookie_env, and keep this file private",
+                self.source.display()
+            )
+        });
+        let remotes = self
+            .remotes
             .iter()
             .filter(|r| matches!(r.credentials, RemoteCredentials::Inline { .. }))
             .map(|r| {
@@ -1078,8 +1080,8 @@ impl Config {
                     r.name,
                     self.source.display()
                 )
-            })
-            .collect()
+            });
+        cookie.into_iter().chain(remotes).collect()
     }
 
     /// The `[[remote]]` of `name`.
