@@ -152,6 +152,15 @@ impl Manifest {
             .iter()
             .find(|e| e.file == wanted || Some(e.time) == time)
     }
+
+    /// [`Manifest::find`], or the error that names what there is.
+    pub fn entry(&self, name: &str, wanted: &str) -> Result<&SnapshotEntry, ArchiveError> {
+        self.find(wanted).ok_or_else(|| ArchiveError::SnapshotNotFound {
+            name: name.to_owned(),
+            wanted: wanted.to_owned(),
+            available: self.snapshots.iter().map(|e| e.file.clone()).collect(),
+        })
+    }
 }
 
 /// `<name>-<UTC time>.tar.gz`, or `.tar.gz.age` when encrypted.

@@ -52,13 +52,7 @@ pub fn restore(config: &Config, name: &str, options: &RestoreOptions) -> Result<
     fsio::check_output_path(options.to).map_err(ArchiveError::UnsafeDir)?;
     let dir = archive_dir(config, name)?;
     let manifest = Manifest::load(&dir, name)?;
-    let entry = manifest
-        .find(options.snapshot)
-        .ok_or_else(|| ArchiveError::SnapshotNotFound {
-            name: name.to_owned(),
-            wanted: options.snapshot.to_owned(),
-            available: manifest.snapshots.iter().map(|e| e.file.clone()).collect(),
-        })?;
+    let entry = manifest.entry(name, options.snapshot)?;
     restore_file(&dir.join(&entry.file), entry, options)
 }
 

@@ -120,13 +120,7 @@ pub async fn restore_personality(
 ) -> Result<RestoreReport, RemoteError> {
     fsio::check_output_path(options.to).map_err(ArchiveError::UnsafeDir)?;
     let manifest = remote.manifest(name).await?;
-    let entry = manifest
-        .find(options.snapshot)
-        .ok_or_else(|| ArchiveError::SnapshotNotFound {
-            name: name.to_owned(),
-            wanted: options.snapshot.to_owned(),
-            available: manifest.snapshots.iter().map(|e| e.file.clone()).collect(),
-        })?;
+    let entry = manifest.entry(name, options.snapshot)?;
     if entry.encrypted && options.identity.is_none() {
         return Err(ArchiveError::NeedIdentity {
             file: entry.file.clone(),
