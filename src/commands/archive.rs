@@ -274,20 +274,12 @@ pub fn verify(
             }
         }
     }
-    if problems > 0 {
-        eprintln!(
-            "verify: {problems} problem{} found",
-            if problems == 1 { "" } else { "s" }
-        );
-        Ok(ExitCode::from(exit::FAILED))
-    } else {
-        eprintln!(
-            "verify: all good ({snapshots} snapshot{} and the live store{})",
-            if snapshots == 1 { "" } else { "s" },
-            if chosen.len() == 1 { "" } else { "s" }
-        );
-        Ok(ExitCode::SUCCESS)
-    }
+    let checked = format!(
+        "{} and the live store{}",
+        crate::words::count(snapshots as u64, "snapshot"),
+        if chosen.len() == 1 { "" } else { "s" }
+    );
+    Ok(super::verify_ending(problems, "", &checked))
 }
 
 fn print_verify(config: &Config, name: &PersonalitySlug, report: &VerifyReport) {

@@ -312,3 +312,19 @@ fn client_with(
     });
     Ok(client)
 }
+
+/// The last line of a `verify` (on standard error) and its exit code: the
+/// problems found `on` what was checked (`""`: the local backup), else all
+/// good with what was checked in brackets.
+pub fn verify_ending(problems: usize, on: &str, checked: &str) -> ExitCode {
+    if problems > 0 {
+        eprintln!(
+            "verify: {} found{on}",
+            crate::words::count(problems as u64, "problem")
+        );
+        ExitCode::from(exit::FAILED)
+    } else {
+        eprintln!("verify: all good ({checked})");
+        ExitCode::SUCCESS
+    }
+}

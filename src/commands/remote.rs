@@ -222,19 +222,8 @@ pub async fn verify(
         }
     }
     let whose = format!("remote `{}`", remote.config.name);
-    if problems > 0 {
-        eprintln!(
-            "verify: {problems} problem{} found on {whose}",
-            if problems == 1 { "" } else { "s" }
-        );
-        Ok(ExitCode::from(exit::FAILED))
-    } else {
-        eprintln!(
-            "verify: all good ({} on {whose})",
-            crate::words::count(snapshots as u64, "snapshot")
-        );
-        Ok(ExitCode::SUCCESS)
-    }
+    let checked = format!("{} on {whose}", crate::words::count(snapshots as u64, "snapshot"));
+    Ok(super::verify_ending(problems, &format!(" on {whose}"), &checked))
 }
 
 fn print_check(remote: &Remote, name: &PersonalitySlug, check: &RemoteCheck) {
