@@ -38,7 +38,7 @@ use crate::store::{ChatStore, ChatStoreError, PersonalityDir, fsio};
 
 /// The longest message accepted (a hostile file's "message" of gigabytes
 /// is refused before it is held).
-const MAX_MESSAGE_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: u64 = 16 << 20;
 /// The largest document accepted (profile, memories, ...).
 const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 /// Messages parsed ahead of the merge.
@@ -289,13 +289,13 @@ pub fn import_chat(chat: &mut ChatStore, path: &Path) -> Result<ChatImport, Impo
 
 /// The top-level fields of the export besides its messages.
 #[derive(Debug, Default)]
-struct Header {
-    shape_id: Option<String>,
+pub(crate) struct Header {
+    pub(crate) shape_id: Option<String>,
 }
 
 /// Parses the export in `reader`, sending each message as it comes; the
 /// header when done. A message longer than `max_message` bytes is refused.
-fn parse_export(
+pub(crate) fn parse_export(
     reader: impl Read,
     out: &mpsc::SyncSender<Result<Message, String>>,
     max_message: u64,

@@ -327,21 +327,38 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         remote: Vec<String>,
     },
-    /// Unpack a snapshot into a directory.
+    /// Unpack a snapshot into a directory, or rebuild the backup from it.
     ///
-    /// The snapshot's SHA-256 is checked first. Media files go to DIR/media/.
-    /// Existing files are not overwritten unless --force.
+    /// The snapshot's SHA-256 is checked first. With --to DIR its files are
+    /// unpacked there (media files to DIR/media/); existing files are not
+    /// overwritten unless --force.
+    ///
+    /// With --rebuild the personality's backup in the data directory is made
+    /// again from the snapshot, for a lost or damaged data directory: the whole
+    /// history with its earlier versions and deletion marks, the documents, the
+    /// media and their index. The next sync then fetches only what is newer. It
+    /// takes the data directory's lock, builds aside and renames into place, so
+    /// an interruption leaves the old backup or the new one; a backup that
+    /// exists is replaced only with --force.
     Restore {
         /// Personality name (slug).
         name: PersonalitySlug,
         /// Which snapshot: "latest", its file name, or its time as in the file name
         /// (20260102T030405Z) or RFC 3339 (2026-01-02T03:04:05Z).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", default_value = "latest")]
         snapshot: String,
         /// Directory to unpack into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        to: PathBuf,
-        /// Replace files that exist in DIR.
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "rebuild",
+            conflicts_with = "rebuild"
+        )]
+        to: Option<PathBuf>,
+        /// Rebuild the personality's backup in the data directory from the snapshot.
+        #[arg(long)]
+        rebuild: bool,
+        /// Replace files that exist in DIR (with --rebuild: a backup that exists).
         #[arg(long)]
         force: bool,
         /// age identity file (from age-keygen), for an encrypted snapshot.
@@ -737,17 +754,25 @@ fn main() -> ExitCode {
                 name,
                 snapshot,
                 to,
+                rebuild,
                 force,
                 identity,
                 remote,
             } => {
                 let config = config()?;
-                match remote {
-                    Some(remote) => {
-                        commands::remote::restore(&config, &name, &remote, &snapshot, &to, force, identity.as_deref())
+                match (to, remote.as_deref()) {
+                    _ if rebuild => {
+                        commands::rebuild::run(&config, &name, &snapshot, remote.as_deref(), force, identity.as_deref())
                             .await
                     }
-                    None => commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref()),
+                    (Some(to), Some(remote)) => {
+                        commands::remote::restore(&config, &name, remote, &snapshot, &to, force, identity.as_deref())
+                            .await
+                    }
+                    (Some(to), None) => {
+                        commands::archive::restore(&config, &name, &snapshot, &to, force, identity.as_deref())
+                    }
+                    (None, _) => unreachable!("clap requires --to without --rebuild"),
                 }
             }
             Command::Cookie { action } => {

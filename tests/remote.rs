@@ -362,6 +362,48 @@ async fn restore_from_the_remote_gives_the_same_files_as_a_local_restore() {
     assert!(stderr(&out).contains("there are: aria-"), "{}", text(&out));
 }
 
+/// The disaster: the whole data directory (local archive included) lost.
+/// Rebuilt from the remote, the next sync asks the service exactly what
+/// the lost store's next sync would have, and the history holds every
+/// message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_data_directory_rebuilt_from_the_remote_syncs_incrementally_with_every_message_once() {
+    let o = offsite(&[("aria", 230)], "", "").await;
+    let config = load(&o.path);
+    // What an incremental sync of 7 new messages asks of the intact store.
+    o._fake.append_messages("aria", 7);
+    o._fake.clear_requests();
+    assert!(pass(&config).await.all_ok());
+    let incremental = o._fake.chat_requests("aria");
+    assert!(incremental < 3, "{incremental} requests for 7 new messages");
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    fs::remove_dir_all(o.dir.path().join("data")).unwrap();
+    o._fake.append_messages("aria", 7);
+    let out = o.run(&["restore", "aria", "--rebuild", "--remote", "offsite"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("rebuilt the backup of aria") && stdout(&out).contains("from remote `offsite`"),
+        "{}",
+        text(&out)
+    );
+    o._fake.clear_requests();
+    assert!(pass(&config).await.all_ok());
+    assert_eq!(
+        o._fake.chat_requests("aria"),
+        incremental,
+        "the rebuilt store's sync asked otherwise than the lost store's would have"
+    );
+    assert_complete(&export_lines(&config, "aria"), &o._fake, "aria");
+    // The download is not left behind.
+    let archives = o.dir.path().join("data").join("archives");
+    let leftovers: Vec<_> = fs::read_dir(&archives)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_remote_checks_sizes_and_with_read_data_the_sha256_of_each_snapshot() {
     let o = offsite(&[("aria", 150)], "", "").await;

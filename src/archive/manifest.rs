@@ -56,6 +56,16 @@ pub struct SnapshotEntry {
     pub encrypted: bool,
     /// The file names inside it, in order.
     pub members: Vec<String>,
+    /// What the chat state knew of the service's history when it was
+    /// taken, which its files do not say: when a walk confirmed where the
+    /// history begins, and when the last probe below the oldest message
+    /// ran. `restore --rebuild` gives them back to the rebuilt store, so
+    /// that its next sync is as incremental as the lost store's would have
+    /// been. Absent in manifests written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beginning_confirmed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_probed_at: Option<DateTime<Utc>>,
 }
 
 impl Manifest {
@@ -226,6 +236,8 @@ mod tests {
                 content_digest: String::new(),
                 encrypted: false,
                 members: Vec::new(),
+                beginning_confirmed_at: None,
+                tail_probed_at: None,
             });
         }
         let day = |e: Option<&SnapshotEntry>| e.map(|e| e.file.clone());

@@ -22,6 +22,7 @@ pub mod history;
 pub mod live;
 pub mod manifest;
 pub mod prune;
+pub mod rebuild;
 pub mod restore;
 pub mod retention;
 pub mod snapshot;
@@ -37,6 +38,7 @@ pub use encryption::{DecryptError, Identities, KeyError};
 pub use live::LiveCheck;
 pub use manifest::{Manifest, SnapshotEntry};
 pub use prune::{PruneLine, PruneReport};
+pub use rebuild::{RebuildOptions, RebuildReport, rebuild, rebuild_from_file};
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_file};
 pub use verify::FileCheck;
 
@@ -105,6 +107,13 @@ pub enum ArchiveError {
     /// was written.
     #[error("{0}; nothing was written")]
     UnsafeDir(fsio::UnsafeDir),
+    /// `restore --rebuild` found a store where it would build one.
+    #[error(
+        "{} already holds a backup of `{name}`; --rebuild replaces it only with --force (which \
+         discards what it holds that the snapshot lacks; `chatkeep archive {name}` first keeps it)",
+        path.display()
+    )]
+    LiveStore { name: String, path: PathBuf },
 }
 
 /// What else helps when a snapshot does not fit (after [`fsio::explain`]'s

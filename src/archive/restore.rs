@@ -121,7 +121,7 @@ pub fn restore_file(
 }
 
 /// Compares the file's size and SHA-256 with the manifest's.
-fn check_digest(path: &Path, entry: &SnapshotEntry) -> Result<(), ArchiveError> {
+pub(super) fn check_digest(path: &Path, entry: &SnapshotEntry) -> Result<(), ArchiveError> {
     let io_err = |source| ArchiveError::Io {
         path: path.to_owned(),
         source,
@@ -218,7 +218,7 @@ pub(super) fn plain_name(raw: &str) -> Option<String> {
 
 /// `raw` as the relative path a member is unpacked to: a plain file name,
 /// or `media/<sha256>.<ext>` exactly (see [`media_member_hash`]).
-fn member_name(raw: &str) -> Option<String> {
+pub(super) fn member_name(raw: &str) -> Option<String> {
     plain_name(raw).or_else(|| media_member_hash(raw).map(|_| raw.to_owned()))
 }
 

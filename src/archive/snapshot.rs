@@ -254,6 +254,8 @@ pub fn write(
         content_digest,
         encrypted,
         members: inputs.members()?,
+        beginning_confirmed_at: state.beginning.as_ref().map(|b| b.confirmed_at),
+        tail_probed_at: state.tail_probed_at,
     };
     let path = dir.join(&entry.file);
     let mut failure = None;

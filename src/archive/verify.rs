@@ -310,6 +310,8 @@ mod tests {
             content_digest: String::new(),
             encrypted: false,
             members: members.iter().map(|m| (*m).to_owned()).collect(),
+            beginning_confirmed_at: None,
+            tail_probed_at: None,
         }
     }
 

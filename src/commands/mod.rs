@@ -10,6 +10,7 @@ pub mod docs;
 pub mod export;
 pub mod forget;
 pub mod import;
+pub mod rebuild;
 pub mod remote;
 pub mod serve_fake;
 pub mod status;

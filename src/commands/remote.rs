@@ -192,7 +192,7 @@ fn chosen_remotes<'c>(
     Ok(remotes)
 }
 
-fn open(config: &Config, name: &str) -> Result<Remote, Fatal> {
+pub(super) fn open(config: &Config, name: &str) -> Result<Remote, Fatal> {
     let remote = chosen_remotes(config, &[name.to_owned()])?[0];
     Remote::open(remote).map_err(Fatal::usage)
 }

@@ -46,7 +46,7 @@ use crate::archive::{ArchiveError, Manifest};
 use crate::config::{Config, RemoteConfig};
 
 pub use push::{PushReport, prune_personality, push_personality};
-pub use read::{RemoteCheck, restore_personality, verify_personality};
+pub use read::{RemoteCheck, rebuild_personality, restore_personality, verify_personality};
 
 /// Why an operation on a remote failed. Each message names the remote
 /// and says what to do; none holds a key.

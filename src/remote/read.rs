@@ -12,7 +12,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Remote, RemoteError};
 use crate::archive::snapshot::hex;
-use crate::archive::{ArchiveError, RestoreOptions, RestoreReport, SnapshotEntry, restore_file};
+use crate::archive::{
+    ArchiveError, RebuildOptions, RebuildReport, RestoreOptions, RestoreReport, SnapshotEntry,
+    rebuild_from_file, restore_file,
+};
 use crate::config::Config;
 use crate::store::fsio;
 
@@ -131,6 +134,30 @@ pub async fn restore_personality(
     let path = download.dir.join(&entry.file);
     fetch(remote, &remote.key(name, &entry.file), &path).await?;
     Ok(restore_file(&path, entry, options)?)
+}
+
+/// Rebuilds the store of `name` in the data directory `store` (held) from
+/// a snapshot on the remote, downloaded as for a restore.
+pub async fn rebuild_personality(
+    remote: &Remote,
+    config: &Config,
+    store: &crate::store::Store,
+    name: &str,
+    snapshot: &str,
+    options: &RebuildOptions<'_>,
+) -> Result<RebuildReport, RemoteError> {
+    let manifest = remote.manifest(name).await?;
+    let entry = manifest.entry(name, snapshot)?;
+    if entry.encrypted && options.identity.is_none() {
+        return Err(ArchiveError::NeedIdentity {
+            file: entry.file.clone(),
+        }
+        .into());
+    }
+    let download = Download::create(config, &remote.config.name)?;
+    let path = download.dir.join(&entry.file);
+    fetch(remote, &remote.key(name, &entry.file), &path).await?;
+    Ok(rebuild_from_file(store, config, name, &path, entry, options)?)
 }
 
 /// Downloads `key` into the new file `path`.
