@@ -22,4 +22,5 @@ pub mod remote;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod web;
 pub mod words;

@@ -531,6 +531,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Serve a read-only web view of the backup, on loopback by default.
+    ///
+    /// An overview of every personality (last sync, outcome, next run, messages,
+    /// snapshots, remote copies, what failed and what to do), each personality's
+    /// documents and activity chart, and its chat history a page at a time with a
+    /// jump to any date. /health answers 200 when `chatkeep status` would exit 0
+    /// (else 503) and /metrics the Prometheus metrics. It only reads the data
+    /// directory, never the cookie or the network, and runs beside the daemon.
+    /// Prints the address on the first line of standard output.
+    Serve(commands::serve::Args),
     /// Run the built-in fake service on loopback, to try a config without an account.
     ///
     /// Prints its base URL (http://127.0.0.1:PORT) on the first line of
@@ -799,6 +809,10 @@ fn main() -> ExitCode {
             Command::CheckConfig { online } => commands::check_config::run(&location, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,
             Command::ServeFake(args) => commands::serve_fake::run(args).await,
+            Command::Serve(args) => {
+                let config = config()?;
+                commands::serve::run(&location, config, args).await
+            }
             // Generated from the definitions above; no config needed.
             Command::Completions { shell } => commands::docs::completions(Cli::command(), shell),
             Command::Man { dir } => commands::docs::man(Cli::command(), dir.as_deref()),

@@ -2,6 +2,7 @@
 //! real `chatkeep` binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
