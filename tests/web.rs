@@ -305,3 +305,60 @@ async fn beyond_loopback_a_token_is_required_and_requests_without_it_get_401_and
         .unwrap();
     assert_eq!(response.status(), 421);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_web_view_its_serve_table_asks_for_and_stops_with_it() {
+    let (_fake, _dir, config) = backup().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!("\n[serve]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, toml).unwrap();
+    let mut daemon = chatkeep(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    let status = loop {
+        match reqwest::get(format!("{url}/health")).await {
+            Ok(response) => break response.status(),
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the daemon's web view never answered: {e}"),
+        }
+    };
+    assert_eq!(status, 200);
+    let dom = browser::dom(&format!("{url}/"));
+    assert!(dom.contains("The daemon runs"), "{dom}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+    assert!(
+        reqwest::get(format!("{url}/health")).await.is_err(),
+        "still served after the daemon stopped"
+    );
+
+    // A [serve] beyond loopback without a token is a config error, placed.
+    let toml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("127.0.0.1:{port}"), "0.0.0.0:8767");
+    std::fs::write(&config, &toml).unwrap();
+    let line = toml.lines().position(|l| l.contains("0.0.0.0:8767")).unwrap() + 1;
+    let out = chatkeep(&config).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("config.toml:{line}:10: refusing")) && said.contains("token_file"),
+        "{said}"
+    );
+}

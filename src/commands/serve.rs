@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Reads the token from `path`: one line, long enough, not readable by
 /// others.
-fn read_token(path: &Path) -> Result<String, Fatal> {
+pub fn read_token(path: &Path) -> Result<String, Fatal> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Fatal::usage(format!("cannot read the token file {}: {e}", path.display())))?;
     let token = text.trim().to_owned();
@@ -49,16 +49,29 @@ fn read_token(path: &Path) -> Result<String, Fatal> {
     Ok(token)
 }
 
-pub async fn run(location: &ConfigLocation, config: Config, args: Args) -> Result<ExitCode, Fatal> {
-    let token = args.token_file.as_deref().map(read_token).transpose()?;
-    web::check_listen(args.listen, token.is_some()).map_err(Fatal::usage)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+/// Checks the address, reads the token and binds: what `serve` and the
+/// daemon's `[serve]` do before they serve.
+pub async fn bind(
+    location: &ConfigLocation,
+    config: Config,
+    listen: SocketAddr,
+    token_file: Option<&Path>,
+) -> Result<(tokio::net::TcpListener, Arc<WebState>), Fatal> {
+    let token = token_file.map(read_token).transpose()?;
+    web::check_listen(listen, token.is_some()).map_err(Fatal::usage)?;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| Fatal::usage(format!("cannot listen on {listen} for the web view: {e}")))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Fatal::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| Fatal::usage(format!("cannot listen on {listen} for the web view: {e}")))?;
     let state = Arc::new(WebState::new(location.clone(), config, addr, token.as_deref()));
+    Ok((listener, state))
+}
+
+pub async fn run(location: &ConfigLocation, config: Config, args: Args) -> Result<ExitCode, Fatal> {
+    let (listener, state) = bind(location, config, args.listen, args.token_file.as_deref()).await?;
+    let addr = state.listen;
     // The first line of standard output says where, for a script (or a
     // test) that asked for port 0.
     println!("serving the backup read-only on http://{addr}/ (Ctrl-C stops)");

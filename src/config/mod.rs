@@ -182,6 +182,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Which media messages and profiles point to are downloaded, and how.
     pub media: MediaConfig,
+    /// The web view the daemon serves (`[serve]`); none without the table.
+    pub serve: Option<ServeConfig>,
     /// The personalities to back up, in file order, no two alike.
     pub personalities: Vec<PersonalityConfig>,
     /// The S3-compatible stores that get a copy of each snapshot, in file
@@ -840,6 +842,16 @@ impl MediaKinds {
             .map(|(n, _)| n)
             .collect()
     }
+}
+
+/// The `[serve]` table: the web view the daemon serves beside its syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Where `chatkeep run` serves the web view (see [`crate::web`]).
+    pub listen: std::net::SocketAddr,
+    /// The file holding the token every request must give; required for
+    /// an address beyond loopback.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The `[metrics]` table: where the daemon writes its Prometheus text file

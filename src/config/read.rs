@@ -9,6 +9,7 @@ mod log;
 mod media;
 mod notify;
 mod remote;
+mod serve;
 mod sync;
 
 use daemon::read_cron;
@@ -32,10 +33,12 @@ const TOP_KEYS: &[&str] = &[
     "media",
     "personality",
     "remote",
+    "serve",
 ];
 /// How messages list the tables of [`TOP_KEYS`].
 const TOP_TABLES: &str = "[service], [storage], [rate_limit], [sync], [discover], [daemon], [log], [archive], \
-     [notify], [metrics], [media], [[personality]] and [[remote]]";
+     [notify], [metrics], [media], [serve], [[personality]] and [[remote]]";
+pub(super) const SERVE_KEYS: &[&str] = &["listen", "token_file"];
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "base_url",
     "allow_insecure_http",
@@ -202,6 +205,11 @@ impl<'t> Reader<'t> {
             Err(()) => None,
         };
         let media = self.optional_table(&root, "media", "[media]", Self::media);
+        let serve = match self.table(&root, "serve", "[serve]", false) {
+            Ok(Some(section)) => self.serve(section),
+            Ok(None) => Some(None),
+            Err(()) => None,
+        };
         let personalities = self.personalities(&root);
         let remotes = self.remotes(&root);
         Some(Config {
@@ -216,6 +224,7 @@ impl<'t> Reader<'t> {
             notify: notify?,
             metrics: metrics?,
             media: media?,
+            serve: serve?,
             personalities: personalities?,
             remotes: remotes?,
             source: source.to_owned(),

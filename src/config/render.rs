@@ -18,10 +18,20 @@ pub(super) struct Rendered<'a> {
     notify: RenderedNotify<'a>,
     metrics: RenderedMetrics<'a>,
     media: RenderedMedia,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serve: Option<RenderedServe>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     personality: Vec<RenderedPersonality<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     remote: Vec<RenderedRemote<'a>>,
+}
+
+/// `[serve]`: where, and the token's file (never the token).
+#[derive(Serialize)]
+struct RenderedServe {
+    listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_file: Option<String>,
 }
 
 /// A `[[remote]]`: where its keys come from, never the keys.
@@ -328,6 +338,13 @@ impl<'a> From<&'a Config> for Rendered<'a> {
                 requests_per_second: config.media.requests_per_second,
                 max_bytes_per_second: config.media.max_bytes_per_second.map(format_size),
             },
+            serve: config.serve.as_ref().map(|serve| RenderedServe {
+                listen: serve.listen.to_string(),
+                token_file: serve
+                    .token_file
+                    .as_ref()
+                    .map(|f| f.to_string_lossy().into_owned()),
+            }),
             personality: config
                 .personalities
                 .iter()

@@ -465,7 +465,7 @@ fn unknown_keys_are_named_with_their_table() {
         9,
         2,
         "unknown table [ratelimit]; expected the tables [service], [storage], \
-             [rate_limit], [sync], [discover], [daemon], [log], [archive], [notify], [metrics], [media], [[personality]] and [[remote]]",
+             [rate_limit], [sync], [discover], [daemon], [log], [archive], [notify], [metrics], [media], [serve], [[personality]] and [[remote]]",
     );
     assert_rejected(
         &format!("verbose = true\n{MINIMAL}"),

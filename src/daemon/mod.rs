@@ -39,6 +39,24 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
         .map_err(|e| Fatal::usage(format!("cannot install signal handlers: {e}")))?;
     let config_path: PathBuf = config.source.clone();
     crate::metrics::warn_if_unreadable(&config.metrics);
+    let web = match &config.serve {
+        Some(serve) => {
+            let location = crate::config::ConfigLocation {
+                path: config_path.clone(),
+                searched: Vec::new(),
+            };
+            Some(
+                crate::commands::serve::bind(
+                    &location,
+                    config.clone(),
+                    serve.listen,
+                    serve.token_file.as_deref(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let runtime = Runtime::new(Arc::new(config), &store)?;
     let shared = Shared::start(store, runtime)
         .await
@@ -46,6 +64,18 @@ pub async fn run(config: Config) -> Result<ExitCode, Fatal> {
     // Removes the socket when the daemon ends.
     let _control = control::listen(&shared);
     notify::spawn_watchdog(shared.shutdown_token());
+    if let Some((listener, state)) = web {
+        let addr = state.listen;
+        let stop = shared.shutdown_token();
+        tokio::spawn(async move {
+            if let Err(e) = crate::web::serve(listener, state, stop).await {
+                tracing::error!("the web view on {addr} stopped: {e}");
+            }
+        });
+        tracing::info!(
+            "serving the web view read-only on http://{addr}/ ([serve]; a change to it needs a restart)"
+        );
+    }
     notify::ready();
     tracing::info!(config = %config_path.display(), pid = std::process::id(), "chatkeep daemon started");
     shared.log_schedule().await;
