@@ -143,6 +143,8 @@ pub fn rebuild_from_file(
     }
     report.replaced = staging.swap_in(live.path())?;
     staging.clear()?;
+    // Empty now; the next rebuild makes it again.
+    let _ = fs::remove_dir(&staging.root);
     Ok(report)
 }
 
