@@ -9,12 +9,15 @@
 //!
 //! The remote's `manifest.json` is, as the local one is, the truth: a
 //! snapshot is on the remote once it is listed there. Snapshot files are
-//! uploaded first (multipart, streamed in bounded memory), and the manifest
+//! uploaded first (multipart, streamed in bounded memory, each upload
+//! recorded in the data directory until it ends: [`uploads`]), and the manifest
 //! is rewritten (one PUT, which S3 applies whole) only after each upload
 //! has completed. So an upload cut at any point (chatkeep killed, the
 //! store gone, the network cut) leaves at worst an unlisted object or an
 //! unfinished multipart upload, which no `restore` or `verify` takes for a
-//! snapshot, and the next run uploads it again. A snapshot's name never
+//! snapshot; the next run aborts the unfinished upload (each is recorded
+//! in the data directory until it ends: [`uploads`]) and uploads the
+//! snapshot again. A snapshot's name never
 //! changes its content (its time is in it and a file is never rewritten),
 //! so uploading it again writes the same bytes: a rerun is idempotent and
 //! uploads nothing that is already listed.
@@ -32,6 +35,7 @@ pub mod keys;
 pub mod push;
 pub mod read;
 pub mod status;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::time::Duration;
