@@ -741,6 +741,59 @@ async fn chatkeep_killed_mid_upload_leaves_no_listed_snapshot_and_the_next_push_
     interrupted_upload(true).await;
 }
 
+/// `bandwidth_limit` paces an upload: a push of a 2 MB snapshot at
+/// 1 MiB/s takes at least the snapshot's size over the limit, and the
+/// same push without it (half a second here) at least half that less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandwidth_limit_makes_an_upload_take_its_time_and_without_it_the_same_is_quick() {
+    const LIMIT: u64 = 1 << 20;
+    let server = S3Server::start(&[BUCKET]);
+    let endpoint = server.endpoint();
+    let o = offsite_on(server, &endpoint, true, &[("aria", 8)], "", "concurrency = 1").await;
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let entry = o.local_manifest("aria").snapshots[0].clone();
+    assert!(entry.size > 3 << 19, "{entry:?}");
+    let at_the_limit = Duration::from_secs_f64(entry.size as f64 / LIMIT as f64);
+    // The same snapshot pushed under another prefix, with the limit, then
+    // without it.
+    let push_to = |prefix: &str, limit: &str| {
+        let config = fs::read_to_string(&o.path)
+            .unwrap()
+            .replace("bandwidth_limit = \"1MiB\"\n", "");
+        let at = config.rfind("url = \"s3://").unwrap();
+        let end = at + config[at..].find('\n').unwrap();
+        let config = format!(
+            "{}url = \"s3://{BUCKET}/{prefix}\"\n{limit}{}",
+            &config[..at],
+            &config[end + 1..]
+        );
+        fs::write(&o.path, config).unwrap();
+        let start = Instant::now();
+        let out = o.run(&["push"]);
+        let took = start.elapsed();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(stdout(&out).contains("aria: uploaded"), "{}", text(&out));
+        let copy = o
+            .server
+            .object_path(BUCKET, &format!("{prefix}/aria/{}", entry.file));
+        assert_eq!(
+            fs::read(copy).unwrap(),
+            fs::read(o.archives("aria").join(&entry.file)).unwrap()
+        );
+        took
+    };
+    let limited = push_to("limited", "bandwidth_limit = \"1MiB\"\n");
+    let free = push_to("free", "");
+    // Every byte waited its turn at 1 MiB/s.
+    assert!(limited >= at_the_limit, "{limited:?} for {} bytes", entry.size);
+    assert!(
+        free + at_the_limit / 2 < limited,
+        "{free:?} without the limit, {limited:?} with it, for {} bytes",
+        entry.size
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemons_archive_schedule_uploads_each_new_snapshot() {
     let o = offsite(&[("aria", 80)], "", "").await;
@@ -992,6 +1045,15 @@ async fn check_config_checks_each_remotes_keys_and_online_that_it_answers() {
     let o = offsite(&[("aria", 5)], "", "").await;
     let out = o.run(&["check-config", "--online"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The politeness limits, with their defaults.
+    for line in [
+        "concurrency = 2\n",
+        "max_retries = 4\n",
+        "initial_backoff = \"200ms\"\n",
+        "max_backoff = \"5s\"\n",
+    ] {
+        assert!(stdout(&out).contains(line), "{line:?}: {}", text(&out));
+    }
     assert!(
         stderr(&out).contains("ok: remote `offsite`: s3://backups/host-a: its access key can be read"),
         "{}",
@@ -1111,4 +1173,17 @@ async fn a_store_answering_503_for_a_while_is_retried_and_one_that_keeps_on_is_n
     );
     assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
     assert!(o.remote_manifest("aria").is_none());
+
+    // The remote's own retries: fewer, and waited for as it says.
+    o.edit_config(
+        "name = \"offsite\"\n",
+        "name = \"offsite\"\nmax_retries = 2\ninitial_backoff = \"1s\"\nmax_backoff = \"1s\"\n",
+    );
+    let start = Instant::now();
+    let out = o.run(&["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("after 2 retries"), "{}", text(&out));
+    // Two waits of 1 s: the first is initial_backoff, and the later ones
+    // (drawn between it and twice the one before) are capped by max_backoff.
+    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
 }

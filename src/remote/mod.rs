@@ -32,6 +32,7 @@
 //! passed through `redact`.
 
 pub mod keys;
+pub mod pace;
 pub mod push;
 pub mod read;
 pub mod status;
@@ -47,7 +48,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryC
 
 use crate::archive::manifest::{MANIFEST_FILE, parse_file_name};
 use crate::archive::{ArchiveError, Manifest};
-use crate::config::{Config, RemoteConfig};
+use crate::config::{Config, RemoteConfig, RemoteRetry};
 
 pub use push::{PushReport, prune_personality, push_personality};
 pub use read::{RemoteCheck, restore_personality, verify_personality};
@@ -97,26 +98,34 @@ pub enum RemoteError {
     Unknown(String, String),
 }
 
-/// Requests to a store: a few quick retries of what object_store deems
-/// transient (5xx, 503 SlowDown, a cut connection), with backoff, so a
-/// store that is down fails the upload in seconds, not minutes; the next
-/// run completes it.
-fn retry_config() -> RetryConfig {
+/// Requests to a store: the remote's retries of what object_store deems
+/// transient (5xx, 503 SlowDown, a cut connection), with backoff, so that
+/// by default a store that is down fails the upload in seconds, not
+/// minutes; the next run completes it. object_store also stops retrying
+/// once `retry_timeout` has passed since the first try: it is set so that
+/// `max_retries` decides (every try may take the whole request timeout).
+fn retry_config(retry: &RemoteRetry) -> RetryConfig {
+    let tries = retry.max_retries + 1;
     RetryConfig {
         backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            init_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
             base: 2.0,
         },
-        max_retries: 4,
-        retry_timeout: Duration::from_secs(60),
+        max_retries: retry.max_retries as usize,
+        retry_timeout: (REQUEST_TIMEOUT + retry.max_backoff) * tries,
     }
 }
+
+/// The longest a request may take, its body sent and its answer read.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One remote, ready for requests.
 pub struct Remote {
     pub config: RemoteConfig,
     store: AmazonS3,
+    /// Its `bandwidth_limit`, over every upload to it through this value.
+    pace: Option<pace::Pace>,
     /// The key's values, taken out of every message.
     secrets: Vec<String>,
 }
@@ -130,7 +139,7 @@ impl Remote {
         })?;
         let client = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(10))
-            .with_timeout(Duration::from_secs(120))
+            .with_timeout(REQUEST_TIMEOUT)
             .with_allow_http(
                 config
                     .endpoint
@@ -144,7 +153,7 @@ impl Remote {
             .with_secret_access_key(keys.secret_access_key.expose())
             .with_virtual_hosted_style_request(false)
             .with_client_options(client)
-            .with_retry(retry_config());
+            .with_retry(retry_config(&config.retry));
         if let Some(token) = &keys.session_token {
             builder = builder.with_token(token.expose());
         }
@@ -158,6 +167,7 @@ impl Remote {
         Ok(Remote {
             config: config.clone(),
             store,
+            pace: pace::Pace::new(config.bandwidth_limit),
             secrets,
         })
     }

@@ -24,9 +24,6 @@ use crate::config::Config;
 const PART_SIZE: u64 = 8 << 20;
 /// Most parts S3 accepts in one upload.
 const MAX_PARTS: u64 = 10_000;
-/// Parts uploading at once: with the part being filled, memory holds at
-/// most this many plus one parts, whatever the snapshot's size.
-const PARTS_IN_FLIGHT: usize = 2;
 /// Bytes read from the snapshot file at a time.
 const READ_SIZE: usize = 1 << 20;
 
@@ -278,9 +275,10 @@ impl SendError {
     }
 }
 
-/// Reads `file` and sends it as the parts of the upload `id`: at most
-/// [`PARTS_IN_FLIGHT`] uploading and one being filled, so memory holds at
-/// most that many plus one parts whatever the file's size. Returns the
+/// Reads `file` and sends it as the parts of the upload `id`: at most the
+/// remote's `concurrency` uploading and one being filled, so memory holds
+/// at most that many plus one parts whatever the file's size; each read
+/// waits for the remote's `bandwidth_limit`. Returns the
 /// parts' ids in order once every part is up, if the file has the size
 /// and SHA-256 `entry` lists.
 async fn send_parts(
@@ -298,6 +296,7 @@ async fn send_parts(
     let mut size = 0u64;
     let mut sent = 0usize;
     let mut ids: Vec<Option<PartId>> = Vec::new();
+    let in_flight = remote.config.concurrency.max(1) as usize;
     let spawn = |parts: &mut JoinSet<_>, index: usize, bytes: Vec<u8>| {
         let (store, key, id) = (remote.store.clone(), key.clone(), id.clone());
         parts.spawn(async move {
@@ -307,6 +306,9 @@ async fn send_parts(
     };
     loop {
         let n = file.read(&mut buf).await.map_err(SendError::Read)?;
+        if let Some(pace) = &remote.pace {
+            pace.take(n).await;
+        }
         let mut rest = &buf[..n];
         hasher.update(rest);
         size += n as u64;
@@ -315,7 +317,7 @@ async fn send_parts(
             part.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if part.len() == part_size {
-                while parts.len() >= PARTS_IN_FLIGHT {
+                while parts.len() >= in_flight {
                     wait_part(remote, parts, &mut ids).await?;
                 }
                 let full = std::mem::replace(&mut part, Vec::with_capacity(part_size));
