@@ -10,8 +10,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chatkeep::archive::Manifest;
@@ -92,19 +90,16 @@ async fn offsite_on(
 }
 
 /// A TCP relay to the S3 server that passes at most `bytes_per_second`
-/// towards it, and counts them: an upload through it takes long enough to
-/// be cut in its middle. Its threads end with their connections.
+/// towards it on each connection: an upload through it takes long enough
+/// to be cut in its middle. Its threads end with their connections.
 struct SlowLink {
     port: u16,
-    sent: Arc<AtomicU64>,
 }
 
 impl SlowLink {
     fn start(to: u16, bytes_per_second: u64) -> SlowLink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let sent = Arc::new(AtomicU64::new(0));
-        let counter = sent.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
@@ -114,14 +109,12 @@ impl SlowLink {
                 };
                 let (mut from_client, mut to_server) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let counter = counter.clone();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16 * 1024];
                     while let Ok(n @ 1..) = from_client.read(&mut buf) {
                         if to_server.write_all(&buf[..n]).is_err() {
                             break;
                         }
-                        counter.fetch_add(n as u64, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_secs_f64(n as f64 / bytes_per_second as f64));
                     }
                     let _ = to_server.shutdown(std::net::Shutdown::Write);
@@ -133,23 +126,11 @@ impl SlowLink {
                 });
             }
         });
-        SlowLink { port, sent }
+        SlowLink { port }
     }
 
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Waits until more than `bytes` went through.
-    fn wait_for(&self, bytes: u64) {
-        let start = Instant::now();
-        while self.sent.load(Ordering::SeqCst) <= bytes {
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "the upload never passed {bytes} bytes"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 }
 
@@ -620,23 +601,90 @@ async fn require_encryption_uploads_only_age_ciphertext() {
     assert!(to.join("aria_chat_history.json").is_file());
 }
 
-/// A snapshot being uploaded when the store dies, or chatkeep does: the
-/// local archive is whole, the remote lists nothing (so neither restore
-/// nor verify takes the part that went up for a snapshot), and the next
-/// push uploads it whole.
+/// The unfinished multipart uploads s3s-fs holds: the record of each
+/// (`.upload-<id>.json` in its root, written when the upload is created)
+/// and its parts (`.upload_id-<id>.part-<n>`, each written whole when it
+/// has arrived), as (upload id, parts), sorted.
+fn unfinished_uploads(server: &S3Server) -> Vec<(String, usize)> {
+    let names: Vec<String> = fs::read_dir(server.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut uploads: Vec<(String, usize)> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix(".upload-")?.strip_suffix(".json"))
+        .map(|id| {
+            let parts = names
+                .iter()
+                .filter(|n| n.starts_with(&format!(".upload_id-{id}.part-")))
+                .count();
+            (id.to_owned(), parts)
+        })
+        .collect();
+    // Parts whose upload's record is gone would be leftovers too.
+    for name in &names {
+        if let Some(id) = name
+            .strip_prefix(".upload_id-")
+            .and_then(|r| r.split(".part-").next())
+            && !uploads.iter().any(|(u, _)| u == id)
+        {
+            uploads.push((id.to_owned(), usize::MAX));
+        }
+    }
+    uploads.sort();
+    uploads
+}
+
+/// The uploads chatkeep recorded as started and not ended, as (remote,
+/// key, upload id).
+fn recorded_uploads(o: &Offsite) -> Vec<(String, String, String)> {
+    let path = o.dir.path().join("data").join(".remote-uploads.json");
+    let Ok(bytes) = fs::read(&path) else {
+        return Vec::new();
+    };
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    for secret in [ACCESS_KEY, SECRET_KEY] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a key in {}",
+            path.display()
+        );
+    }
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap().to_owned();
+            (field("remote"), field("key"), field("upload_id"))
+        })
+        .collect()
+}
+
+/// A snapshot of 3 parts (8 MiB each but the last) being uploaded when
+/// the store dies, or chatkeep does (SIGKILL), with a part on the store:
+/// the local archive is whole, the remote lists nothing (so neither
+/// restore nor verify takes the part that went up for a snapshot), the
+/// unfinished upload is recorded in the data directory, and the next push
+/// aborts it (its parts leave the store) and uploads the snapshot whole.
 async fn interrupted_upload(kill_chatkeep: bool) {
     let server = S3Server::start(&[BUCKET]);
-    // 4 MiB/s: the 11 MB snapshot takes some 3 s to go up.
+    // 4 MiB/s a connection: each 8 MiB part takes some 2 s to go up.
     let link = SlowLink::start(server.port, 4 << 20);
-    let o = offsite_on(server, &link.endpoint(), true, &[("aria", 48)], "", "").await;
+    let o = offsite_on(server, &link.endpoint(), true, &[("aria", 96)], "", "").await;
     let mut child = o
         .command(&["archive"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Past the first part (5 MiB), in the middle of the second.
-    link.wait_for(7 << 20);
+    // A part is on the store (the first two go up together), the last
+    // one is not.
+    let start = Instant::now();
+    while !unfinished_uploads(&o.server).iter().any(|(_, parts)| *parts >= 1) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no part ever arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut o = o;
     if kill_chatkeep {
         child.kill().unwrap();
@@ -645,7 +693,7 @@ async fn interrupted_upload(kill_chatkeep: bool) {
     }
     let out = child.wait_with_output().unwrap();
     let entry = o.local_manifest("aria").snapshots[0].clone();
-    assert!(entry.size > 10 << 20, "{entry:?}");
+    assert!(entry.size > 16 << 20, "{entry:?}");
     if kill_chatkeep {
         assert_eq!(out.status.code(), None, "{}", text(&out));
     } else {
@@ -663,6 +711,18 @@ async fn interrupted_upload(kill_chatkeep: bool) {
         "{:?}",
         o.server.keys(BUCKET)
     );
+    // The store holds the unfinished upload, with a part or two, and
+    // chatkeep remembers it.
+    let stale = unfinished_uploads(&o.server);
+    let [(stale_id, stale_parts)] = stale.as_slice() else {
+        panic!("{stale:?}")
+    };
+    assert!((1..=2).contains(stale_parts), "{stale:?}");
+    let key = format!("{PREFIX}/aria/{}", entry.file);
+    assert_eq!(
+        recorded_uploads(&o),
+        [("offsite".to_owned(), key.clone(), stale_id.clone())]
+    );
     let to = o.dir.path().join("restored");
     let out = o.run(&[
         "restore",
@@ -676,14 +736,31 @@ async fn interrupted_upload(kill_chatkeep: bool) {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("there are none yet"), "{}", text(&out));
+    let out = o.run(&["verify", "--remote", "offsite"]);
+    assert!(
+        stderr(&out).contains("all good (0 snapshots on remote `offsite`)"),
+        "{}",
+        text(&out)
+    );
 
     let out = o.run(&["push"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "remote `offsite`: aborted the unfinished upload of {key} (started "
+        )),
+        "{}",
+        text(&out)
+    );
     assert!(
         stdout(&out).contains(&format!("aria: uploaded {}", entry.file)),
         "{}",
         text(&out)
     );
+    // The stale upload's parts are gone from the store, and the new
+    // upload left none either; chatkeep has nothing left to abort.
+    assert_eq!(unfinished_uploads(&o.server), []);
+    assert_eq!(recorded_uploads(&o), []);
     assert_eq!(
         fs::read(o.remote_object("aria", &entry.file)).unwrap(),
         fs::read(o.archives("aria").join(&entry.file)).unwrap()
@@ -691,6 +768,9 @@ async fn interrupted_upload(kill_chatkeep: bool) {
     assert_eq!(o.remote_manifest("aria"), Some(o.local_manifest("aria")));
     let out = o.run(&["verify", "--remote", "offsite", "--read-data"]);
     assert!(out.status.success(), "{}", text(&out));
+    // Nothing is aborted twice.
+    let out = o.run(&["push"]);
+    assert!(!stdout(&out).contains("aborted"), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -701,6 +781,59 @@ async fn a_store_killed_mid_upload_leaves_no_listed_snapshot_and_the_next_push_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chatkeep_killed_mid_upload_leaves_no_listed_snapshot_and_the_next_push_completes_it() {
     interrupted_upload(true).await;
+}
+
+/// `bandwidth_limit` paces an upload: a push of a 2 MB snapshot at
+/// 1 MiB/s takes at least the snapshot's size over the limit, and the
+/// same push without it (half a second here) at least half that less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandwidth_limit_makes_an_upload_take_its_time_and_without_it_the_same_is_quick() {
+    const LIMIT: u64 = 1 << 20;
+    let server = S3Server::start(&[BUCKET]);
+    let endpoint = server.endpoint();
+    let o = offsite_on(server, &endpoint, true, &[("aria", 8)], "", "concurrency = 1").await;
+    let out = o.run(&["archive"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let entry = o.local_manifest("aria").snapshots[0].clone();
+    assert!(entry.size > 3 << 19, "{entry:?}");
+    let at_the_limit = Duration::from_secs_f64(entry.size as f64 / LIMIT as f64);
+    // The same snapshot pushed under another prefix, with the limit, then
+    // without it.
+    let push_to = |prefix: &str, limit: &str| {
+        let config = fs::read_to_string(&o.path)
+            .unwrap()
+            .replace("bandwidth_limit = \"1MiB\"\n", "");
+        let at = config.rfind("url = \"s3://").unwrap();
+        let end = at + config[at..].find('\n').unwrap();
+        let config = format!(
+            "{}url = \"s3://{BUCKET}/{prefix}\"\n{limit}{}",
+            &config[..at],
+            &config[end + 1..]
+        );
+        fs::write(&o.path, config).unwrap();
+        let start = Instant::now();
+        let out = o.run(&["push"]);
+        let took = start.elapsed();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(stdout(&out).contains("aria: uploaded"), "{}", text(&out));
+        let copy = o
+            .server
+            .object_path(BUCKET, &format!("{prefix}/aria/{}", entry.file));
+        assert_eq!(
+            fs::read(copy).unwrap(),
+            fs::read(o.archives("aria").join(&entry.file)).unwrap()
+        );
+        took
+    };
+    let limited = push_to("limited", "bandwidth_limit = \"1MiB\"\n");
+    let free = push_to("free", "");
+    // Every byte waited its turn at 1 MiB/s.
+    assert!(limited >= at_the_limit, "{limited:?} for {} bytes", entry.size);
+    assert!(
+        free + at_the_limit / 2 < limited,
+        "{free:?} without the limit, {limited:?} with it, for {} bytes",
+        entry.size
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -954,6 +1087,15 @@ async fn check_config_checks_each_remotes_keys_and_online_that_it_answers() {
     let o = offsite(&[("aria", 5)], "", "").await;
     let out = o.run(&["check-config", "--online"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The politeness limits, with their defaults.
+    for line in [
+        "concurrency = 2\n",
+        "max_retries = 4\n",
+        "initial_backoff = \"200ms\"\n",
+        "max_backoff = \"5s\"\n",
+    ] {
+        assert!(stdout(&out).contains(line), "{line:?}: {}", text(&out));
+    }
     assert!(
         stderr(&out).contains("ok: remote `offsite`: s3://backups/host-a: its access key can be read"),
         "{}",
@@ -1073,4 +1215,17 @@ async fn a_store_answering_503_for_a_while_is_retried_and_one_that_keeps_on_is_n
     );
     assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
     assert!(o.remote_manifest("aria").is_none());
+
+    // The remote's own retries: fewer, and waited for as it says.
+    o.edit_config(
+        "name = \"offsite\"\n",
+        "name = \"offsite\"\nmax_retries = 2\ninitial_backoff = \"1s\"\nmax_backoff = \"1s\"\n",
+    );
+    let start = Instant::now();
+    let out = o.run(&["push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("after 2 retries"), "{}", text(&out));
+    // Two waits of 1 s: the first is initial_backoff, and the later ones
+    // (drawn between it and twice the one before) are capped by max_backoff.
+    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
 }

@@ -62,6 +62,7 @@ pub async fn push_all(
                 continue;
             }
         };
+        abort_stale(config, &remote, &mut lines).await;
         let mut held = 0;
         let mut first_error = None;
         for name in &names {
@@ -90,6 +91,28 @@ pub async fn push_all(
         }
     }
     lines
+}
+
+/// Aborts the uploads to `remote` that earlier runs left unfinished,
+/// before anything new goes up. Its trouble is a warning and never fails
+/// the push: what stays recorded is tried again on the next one.
+async fn abort_stale(config: &Config, remote: &Remote, lines: &mut PushLines) {
+    let ledger = remote::uploads::Ledger::new(&config.storage.data_dir);
+    let report = remote::uploads::abort_stale(remote, &ledger).await;
+    let name = &remote.config.name;
+    for upload in &report.aborted {
+        lines.stdout.push(format!(
+            "remote `{name}`: aborted the unfinished upload of {} (started {})",
+            upload.key,
+            upload.started.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    for failure in &report.failed {
+        lines.stderr.push(format!(
+            "warning: remote `{name}`: {}",
+            crate::escape::controls(failure)
+        ));
+    }
 }
 
 /// The lines of one personality's push to one remote.

@@ -1340,5 +1340,5 @@ mod tests;
 pub use cookie_path::{REDACTED_COOKIE_PATH, looks_like_cookie_value, shown_cookie_path};
 pub use location::{ConfigLocation, SYSTEM_CONFIG};
 use read::{Reader, base_dir, invalid};
-pub use remote::{RemoteConfig, RemoteCredentials};
+pub use remote::{RemoteConfig, RemoteCredentials, RemoteRetry};
 use render::Rendered;

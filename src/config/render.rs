@@ -52,6 +52,12 @@ struct RenderedRemote<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_access_key: Option<&'static str>,
     require_encryption: bool,
+    concurrency: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bandwidth_limit: Option<String>,
+    max_retries: u32,
+    initial_backoff: String,
+    max_backoff: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     retention: Option<RetentionPolicy>,
 }
@@ -69,6 +75,11 @@ impl<'a> From<&'a RemoteConfig> for RenderedRemote<'a> {
             access_key_id: None,
             secret_access_key: None,
             require_encryption: remote.require_encryption,
+            concurrency: remote.concurrency,
+            bandwidth_limit: remote.bandwidth_limit.map(format_size),
+            max_retries: remote.retry.max_retries,
+            initial_backoff: format_duration(remote.retry.initial_backoff),
+            max_backoff: format_duration(remote.retry.max_backoff),
             retention: remote.retention,
         };
         match &remote.credentials {

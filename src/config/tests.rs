@@ -1,6 +1,6 @@
 use super::read::{
     ARCHIVE_KEYS, DAEMON_KEYS, DISCOVER_KEYS, LOG_KEYS, MEDIA_KEYS, METRICS_KEYS, NOTIFY_KEYS,
-    PERSONALITY_KEYS, RATE_LIMIT_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
+    PERSONALITY_KEYS, RATE_LIMIT_KEYS, REMOTE_KEYS, SERVICE_KEYS, STORAGE_KEYS, SYNC_KEYS, line_column,
 };
 use super::*;
 
@@ -301,6 +301,7 @@ fn example_config_loads_and_lists_every_key() {
         "[metrics]",
         "[media]",
         "[[personality]]",
+        "# [[remote]]",
     ];
     for table in tables {
         assert!(text.contains(table), "the example lacks {table}");
@@ -318,6 +319,7 @@ fn example_config_loads_and_lists_every_key() {
         METRICS_KEYS,
         MEDIA_KEYS,
         PERSONALITY_KEYS,
+        REMOTE_KEYS,
     ];
     for key in keys.concat() {
         let set = text.lines().any(|line| {
@@ -350,15 +352,25 @@ const EXAMPLE_KEYS_WITHOUT_DEFAULT: &[&str] = &[
     "max_bytes_per_second",
 ];
 
+/// The header of the example's `[[remote]]` block, commented out as all
+/// of the block is: a remote needs a store, so the example has none.
+const EXAMPLE_REMOTE_HEADER: &str = "# [[remote]]";
+
 /// The example config, and for each commented-out setting in it, its line
 /// number (0-based), whether it shows a default, and the setting itself.
 /// The settings of `[[personality]]` blocks are overrides, never defaults.
+/// The commented-out `[[remote]]` block, the last in the file, is left
+/// out: its settings belong to a table the file does not have until the
+/// block is uncommented whole (see [`example_remote_block`]).
 fn example_settings() -> (String, Vec<(usize, bool, String)>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let text = std::fs::read_to_string(&path).expect("readable");
     let mut in_personality = false;
     let mut settings = Vec::new();
     for (number, line) in text.lines().enumerate() {
+        if line == EXAMPLE_REMOTE_HEADER {
+            break;
+        }
         in_personality |= line == "[[personality]]";
         let Some(setting) = line.strip_prefix("# ").filter(|rest| rest.contains(" = ")) else {
             continue;
@@ -424,6 +436,97 @@ fn every_commented_key_without_a_default_is_valid_alone() {
         tried += 1;
     }
     assert!(tried >= 2, "{settings:?}");
+}
+
+/// The example's commented-out `[[remote]]` block: its header's line
+/// number (0-based), then each setting's line number and the setting.
+fn example_remote_block(text: &str) -> (usize, Vec<(usize, String)>) {
+    let header = text
+        .lines()
+        .position(|line| line == EXAMPLE_REMOTE_HEADER)
+        .expect("the example has a commented [[remote]] block");
+    let settings = text
+        .lines()
+        .enumerate()
+        .skip(header + 1)
+        .filter_map(|(number, line)| {
+            let setting = line.strip_prefix("# ").filter(|rest| rest.contains(" = "))?;
+            Some((number, setting.to_owned()))
+        })
+        .collect();
+    (header, settings)
+}
+
+/// Remote keys the example shows with their defaults.
+const EXAMPLE_REMOTE_DEFAULTS: &[&str] = &[
+    "region",
+    "allow_insecure_http",
+    "require_encryption",
+    "concurrency",
+    "max_retries",
+    "initial_backoff",
+    "max_backoff",
+];
+
+#[test]
+fn the_example_remote_block_is_valid_uncommented_whole_with_either_pair_of_keys() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let (text, _) = example_settings();
+    let (header, settings) = example_remote_block(&text);
+    let key = |setting: &str| setting.split(" = ").next().unwrap_or_default().to_owned();
+    for remote_key in REMOTE_KEYS {
+        assert!(
+            settings.iter().any(|(_, s)| key(s) == *remote_key),
+            "the example's [[remote]] lacks {remote_key}"
+        );
+    }
+    let uncommented = |keep: &dyn Fn(&str) -> bool| {
+        let mut lines = vec![(header, "[[remote]]")];
+        lines.extend(
+            settings
+                .iter()
+                .filter(|(_, s)| keep(&key(s)))
+                .map(|(n, s)| (*n, s.as_str())),
+        );
+        let config = Config::from_toml_str(&with_lines(&text, &lines), &path)
+            .unwrap_or_else(|err| panic!("the example's [[remote]] uncommented: {err}"));
+        let [remote] = config.remotes.as_slice() else {
+            panic!("{:?}", config.remotes)
+        };
+        remote.clone()
+    };
+    let inline = ["access_key_id", "secret_access_key"];
+    let with_files = uncommented(&|k| !inline.contains(&k));
+    assert!(matches!(with_files.credentials, RemoteCredentials::Files { .. }));
+    assert_eq!(with_files.bandwidth_limit, Some(10 << 20));
+    assert_eq!(with_files.retention.map(|r| r.keep_last), Some(30));
+    let with_inline = uncommented(&|k| !k.ends_with("_file"));
+    assert!(matches!(
+        with_inline.credentials,
+        RemoteCredentials::Inline { .. }
+    ));
+    // The lines that show defaults change nothing.
+    let bare = uncommented(&|k| k == "name" || k == "url");
+    let defaults = uncommented(&|k| k == "name" || k == "url" || EXAMPLE_REMOTE_DEFAULTS.contains(&k));
+    assert_eq!(defaults, bare);
+    // And every other line does change something.
+    for (_, setting) in &settings {
+        let k = key(setting);
+        if ["name", "url"].contains(&k.as_str()) || EXAMPLE_REMOTE_DEFAULTS.contains(&k.as_str()) {
+            continue;
+        }
+        // A key alone, but for the keys that go in pairs.
+        let partner = |k: &str| match k {
+            "access_key_id_file" => Some("secret_access_key_file"),
+            "secret_access_key_file" => Some("access_key_id_file"),
+            "access_key_id" => Some("secret_access_key"),
+            "secret_access_key" => Some("access_key_id"),
+            _ => None,
+        };
+        let alone =
+            uncommented(&|other| ["name", "url", k.as_str()].contains(&other) || partner(&k) == Some(other));
+        assert_ne!(alone, bare, "{setting} changes nothing");
+    }
 }
 
 #[test]

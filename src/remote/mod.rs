@@ -9,12 +9,15 @@
 //!
 //! The remote's `manifest.json` is, as the local one is, the truth: a
 //! snapshot is on the remote once it is listed there. Snapshot files are
-//! uploaded first (multipart, streamed in bounded memory), and the manifest
+//! uploaded first (multipart, streamed in bounded memory, each upload
+//! recorded in the data directory until it ends: [`uploads`]), and the manifest
 //! is rewritten (one PUT, which S3 applies whole) only after each upload
 //! has completed. So an upload cut at any point (chatkeep killed, the
 //! store gone, the network cut) leaves at worst an unlisted object or an
 //! unfinished multipart upload, which no `restore` or `verify` takes for a
-//! snapshot, and the next run uploads it again. A snapshot's name never
+//! snapshot; the next run aborts the unfinished upload (each is recorded
+//! in the data directory until it ends: [`uploads`]) and uploads the
+//! snapshot again. A snapshot's name never
 //! changes its content (its time is in it and a file is never rewritten),
 //! so uploading it again writes the same bytes: a rerun is idempotent and
 //! uploads nothing that is already listed.
@@ -29,9 +32,11 @@
 //! passed through `redact`.
 
 pub mod keys;
+pub mod pace;
 pub mod push;
 pub mod read;
 pub mod status;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,7 +48,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryC
 
 use crate::archive::manifest::{MANIFEST_FILE, parse_file_name};
 use crate::archive::{ArchiveError, Manifest};
-use crate::config::{Config, RemoteConfig};
+use crate::config::{Config, RemoteConfig, RemoteRetry};
 
 pub use push::{PushReport, prune_personality, push_personality};
 pub use read::{RemoteCheck, rebuild_personality, restore_personality, verify_personality};
@@ -93,26 +98,34 @@ pub enum RemoteError {
     Unknown(String, String),
 }
 
-/// Requests to a store: a few quick retries of what object_store deems
-/// transient (5xx, 503 SlowDown, a cut connection), with backoff, so a
-/// store that is down fails the upload in seconds, not minutes; the next
-/// run completes it.
-fn retry_config() -> RetryConfig {
+/// Requests to a store: the remote's retries of what object_store deems
+/// transient (5xx, 503 SlowDown, a cut connection), with backoff, so that
+/// by default a store that is down fails the upload in seconds, not
+/// minutes; the next run completes it. object_store also stops retrying
+/// once `retry_timeout` has passed since the first try: it is set so that
+/// `max_retries` decides (every try may take the whole request timeout).
+fn retry_config(retry: &RemoteRetry) -> RetryConfig {
+    let tries = retry.max_retries + 1;
     RetryConfig {
         backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            init_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
             base: 2.0,
         },
-        max_retries: 4,
-        retry_timeout: Duration::from_secs(60),
+        max_retries: retry.max_retries as usize,
+        retry_timeout: (REQUEST_TIMEOUT + retry.max_backoff) * tries,
     }
 }
+
+/// The longest a request may take, its body sent and its answer read.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One remote, ready for requests.
 pub struct Remote {
     pub config: RemoteConfig,
     store: AmazonS3,
+    /// Its `bandwidth_limit`, over every upload to it through this value.
+    pace: Option<pace::Pace>,
     /// The key's values, taken out of every message.
     secrets: Vec<String>,
 }
@@ -126,7 +139,7 @@ impl Remote {
         })?;
         let client = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(10))
-            .with_timeout(Duration::from_secs(120))
+            .with_timeout(REQUEST_TIMEOUT)
             .with_allow_http(
                 config
                     .endpoint
@@ -140,7 +153,7 @@ impl Remote {
             .with_secret_access_key(keys.secret_access_key.expose())
             .with_virtual_hosted_style_request(false)
             .with_client_options(client)
-            .with_retry(retry_config());
+            .with_retry(retry_config(&config.retry));
         if let Some(token) = &keys.session_token {
             builder = builder.with_token(token.expose());
         }
@@ -154,6 +167,7 @@ impl Remote {
         Ok(Remote {
             config: config.clone(),
             store,
+            pace: pace::Pace::new(config.bandwidth_limit),
             secrets,
         })
     }

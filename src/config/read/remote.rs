@@ -1,7 +1,10 @@
 //! Reading the `[[remote]]` tables.
 
 use super::*;
-use crate::config::remote::{DEFAULT_REMOTE_REGION, MAX_REMOTE_NAME_LEN, RemoteConfig, RemoteCredentials};
+use crate::config::remote::{
+    DEFAULT_REMOTE_CONCURRENCY, DEFAULT_REMOTE_REGION, MAX_REMOTE_CONCURRENCY, MAX_REMOTE_MAX_RETRIES,
+    MAX_REMOTE_NAME_LEN, MIN_REMOTE_BANDWIDTH_LIMIT, RemoteConfig, RemoteCredentials, RemoteRetry,
+};
 
 /// How messages describe a remote's `url`.
 const URL_FORMAT: &str = "s3://, a bucket name and an optional key prefix, such as \
@@ -100,6 +103,13 @@ impl Reader<'_> {
         );
         let credentials = self.remote_credentials(section);
         let require_encryption = self.optional(section.get("require_encryption"), false, |f| f.boolean());
+        let concurrency = self.optional(section.get("concurrency"), DEFAULT_REMOTE_CONCURRENCY, |f| {
+            f.integer(1, MAX_REMOTE_CONCURRENCY)
+        });
+        let bandwidth_limit = self.optional(section.get("bandwidth_limit"), None, |f| {
+            f.size(MIN_REMOTE_BANDWIDTH_LIMIT).map(Some)
+        });
+        let retry = self.remote_retry(section);
         // Without any keep_* the remote follows `[archive]`'s rules.
         let has_retention = RETENTION_KEYS.iter().any(|key| section.get(key).is_some());
         let retention = if has_retention {
@@ -119,9 +129,43 @@ impl Reader<'_> {
                 require_encryption: require_encryption?,
                 retention: retention?,
                 allow_insecure_http: allow_insecure_http?,
+                concurrency: concurrency?,
+                bandwidth_limit: bandwidth_limit?,
+                retry: retry?,
             },
             name_field.map_or(section.at, |f| f.at()),
         ))
+    }
+
+    /// `max_retries`, `initial_backoff` and `max_backoff`, the ceiling at
+    /// least the first delay.
+    fn remote_retry(&mut self, section: &Table<'_, '_>) -> Option<RemoteRetry> {
+        let default = RemoteRetry::default();
+        let max_retries = self.optional(section.get("max_retries"), default.max_retries, |f| {
+            f.integer(0, MAX_REMOTE_MAX_RETRIES)
+        });
+        let initial_backoff = self.optional(section.get("initial_backoff"), default.initial_backoff, |f| {
+            f.duration()
+        });
+        let max_backoff = match section.get("max_backoff") {
+            None => Some(default.max_backoff.max(initial_backoff.unwrap_or_default())),
+            Some(field) => {
+                let ceiling = field.duration().and_then(|ceiling| match initial_backoff {
+                    Some(initial) if ceiling < initial => Err(field.reject(format!(
+                        "remote.max_backoff must be at least remote.initial_backoff ({}), got {}",
+                        format_duration(initial),
+                        shown(field.value.get_ref())
+                    ))),
+                    _ => Ok(ceiling),
+                });
+                self.keep(ceiling)
+            }
+        };
+        Some(RemoteRetry {
+            max_retries: max_retries?,
+            initial_backoff: initial_backoff?,
+            max_backoff: max_backoff?,
+        })
     }
 
     /// The six `keep_*` counts of a remote that sets at least one; a count
