@@ -22,6 +22,7 @@
 pub mod commit;
 mod history;
 pub mod marks;
+pub mod members;
 pub mod overlay;
 #[cfg(test)]
 mod overlay_tests;

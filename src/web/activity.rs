@@ -1,17 +1,22 @@
-//! The activity chart: messages per week over the whole history, as an
-//! inline SVG (no script, no chart framework). Counting reads the chat log
-//! once, with a scan for each line's `ts` rather than a parse; the counts
-//! (one number per week) are kept until the history's state changes, so a
-//! million-message history is read once per sync, not once per view.
+//! The activity chart (messages per week over the whole history, as an
+//! inline SVG: no script, no chart framework), and the scans it comes from.
+//!
+//! A page view needs, per file of the log, where each gzip member starts
+//! (for the transcript: [`Starts`]) and how many messages fall in each week
+//! (for the chart). Both come from one read of the file
+//! ([`ChatStore::scan_members`]), kept per file: a sealed segment never
+//! changes, so a million-message history is read once per server, and
+//! after a sync only the open log again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
 use super::html::escape;
-use crate::message::Message;
+use super::transcript::Starts;
+use crate::store::chat::marks::Mark;
 use crate::store::{ChatStore, ChatStoreError};
 
 /// Messages per week, by the Monday that starts it.
@@ -20,56 +25,69 @@ pub struct Activity {
     pub weeks: BTreeMap<NaiveDate, u64>,
 }
 
-/// What a cached count was made from: a changed state makes it stale.
-type Version = (u64, u64, usize, u64);
-
-fn version(store: &ChatStore) -> Version {
-    let s = store.state();
-    (s.commits, s.message_count, s.segments.len(), s.log_len)
+/// What one read of one file found.
+#[derive(Debug)]
+struct FileScan {
+    marks: Vec<Mark>,
+    weeks: BTreeMap<NaiveDate, u64>,
 }
 
-/// Counts per personality, each with the state it was made from.
+/// The scans of every personality's files, by (personality, file name,
+/// committed length).
 #[derive(Default)]
 pub struct Cache {
-    counted: Mutex<HashMap<String, (Version, Activity)>>,
+    files: Mutex<HashMap<(String, String, u64), Arc<FileScan>>>,
 }
 
 impl Cache {
-    /// The activity of `name`'s history, counted again if it changed.
-    pub fn get(&self, name: &str, store: &ChatStore) -> Result<Activity, ChatStoreError> {
-        let now = version(store);
-        if let Some((v, a)) = self.counted.lock().expect("not poisoned").get(name)
-            && *v == now
-        {
-            return Ok(a.clone());
+    /// Where the members of `name`'s history start and its activity,
+    /// reading the files not read yet (or changed since).
+    pub fn get(&self, name: &str, store: &ChatStore) -> Result<(Starts, Activity), ChatStoreError> {
+        let files = store.files();
+        let mut starts = Starts::default();
+        let mut activity = Activity::default();
+        let mut current = Vec::new();
+        for file in &files {
+            let key = (name.to_owned(), file.name.clone(), file.len);
+            let cached = self.files.lock().expect("not poisoned").get(&key).cloned();
+            let scan = match cached {
+                Some(scan) => scan,
+                None => {
+                    let mut weeks = BTreeMap::new();
+                    let marks = store.scan_members(file, |ts| {
+                        if let Some(t) = DateTime::<Utc>::from_timestamp_millis((ts.as_f64() * 1000.0) as i64)
+                        {
+                            *weeks.entry(monday(t)).or_insert(0) += 1;
+                        }
+                    })?;
+                    let scan = Arc::new(FileScan { marks, weeks });
+                    self.files
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(key.clone(), scan.clone());
+                    scan
+                }
+            };
+            starts
+                .members
+                .extend(scan.marks.iter().map(|m| (file.source, *m)));
+            for (week, n) in &scan.weeks {
+                *activity.weeks.entry(*week).or_insert(0) += n;
+            }
+            current.push(key);
         }
-        let activity = count(store)?;
-        self.counted
+        // What this personality's files no longer are goes.
+        self.files
             .lock()
             .expect("not poisoned")
-            .insert(name.to_owned(), (now, activity.clone()));
-        Ok(activity)
+            .retain(|key, _| key.0 != name || current.contains(key));
+        Ok((starts, activity))
     }
 }
 
 fn monday(t: DateTime<Utc>) -> NaiveDate {
     let day = t.date_naive();
     day - Duration::days(i64::from(day.weekday().num_days_from_monday()))
-}
-
-/// Reads the chat log once.
-pub fn count(store: &ChatStore) -> Result<Activity, ChatStoreError> {
-    let mut weeks = BTreeMap::new();
-    for line in store.lines()? {
-        let line = line.map_err(ChatStoreError::Read)?;
-        let ts = Message::stored_ts(&line).or_else(|| Message::stored_keys(&line).ok().map(|(_, ts)| ts));
-        if let Some(t) =
-            ts.and_then(|ts| DateTime::<Utc>::from_timestamp_millis((ts.as_f64() * 1000.0) as i64))
-        {
-            *weeks.entry(monday(t)).or_insert(0) += 1;
-        }
-    }
-    Ok(Activity { weeks })
 }
 
 /// The chart: one bar per week from the first to the last, each a link to

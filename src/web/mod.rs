@@ -374,7 +374,7 @@ async fn personality(State(state): State<Arc<WebState>>, Path(name): Path<String
             .iter()
             .map(|(part, title, suffix)| (*part, *title, dir.document_path(suffix).is_file()))
             .collect();
-        let activity = state.activity.get(&name, &store).map_err(|e| e.to_string())?;
+        let (_, activity) = state.activity.get(&name, &store).map_err(|e| e.to_string())?;
         let chart = activity::svg(&activity, &format!("/p/{}/chat", html::url_component(&name)));
         Ok(Some(pages::personality(entry, &name, &documents, &chart)))
     })
@@ -450,12 +450,16 @@ async fn chat(
         let at = date
             .map(transcript::Cursor::at)
             .or_else(|| query.at.as_deref().and_then(|t| pages::cursor(t, query.skip)));
+        let (starts, _) = state.activity.get(&name, &store).map_err(|e| e.to_string())?;
         let page = match (at, query.before.as_deref()) {
-            (Some(at), _) => transcript::from(&store, at, transcript::PAGE),
-            (None, Some(before)) => {
-                transcript::until(&store, pages::cursor(before, query.skip), transcript::PAGE)
-            }
-            (None, None) => transcript::until(&store, None, transcript::PAGE),
+            (Some(at), _) => transcript::from(&store, &starts, at, transcript::PAGE),
+            (None, Some(before)) => transcript::until(
+                &store,
+                &starts,
+                pages::cursor(before, query.skip),
+                transcript::PAGE,
+            ),
+            (None, None) => transcript::until(&store, &starts, None, transcript::PAGE),
         }
         .map_err(|e| e.to_string())?;
         Ok(Some(pages::transcript(&name, &page)))

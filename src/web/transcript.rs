@@ -1,13 +1,55 @@
 //! A page of a history, by cursor: the messages from a place on, or the
-//! ones just before it, read from the nearest start the store offers (see
-//! [`ChatStore::history_near`]), so that a page in the middle of a million
-//! messages reads about one file of the log, not the history, and holds
-//! one page in memory.
+//! ones just before it, read from the nearest gzip member below the place
+//! ([`Starts`], every member of every file, found once per file), so that a
+//! page in the middle of a million messages decompresses a member or two
+//! (at most a few thousand messages), not the history, and holds one page
+//! in memory. Without those, from the nearest start the state knows
+//! ([`ChatStore::history_near`]).
 
 use std::collections::VecDeque;
 
 use crate::message::Ts;
-use crate::store::{ChatStore, ChatStoreError, Entry};
+use crate::store::chat::marks::Mark;
+use crate::store::{ChatStore, ChatStoreError, Entry, History};
+
+/// Where each gzip member of the history starts: `(source, mark)` in the
+/// order of the history.
+#[derive(Debug, Clone, Default)]
+pub struct Starts {
+    pub members: Vec<(usize, Mark)>,
+}
+
+impl Starts {
+    /// The history from the member that holds the messages just below
+    /// `at`, stepping back over members until at least `back` messages
+    /// come before `at` (when the members say how many they hold).
+    fn history(&self, store: &ChatStore, at: Ts, back: u64) -> Result<History, ChatStoreError> {
+        if self.members.is_empty() {
+            return store.history_near(at, usize::from(back > 0));
+        }
+        let Some(mut i) = self.members.iter().rposition(|(_, m)| m.first < at) else {
+            return store.history_with_keys();
+        };
+        let mut counted = 0;
+        while counted < back && i > 0 {
+            let ((source, mark), (next_source, next)) = (self.members[i - 1], self.members[i]);
+            // Messages in member i - 1: known within one file.
+            counted += if source == next_source {
+                next.before - mark.before
+            } else {
+                0
+            };
+            i -= 1;
+            if source != next_source && counted == 0 {
+                // Crossed into an earlier file: its last member may be
+                // short; one more makes sure.
+                counted = 1;
+            }
+        }
+        let (source, mark) = &self.members[i];
+        Ok(store.history_from_member(*source, mark))
+    }
+}
 
 /// Messages a page shows.
 pub const PAGE: usize = 50;
@@ -76,13 +118,13 @@ impl Places {
 }
 
 /// The `n` messages from `from` on.
-pub fn from(store: &ChatStore, from: Cursor, n: usize) -> Result<Page, ChatStoreError> {
+pub fn from(store: &ChatStore, starts: &Starts, from: Cursor, n: usize) -> Result<Page, ChatStoreError> {
     let mut places = Places::new(None);
     let mut entries = Vec::with_capacity(n);
     let mut first = None;
     let mut next = None;
     let mut has_older = false;
-    for entry in store.history_near(from.ts, 0)? {
+    for entry in starts.history(store, from.ts, 0)? {
         let entry = entry.map_err(ChatStoreError::Read)?;
         let cursor = places.cursor_of(position(&entry));
         if before(cursor, from) {
@@ -114,13 +156,18 @@ pub fn before(cursor: Cursor, until: Cursor) -> bool {
 }
 
 /// The `n` messages just before `until` (the newest `n` without one).
-pub fn until(store: &ChatStore, until: Option<Cursor>, n: usize) -> Result<Page, ChatStoreError> {
+pub fn until(
+    store: &ChatStore,
+    starts: &Starts,
+    until: Option<Cursor>,
+    n: usize,
+) -> Result<Page, ChatStoreError> {
     let at = until.map_or(Ts::new(f64::MAX).unwrap_or(Ts::EPOCH), |c| c.ts);
     let mut places = Places::new(None);
     let mut window: VecDeque<(Cursor, Entry)> = VecDeque::with_capacity(n + 1);
     let mut dropped = false;
     let mut next = None;
-    for entry in store.history_near(at, 1)? {
+    for entry in starts.history(store, at, n as u64 + 1)? {
         let entry = entry.map_err(ChatStoreError::Read)?;
         let cursor = places.cursor_of(position(&entry));
         if until.is_some_and(|u| !before(cursor, u)) {
@@ -182,14 +229,32 @@ mod tests {
             .collect()
     }
 
+    fn scanned(store: &ChatStore) -> Starts {
+        let mut members = Vec::new();
+        for file in store.files() {
+            for mark in store.scan_members(&file, |_| {}).unwrap() {
+                members.push((file.source, mark));
+            }
+        }
+        Starts { members }
+    }
+
     #[test]
     fn pages_forward_and_backward_cover_every_message_once_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (store, all) = store(dir.path());
+        let found = scanned(&store);
+        assert!(found.members.len() >= 5, "{found:?}");
+        for starts in [Starts::default(), found] {
+            pages_cover(&store, &starts, &all);
+        }
+    }
+
+    fn pages_cover(store: &ChatStore, starts: &Starts, all: &[String]) {
         let mut forward = Vec::new();
         let mut cursor = Some(Cursor::at(Ts::EPOCH));
         while let Some(at) = cursor {
-            let page = from(&store, at, 7).unwrap();
+            let page = from(store, starts, at, 7).unwrap();
             assert!(page.entries.len() <= 7);
             forward.extend(ids(&page));
             cursor = page.next;
@@ -197,7 +262,7 @@ mod tests {
         assert_eq!(forward, all);
 
         let mut backward: Vec<String> = Vec::new();
-        let mut page = until(&store, None, 7).unwrap();
+        let mut page = until(store, starts, None, 7).unwrap();
         loop {
             let mut got = ids(&page);
             got.extend(backward);
@@ -205,7 +270,7 @@ mod tests {
             if !page.has_older {
                 break;
             }
-            page = until(&store, page.first, 7).unwrap();
+            page = until(store, starts, page.first, 7).unwrap();
         }
         assert_eq!(backward, all);
     }
