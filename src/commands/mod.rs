@@ -11,6 +11,7 @@ pub mod export;
 pub mod forget;
 pub mod import;
 pub mod remote;
+pub mod search;
 pub mod serve_fake;
 pub mod status;
 pub mod sync;

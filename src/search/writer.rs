@@ -1,0 +1,323 @@
+//! Bringing the index up to the store, one personality at a time: each
+//! personality's documents and its coverage go in one tantivy commit, made
+//! only after the history it read was committed to the store. A process
+//! killed in between leaves the index claiming what it held before, which
+//! the store still holds; the next catch-up does the rest.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Index, IndexWriter, TantivyDocument, Term};
+
+use super::SearchError;
+use super::coverage::{self, Coverage, Covered, Plan};
+use super::document;
+use super::index::{self, Opened};
+use super::schema::Fields;
+use crate::message::Ts;
+use crate::store::{ChatState, ChatStore, Entry, Store};
+
+/// The writer's memory for documents not yet written to a segment: one
+/// thread, 32 MB (tantivy asks 15 MB at least). Bounded whatever the
+/// history's length.
+const WRITER_MEMORY: usize = 32 << 20;
+
+/// One writer per process at a time (tantivy's own lock would refuse a
+/// second): the daemon's workers index one after the other.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// What a catch-up did for one personality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// Nothing: the index already covered the history.
+    UpToDate,
+    /// The messages appended since were indexed.
+    Appended { messages: u64 },
+    /// The personality's documents were made anew from its whole history.
+    Rebuilt { messages: u64 },
+    /// The personality has no history any more; its documents are gone.
+    Dropped,
+}
+
+/// A personality, and what its catch-up did.
+pub type Outcome = (String, Result<Done, SearchError>);
+
+/// The index open for writing. Holding a `&Store` to open it says this
+/// process holds the data directory: nobody else writes the index.
+pub struct Indexer {
+    dir: PathBuf,
+    root: PathBuf,
+    index: Index,
+    writer: IndexWriter,
+    fields: Fields,
+    coverage: Coverage,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl Indexer {
+    /// Opens `<data_dir>/search`, made anew when missing, unreadable or
+    /// outdated (it then covers nothing, and every catch-up rebuilds).
+    pub fn open(store: &Store) -> Result<Indexer, SearchError> {
+        Indexer::open_at(store.root())
+    }
+
+    /// [`Indexer::open`] on the data directory `root`, which the caller
+    /// holds (a `Store` it could not move to another thread).
+    pub(super) fn open_at(root: &Path) -> Result<Indexer, SearchError> {
+        let guard = WRITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = index::index_dir(root);
+        let Opened {
+            index,
+            fields,
+            coverage,
+        } = index::open_or_create(&dir)?;
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(|source| SearchError::Index {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Indexer {
+            dir,
+            root: root.to_owned(),
+            index,
+            writer,
+            fields,
+            coverage,
+            _one_at_a_time: guard,
+        })
+    }
+
+    /// What the index covers, as of its last commit.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
+    }
+
+    fn fail(&self) -> impl Fn(tantivy::TantivyError) -> SearchError + '_ {
+        |source| SearchError::Index {
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// Brings `name`'s documents up to its history, and commits.
+    pub fn catch_up(&mut self, name: &str) -> Result<Done, SearchError> {
+        self.update(name, false)
+    }
+
+    /// Makes `name`'s documents anew from its whole history, and commits.
+    pub fn rebuild(&mut self, name: &str) -> Result<Done, SearchError> {
+        self.update(name, true)
+    }
+
+    /// Catches up every personality with a history in the data directory,
+    /// and drops those without one. A personality that fails leaves the
+    /// others to go on.
+    pub fn catch_up_all(&mut self) -> Result<Vec<Outcome>, SearchError> {
+        let mut names = super::personalities(&self.root)?;
+        for covered in self.coverage.personalities.keys() {
+            if !names.contains(covered) {
+                names.push(covered.clone());
+            }
+        }
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let done = self.catch_up(&name);
+                (name, done)
+            })
+            .collect())
+    }
+
+    /// Removes `name`'s documents and coverage (`chatkeep forget`), and
+    /// commits.
+    pub fn forget(&mut self, name: &str) -> Result<(), SearchError> {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.personality, name));
+        self.coverage.personalities.remove(name);
+        self.commit()
+    }
+
+    /// Waits for tantivy's background merges, so that nothing is left
+    /// half-done when the process goes on to exit.
+    pub fn finish(self) -> Result<(), SearchError> {
+        let dir = self.dir;
+        self.writer
+            .wait_merging_threads()
+            .map_err(|source| SearchError::Index { path: dir, source })
+    }
+
+    /// [`Indexer::try_update`]; a failure takes the writer back to the
+    /// last commit, so that the next personality starts clean.
+    fn update(&mut self, name: &str, rebuild: bool) -> Result<Done, SearchError> {
+        let result = self.try_update(name, rebuild);
+        if result.is_err() {
+            let rolled_back = self.writer.rollback().map_err(self.fail()).and_then(|_| {
+                let metas = self.index.load_metas().map_err(self.fail())?;
+                Ok(Coverage::from_payload(metas.payload.as_deref()).unwrap_or_else(Coverage::empty))
+            });
+            match rolled_back {
+                Ok(coverage) => self.coverage = coverage,
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        result
+    }
+
+    fn try_update(&mut self, name: &str, rebuild: bool) -> Result<Done, SearchError> {
+        let dir = self.root.join(name);
+        if !super::has_history(&dir) {
+            if !self.coverage.personalities.contains_key(name) {
+                return Ok(Done::UpToDate);
+            }
+            self.forget(name)?;
+            return Ok(Done::Dropped);
+        }
+        let chat = ChatStore::open_read_only(&dir).map_err(|e| SearchError::Store(e.to_string()))?;
+        let plan = if rebuild {
+            Plan::Rebuild
+        } else {
+            coverage::plan(self.coverage.personalities.get(name), chat.state())
+        };
+        let (done, at_head) = match plan {
+            Plan::UpToDate => return Ok(Done::UpToDate),
+            Plan::Append { from, keep } => match self.append(name, &chat, from, keep)? {
+                Some((messages, at_head)) => (Done::Appended { messages }, at_head),
+                None => {
+                    tracing::debug!(personality = name, "the append did not add up; rebuilding");
+                    self.rebuild_from(name, &chat)?
+                }
+            },
+            Plan::Rebuild => self.rebuild_from(name, &chat)?,
+        };
+        self.coverage
+            .personalities
+            .insert(name.to_owned(), covered(chat.state(), at_head));
+        self.commit()?;
+        Ok(done)
+    }
+
+    /// Replaces every document of `name` by those of its whole history.
+    fn rebuild_from(&mut self, name: &str, chat: &ChatStore) -> Result<(Done, u64), SearchError> {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.personality, name));
+        let history = chat
+            .history_with_keys()
+            .map_err(|e| SearchError::Store(e.to_string()))?;
+        let (messages, at_head) = self.add_entries(name, history, None, chat.state())?;
+        Ok((Done::Rebuilt { messages }, at_head))
+    }
+
+    /// Replaces the documents of `name` placed at `from` or later by those
+    /// of the history there. `None` when the count does not come out as
+    /// the history's (`keep` messages stay indexed below `from`): then
+    /// nothing is to be trusted but a rebuild.
+    fn append(
+        &mut self,
+        name: &str,
+        chat: &ChatStore,
+        from: Ts,
+        keep: u64,
+    ) -> Result<Option<(u64, u64)>, SearchError> {
+        let personality = TermQuery::new(
+            Term::from_field_text(self.fields.personality, name),
+            IndexRecordOption::Basic,
+        );
+        let placed = RangeQuery::new(
+            Bound::Included(Term::from_field_f64(self.fields.place, from.as_f64())),
+            Bound::Unbounded,
+        );
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(personality)),
+            (Occur::Must, Box::new(placed)),
+        ]);
+        self.writer.delete_query(Box::new(query)).map_err(self.fail())?;
+        let history = chat
+            .history_from(from)
+            .map_err(|e| SearchError::Store(e.to_string()))?;
+        let (messages, at_head) = self.add_entries(name, history, Some(from), chat.state())?;
+        Ok((keep + messages == chat.state().message_count).then_some((messages, at_head)))
+    }
+
+    /// Adds the documents of every entry placed at `from` or later (all,
+    /// without `from`). Returns the messages added, and how many of them
+    /// are placed at the head or after it.
+    fn add_entries(
+        &mut self,
+        name: &str,
+        history: impl Iterator<Item = std::io::Result<Entry>>,
+        from: Option<Ts>,
+        state: &ChatState,
+    ) -> Result<(u64, u64), SearchError> {
+        let head = state.head.as_ref().map(|h| h.ts);
+        let (mut messages, mut at_head, mut unreadable) = (0u64, 0u64, 0u64);
+        for entry in history {
+            let entry = entry.map_err(|e| SearchError::Store(e.to_string()))?;
+            let place = entry.key.as_ref().map(|k| k.position);
+            if let (Some(from), Some(place)) = (from, place)
+                && place < from
+            {
+                continue;
+            }
+            messages += 1;
+            if head.is_none_or(|h| place.is_none_or(|p| p >= h)) {
+                at_head += 1;
+            }
+            let (docs, bad) = document::documents(&self.fields, name, &entry);
+            unreadable += u64::from(bad);
+            for doc in docs {
+                self.add(doc)?;
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                personality = name,
+                versions = unreadable,
+                "message versions that are not JSON objects were left out of the search index"
+            );
+        }
+        Ok((messages, at_head))
+    }
+
+    fn add(&mut self, doc: TantivyDocument) -> Result<(), SearchError> {
+        self.writer.add_document(doc).map_err(self.fail())?;
+        Ok(())
+    }
+
+    /// Commits the documents with the coverage as the commit's payload.
+    fn commit(&mut self) -> Result<(), SearchError> {
+        let payload = self.coverage.to_payload();
+        let dir = self.dir.clone();
+        let fail = |source| SearchError::Index {
+            path: dir.clone(),
+            source,
+        };
+        let mut prepared = self.writer.prepare_commit().map_err(fail)?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(fail)?;
+        Ok(())
+    }
+
+    /// The index's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The coverage of a history in `state`, indexed whole.
+fn covered(state: &ChatState, at_head: u64) -> Covered {
+    Covered {
+        personality_id: state.personality_id.clone(),
+        commits: state.commits,
+        message_count: state.message_count,
+        head: state.head.clone(),
+        oldest: state.oldest,
+        overlay: coverage::overlay_name(state),
+        at_head,
+        indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
