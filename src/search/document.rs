@@ -98,9 +98,9 @@ pub(super) fn documents(fields: &Fields, personality: &str, entry: &Entry) -> (V
         docs: Vec::new(),
     };
     let mut unreadable = 0;
-    match Turn::parse(&entry.message, 0) {
-        Ok(turn) => out.version(&turn, VersionKind::Current, None),
-        Err(_) => unreadable += 1,
+    let current = Turn::parse(&entry.message, 0);
+    if let Ok(turn) = &current {
+        out.version(turn, VersionKind::Current, None);
     }
     // Newest earlier version first: a text that several versions share is
     // indexed once, as the latest version holding it.
@@ -110,7 +110,28 @@ pub(super) fn documents(fields: &Fields, personality: &str, entry: &Entry) -> (V
             Err(_) => unreadable += 1,
         }
     }
+    // Last, the replies the service says were replaced: those chatkeep
+    // kept as versions of its own are already in, with their dates.
+    match &current {
+        Ok(turn) => {
+            for text in &turn.regenerated {
+                out.piece(
+                    Role::Personality,
+                    VersionKind::Regenerated,
+                    text,
+                    out_ts(turn, place),
+                    None,
+                );
+            }
+        }
+        Err(_) => unreadable += 1,
+    }
     (out.docs, unreadable)
+}
+
+/// A version's own `ts`, else the message's place.
+fn out_ts(turn: &Turn, place: Ts) -> f64 {
+    turn.ts.unwrap_or(place).as_f64()
 }
 
 /// The documents of one message, being built.
@@ -128,16 +149,14 @@ struct Documents<'a> {
 }
 
 impl Documents<'_> {
+    /// The user's text and the reply of one version.
     fn version(&mut self, turn: &Turn, kind: VersionKind, superseded_at: Option<&str>) {
-        let ts = turn.ts.unwrap_or(self.place).as_f64();
+        let ts = out_ts(turn, self.place);
         if let Some(text) = &turn.user {
             self.piece(Role::User, kind, text, ts, superseded_at);
         }
         if let Some(text) = &turn.reply {
             self.piece(Role::Personality, kind, text, ts, superseded_at);
-        }
-        for text in &turn.regenerated {
-            self.piece(Role::Personality, VersionKind::Regenerated, text, ts, None);
         }
     }
 

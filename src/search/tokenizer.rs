@@ -209,6 +209,13 @@ mod tests {
         // e + U+0301 and é, n + U+0303 and ñ.
         assert_eq!(words("e\u{301}te\u{301} man\u{303}ana"), words("été mañana"));
         assert_eq!(words("e\u{301}te\u{301}"), ["ete"]);
+        // Marks stacked on every letter, precomposed letters among them.
+        assert_eq!(
+            words(
+                "Z\u{324}\u{354}\u{367}\u{311}\u{313}\u{e4}\u{356}\u{32d}\u{308}\u{307}l\u{36e}\u{312}\u{36b}\u{1eb}\u{317}\u{320}"
+            ),
+            ["zalo"]
+        );
     }
 
     #[test]
