@@ -119,6 +119,7 @@ pub fn behind(data_dir: &Path, coverage: &Coverage) -> Result<Vec<String>, Searc
 pub async fn index_after_commit(store: &Store, name: &str) {
     let root = store.root().to_owned();
     let owned = name.to_owned();
+    let started = std::time::Instant::now();
     // CPU and disk work: off the async workers. The caller holds the data
     // directory (`store`) until this returns.
     let result = tokio::task::spawn_blocking(move || -> Result<Done, SearchError> {
@@ -128,26 +129,30 @@ pub async fn index_after_commit(store: &Store, name: &str) {
         Ok(done)
     })
     .await;
-    report(
-        name,
-        result.unwrap_or_else(|e| Err(SearchError::Store(e.to_string()))),
-    );
+    let result = result.unwrap_or_else(|e| Err(SearchError::Store(e.to_string())));
+    report(name, result, started.elapsed());
 }
 
 /// [`index_after_commit`], for callers that are not async.
 pub fn index_after_commit_blocking(store: &Store, name: &str) {
+    let started = std::time::Instant::now();
     let result = Indexer::open(store).and_then(|mut indexer| {
         let done = indexer.catch_up(name)?;
         indexer.finish()?;
         Ok(done)
     });
-    report(name, result);
+    report(name, result, started.elapsed());
 }
 
-fn report(name: &str, result: Result<Done, SearchError>) {
+fn report(name: &str, result: Result<Done, SearchError>, took: std::time::Duration) {
     match result {
         Ok(Done::UpToDate) => {}
-        Ok(done) => tracing::debug!(personality = name, ?done, "search index caught up"),
+        Ok(done) => tracing::debug!(
+            personality = name,
+            ?done,
+            seconds = took.as_secs_f64(),
+            "search index caught up"
+        ),
         Err(e) => tracing::warn!(
             personality = name,
             "the search index was not brought up to date ({e}); the backup is not affected, and \
