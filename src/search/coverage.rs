@@ -4,12 +4,13 @@
 //! index killed before its commit still claims only what it held before.
 //!
 //! Comparing the recorded state with the history's current one gives the
-//! work to do ([`Plan`]): nothing; only the messages appended since (a
-//! sync that found new messages, the usual case); or the whole
-//! personality again, when the history changed in a way the index cannot
-//! follow message by message (the overlay changed: revisions, deletion
-//! marks, messages stored late; older history below the oldest message; a
-//! history that went back, or belongs to another personality now).
+//! work to do ([`Plan`]): nothing; the messages appended since (a sync
+//! that found new messages, the usual case), and those whose overlay
+//! record changed when the overlay did (revisions, deletion marks,
+//! messages stored late); or the whole personality again, when the
+//! history changed in a way the index cannot follow message by message
+//! (older history below the oldest message; a history that went back, or
+//! belongs to another personality now).
 
 use std::collections::BTreeMap;
 
@@ -92,12 +93,14 @@ pub(super) fn overlay_name(state: &ChatState) -> Option<String> {
 pub enum Plan {
     /// The index covers the history as it stands.
     UpToDate,
-    /// Only messages were appended: index again every message placed at
-    /// `from` or later (the documents there are replaced). The `keep`
-    /// messages indexed below `from` stay; with those read, they must make
-    /// the history's count, else the append missed something and the
-    /// personality is rebuilt.
-    Append { from: Ts, keep: u64 },
+    /// Messages were appended, and maybe the overlay changed: index again
+    /// every message placed at `from` or later (the documents there are
+    /// replaced), and, when `overlay` says it changed, every message whose
+    /// record differs from the one it was indexed from. The `keep`
+    /// messages indexed below `from` stay (less those the overlay
+    /// changed); with those read, they must make the history's count, else
+    /// the catch-up missed something and the personality is rebuilt.
+    Append { from: Ts, keep: u64, overlay: bool },
     /// Index the whole history again.
     Rebuild,
 }
@@ -110,15 +113,15 @@ pub fn plan(covered: Option<&Covered>, state: &ChatState) -> Plan {
     if covered.same_history(state) {
         return Plan::UpToDate;
     }
-    let appended_only = covered.personality_id == state.personality_id
-        && covered.overlay == overlay_name(state)
+    let followable = covered.personality_id == state.personality_id
         && covered.oldest == state.oldest
         && state.commits > covered.commits
         && state.message_count >= covered.message_count;
-    match (&covered.head, appended_only) {
+    match (&covered.head, followable) {
         (Some(head), true) => Plan::Append {
             from: head.ts,
             keep: covered.message_count - covered.at_head.min(covered.message_count),
+            overlay: covered.overlay != overlay_name(state),
         },
         _ => Plan::Rebuild,
     }
@@ -173,13 +176,14 @@ mod tests {
             plan(Some(&covered(&before, 2)), &after),
             Plan::Append {
                 from: Ts::new(5.0).unwrap(),
-                keep: 8
+                keep: 8,
+                overlay: false
             }
         );
     }
 
     #[test]
-    fn an_overlay_change_older_history_or_another_personality_is_a_rebuild() {
+    fn an_overlay_change_is_an_append_that_compares_the_records() {
         let before = state(3, 10, 5.0);
         let c = covered(&before, 1);
         let mut overlay = state(4, 10, 5.0);
@@ -193,7 +197,20 @@ mod tests {
             deleted: 0,
             newest_late: None,
         });
-        assert_eq!(plan(Some(&c), &overlay), Plan::Rebuild);
+        assert_eq!(
+            plan(Some(&c), &overlay),
+            Plan::Append {
+                from: Ts::new(5.0).unwrap(),
+                keep: 9,
+                overlay: true
+            }
+        );
+    }
+
+    #[test]
+    fn older_history_or_another_personality_is_a_rebuild() {
+        let before = state(3, 10, 5.0);
+        let c = covered(&before, 1);
         let mut older = state(4, 12, 5.0);
         older.oldest = Ts::new(0.5);
         assert_eq!(plan(Some(&c), &older), Plan::Rebuild);

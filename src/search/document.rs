@@ -90,6 +90,7 @@ pub(super) fn documents(fields: &Fields, personality: &str, entry: &Entry) -> (V
         fields,
         personality,
         key: message_key(personality, place, &id),
+        story: super::story::of_entry(entry),
         id: id.to_json(),
         place,
         revised: !entry.earlier().is_empty(),
@@ -139,6 +140,7 @@ struct Documents<'a> {
     fields: &'a Fields,
     personality: &'a str,
     key: String,
+    story: u64,
     id: String,
     place: Ts,
     revised: bool,
@@ -168,6 +170,7 @@ impl Documents<'_> {
         let mut doc = TantivyDocument::default();
         doc.add_text(f.personality, self.personality);
         doc.add_text(f.key, &self.key);
+        doc.add_u64(f.story, self.story);
         doc.add_text(f.id, &self.id);
         doc.add_f64(f.place, self.place.as_f64());
         doc.add_f64(f.ts, ts);

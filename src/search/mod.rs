@@ -10,6 +10,7 @@
 //! - [`tokenizer`]: how text becomes terms (every script, CJK, emoji, accents);
 //! - [`schema`]: the fields of a document (a piece of text of a message version);
 //! - [`document`]: a history entry as documents;
+//! - `story`: the digest of a message's overlay record, to find what the overlay changed;
 //! - [`coverage`]: what the index covers, committed with it, and what to do next;
 //! - [`index`]: the directory, opened or made anew;
 //! - [`writer`]: catching up with the store, for the holder of the lock;
@@ -24,6 +25,7 @@ pub mod document;
 pub mod index;
 pub mod query;
 pub mod schema;
+mod story;
 pub mod tokenizer;
 pub mod writer;
 

@@ -20,6 +20,9 @@ pub struct Fields {
     /// `<slug> <place> <id as JSON>`: every document of one message, to
     /// replace them together.
     pub key: Field,
+    /// The digest of the overlay record the message was indexed from (0:
+    /// none; see [`super::story`]).
+    pub story: Field,
     /// The message's id as JSON (`"m-1"`, `7`).
     pub id: Field,
     /// The message's place: the `ts` under which it was first stored
@@ -54,7 +57,8 @@ pub fn build() -> (Schema, Fields) {
     );
     let fields = Fields {
         personality: b.add_text_field("personality", STRING | STORED),
-        key: b.add_text_field("key", STRING),
+        key: b.add_text_field("key", STRING | STORED),
+        story: b.add_u64_field("story", INDEXED | STORED),
         id: b.add_text_field("id", STORED),
         place: b.add_f64_field("place", INDEXED | FAST | STORED),
         ts: b.add_f64_field("ts", STORED),

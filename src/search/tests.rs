@@ -97,7 +97,7 @@ fn new_messages_are_appended_and_a_tie_at_the_head_is_not_doubled() {
 }
 
 #[test]
-fn revisions_and_deletion_marks_rebuild_and_are_marked() {
+fn revisions_and_deletion_marks_are_found_and_marked() {
     let (_dir, store, mut chat) = store();
     append(
         &mut chat,
@@ -116,7 +116,8 @@ fn revisions_and_deletion_marks_rebuild_and_are_marked() {
         .mark_deleted(ts(2.0), &"b".into(), "2026-11-30T01:00:00Z")
         .unwrap();
     commit.finish(None).unwrap();
-    assert_eq!(catch_up(&store), Done::Rebuilt { messages: 2 });
+    // Both messages read again: the head's, and the revised one below it.
+    assert_eq!(catch_up(&store), Done::Appended { messages: 2 });
 
     assert_eq!(hits(&store, "first"), [hit("a", "personality", "earlier")]);
     assert_eq!(hits(&store, "second"), [hit("a", "personality", "current")]);
@@ -166,4 +167,87 @@ fn an_unreadable_index_is_made_anew_by_the_writer() {
     ));
     assert_eq!(catch_up(&store), Done::Rebuilt { messages: 1 });
     assert_eq!(search(&store, "moon").total, 1);
+}
+
+/// Every document of the index, as comparable text.
+fn all_documents(store: &Store) -> Vec<String> {
+    let index = SearchIndex::open(store.root()).unwrap();
+    let mut query = SearchQuery::new("*");
+    query.limit = 100_000;
+    let mut docs: Vec<String> = index
+        .search(&query)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| {
+            format!(
+                "{} {} {} {} {:?} {:?} {} {}",
+                h.id,
+                h.place,
+                h.role.as_str(),
+                h.version.as_str(),
+                h.superseded_at,
+                h.deleted_upstream_at,
+                h.revised,
+                h.snippet.text
+            )
+        })
+        .collect();
+    docs.sort();
+    docs
+}
+
+#[test]
+fn overlay_changes_followed_message_by_message_give_what_a_rebuild_gives() {
+    let (_dir, store, mut chat) = store();
+    let texts = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
+    let messages: Vec<Message> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| msg(&format!("m{i}"), 10.0 + i as f64, t, &format!("re {t}")))
+        .collect();
+    append(&mut chat, &messages);
+    assert_eq!(catch_up(&store), Done::Rebuilt { messages: 8 });
+
+    let at = "2026-11-30T00:00:00Z";
+    // Deep in the history: a revision, a mark, a message stored late; and
+    // one appended.
+    let mut commit = chat.begin().unwrap();
+    commit
+        .revise(ts(11.0), &msg("m1", 11.0, "bravo", "re bravo again"), at)
+        .unwrap();
+    commit.mark_deleted(ts(13.0), &"m3".into(), at).unwrap();
+    commit.late(&msg("late", 12.5, "india", "re india")).unwrap();
+    commit.append(&msg("m8", 30.0, "juliet", "re juliet")).unwrap();
+    commit.finish(None).unwrap();
+    // m1 to the head: read again from the oldest change.
+    assert!(matches!(catch_up(&store), Done::Appended { .. }));
+    let followed = all_documents(&store);
+    assert_eq!(search(&store, "india").total, 2);
+    assert_eq!(search(&store, "again").total, 1);
+
+    // The mark lifted (back upstream), another revision of the same one.
+    let mut commit = chat.begin().unwrap();
+    commit.unmark(ts(13.0), &"m3".into()).unwrap();
+    commit
+        .revise(ts(11.0), &msg("m1", 11.0, "bravo", "re bravo thrice"), at)
+        .unwrap();
+    commit.finish(None).unwrap();
+    assert!(matches!(catch_up(&store), Done::Appended { .. }));
+    // Each message's digest is its record's: nothing left to change.
+    let reader = ChatStore::open_read_only(&store.root().join(NAME)).unwrap();
+    let indexer = Indexer::open(&store).unwrap();
+    assert_eq!(indexer.overlay_changes(NAME, &reader).unwrap().len(), 0);
+    drop(indexer);
+    assert_eq!(search(&store, "deleted:true").total, 0, "the mark is lifted");
+    assert_eq!(search(&store, "thrice").total, 1);
+    let followed_again = all_documents(&store);
+
+    let mut indexer = Indexer::open(&store).unwrap();
+    assert_eq!(indexer.rebuild(NAME).unwrap(), Done::Rebuilt { messages: 10 });
+    indexer.finish().unwrap();
+    assert_eq!(followed_again, all_documents(&store));
+    assert_ne!(followed, followed_again);
 }

@@ -4,20 +4,22 @@
 //! killed in between leaves the index claiming what it held before, which
 //! the store still holds; the next catch-up does the rest.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{Index, IndexWriter, TantivyDocument, Term};
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{Index, IndexWriter, Searcher, TantivyDocument, Term};
 
 use super::SearchError;
 use super::coverage::{self, Coverage, Covered, Plan};
-use super::document;
 use super::index::{self, Opened};
 use super::schema::Fields;
-use crate::message::Ts;
+use super::{document, story};
+use crate::message::{MessageId, Ts};
 use crate::store::{ChatState, ChatStore, Entry, Store};
 
 /// The writer's memory for documents not yet written to a segment: one
@@ -185,7 +187,7 @@ impl Indexer {
         };
         let (done, at_head) = match plan {
             Plan::UpToDate => return Ok(Done::UpToDate),
-            Plan::Append { from, keep } => match self.append(name, &chat, from, keep)? {
+            Plan::Append { from, keep, overlay } => match self.append(name, &chat, from, keep, overlay)? {
                 Some((messages, at_head)) => (Done::Appended { messages }, at_head),
                 None => {
                     tracing::debug!(personality = name, "the append did not add up; rebuilding");
@@ -208,21 +210,29 @@ impl Indexer {
         let history = chat
             .history_with_keys()
             .map_err(|e| SearchError::Store(e.to_string()))?;
-        let (messages, at_head) = self.add_entries(name, history, None, chat.state())?;
+        let (messages, at_head) = self.add_entries(name, history, chat.state(), |_, _| true)?;
         Ok((Done::Rebuilt { messages }, at_head))
     }
 
     /// Replaces the documents of `name` placed at `from` or later by those
-    /// of the history there. `None` when the count does not come out as
-    /// the history's (`keep` messages stay indexed below `from`): then
-    /// nothing is to be trusted but a rebuild.
+    /// of the history there, and (`overlay`: the overlay changed) those of
+    /// every message whose overlay record is not the one it was indexed
+    /// from. `None` when the count does not come out as the history's
+    /// (`keep` messages were indexed below `from`): then nothing is to be
+    /// trusted but a rebuild.
     fn append(
         &mut self,
         name: &str,
         chat: &ChatStore,
         from: Ts,
         keep: u64,
+        overlay: bool,
     ) -> Result<Option<(u64, u64)>, SearchError> {
+        let changed = if overlay {
+            self.overlay_changes(name, chat)?
+        } else {
+            HashMap::new()
+        };
         let personality = TermQuery::new(
             Term::from_field_text(self.fields.personality, name),
             IndexRecordOption::Basic,
@@ -236,30 +246,120 @@ impl Indexer {
             (Occur::Must, Box::new(placed)),
         ]);
         self.writer.delete_query(Box::new(query)).map_err(self.fail())?;
+        for key in changed.keys() {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.key, key));
+        }
+        // Below `from`, only the changed messages are read again; those
+        // that had documents are replaced, the others (stored late) added.
+        let below: Vec<&(Ts, bool)> = changed.values().filter(|(place, _)| *place < from).collect();
+        let replaced = below.iter().filter(|(_, had)| *had).count() as u64;
+        let start = below
+            .iter()
+            .map(|(place, _)| *place)
+            .fold(from, |a, b| if b < a { b } else { a });
         let history = chat
-            .history_from(from)
+            .history_from(start)
             .map_err(|e| SearchError::Store(e.to_string()))?;
-        let (messages, at_head) = self.add_entries(name, history, Some(from), chat.state())?;
-        Ok((keep + messages == chat.state().message_count).then_some((messages, at_head)))
+        let (messages, at_head) = self.add_entries(name, history, chat.state(), |place, id| {
+            place >= from || (place >= start && changed.contains_key(&document::message_key(name, place, id)))
+        })?;
+        let adds_up = (keep + messages).checked_sub(replaced) == Some(chat.state().message_count);
+        Ok(adds_up.then_some((messages, at_head)))
     }
 
-    /// Adds the documents of every entry placed at `from` or later (all,
-    /// without `from`). Returns the messages added, and how many of them
-    /// are placed at the head or after it.
+    /// The keys of the messages whose overlay record differs from the one
+    /// their documents were made from (a record new, changed or gone), with
+    /// their places and whether they had documents.
+    pub(super) fn overlay_changes(
+        &self,
+        name: &str,
+        chat: &ChatStore,
+    ) -> Result<HashMap<String, (Ts, bool)>, SearchError> {
+        let searcher = index::reader(&self.index, &self.dir)?.searcher();
+        let mut changed = HashMap::new();
+        let mut in_overlay = HashSet::new();
+        for record in chat.overlay_records() {
+            let record = record.map_err(|e| SearchError::Store(e.to_string()))?;
+            let key = document::message_key(name, record.position, &record.id);
+            let indexed = self.indexed_story(&searcher, &key)?;
+            if indexed != Some(story::of_record(&record)) {
+                changed.insert(key.clone(), (record.position, indexed.is_some()));
+            }
+            in_overlay.insert(key);
+        }
+        // Messages indexed from a record the overlay no longer holds (a
+        // deletion mark lifted).
+        let storied = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.personality, name),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.story, 0),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
+        for address in searcher.search(&storied, &DocSetCollector).map_err(self.fail())? {
+            let doc: TantivyDocument = searcher.doc(address).map_err(self.fail())?;
+            let key = doc.get_first(self.fields.key).and_then(|v| v.as_str());
+            let place = doc
+                .get_first(self.fields.place)
+                .and_then(|v| v.as_f64())
+                .and_then(Ts::new);
+            if let (Some(key), Some(place)) = (key, place)
+                && !in_overlay.contains(key)
+            {
+                changed.entry(key.to_owned()).or_insert((place, true));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The overlay digest the documents of `key` were made from; `None`
+    /// when the message has no documents.
+    fn indexed_story(&self, searcher: &Searcher, key: &str) -> Result<Option<u64>, SearchError> {
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.key, key),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(self.fail())?;
+        let Some((_, address)) = top.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*address).map_err(self.fail())?;
+        Ok(Some(
+            doc.get_first(self.fields.story)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+        ))
+    }
+
+    /// Adds the documents of every entry `select` takes (by place and id).
+    /// Returns the messages added, and how many of them are placed at the
+    /// head or after it.
     fn add_entries(
         &mut self,
         name: &str,
         history: impl Iterator<Item = std::io::Result<Entry>>,
-        from: Option<Ts>,
         state: &ChatState,
+        select: impl Fn(Ts, &MessageId) -> bool,
     ) -> Result<(u64, u64), SearchError> {
         let head = state.head.as_ref().map(|h| h.ts);
         let (mut messages, mut at_head, mut unreadable) = (0u64, 0u64, 0u64);
         for entry in history {
             let entry = entry.map_err(|e| SearchError::Store(e.to_string()))?;
             let place = entry.key.as_ref().map(|k| k.position);
-            if let (Some(from), Some(place)) = (from, place)
-                && place < from
+            if let Some(key) = &entry.key
+                && !select(key.position, &key.id)
             {
                 continue;
             }
