@@ -27,6 +27,20 @@ use crate::store::{ChatState, ChatStore, Entry, Store};
 /// history's length.
 const WRITER_MEMORY: usize = 32 << 20;
 
+/// Segments with more documents than this are not merged further. A
+/// merge's memory grows with the segments it merges: this bounds it
+/// whatever the history's length (a million messages make about two
+/// million documents, so some twenty segments), at the cost of a search
+/// visiting those segments one after the other.
+const MERGE_AT_MOST: u32 = 100_000;
+
+/// tantivy's log merge policy, with merges bounded by [`MERGE_AT_MOST`].
+fn merge_policy() -> tantivy::merge_policy::LogMergePolicy {
+    let mut policy = tantivy::merge_policy::LogMergePolicy::default();
+    policy.set_max_docs_before_merge(MERGE_AT_MOST as usize);
+    policy
+}
+
 /// One writer per process at a time (tantivy's own lock would refuse a
 /// second): the daemon's workers index one after the other.
 static WRITING: Mutex<()> = Mutex::new(());
@@ -82,6 +96,7 @@ impl Indexer {
                 path: dir.clone(),
                 source,
             })?;
+        writer.set_merge_policy(Box::new(merge_policy()));
         Ok(Indexer {
             dir,
             root: root.to_owned(),
