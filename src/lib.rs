@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod progress;
 pub mod remote;
+pub mod search;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -457,6 +457,65 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Search the chat history of every personality backed up here.
+    ///
+    /// Prints each hit with its time (the message's place in the history,
+    /// UTC), personality, who wrote it (user or personality) and the
+    /// message id, then a snippet with the matching words highlighted
+    /// (bold on a terminal, between ** otherwise). Newest first, or by
+    /// relevance with --sort relevance. Earlier versions of revised
+    /// messages, regenerated replies and messages the service no longer
+    /// returns are found too, and marked so.
+    ///
+    /// The query is in tantivy's syntax: every word must match (a OR b for
+    /// either), "a phrase" in quotes, -word to leave out (after --, as in
+    /// `chatkeep search -- coffee -moon`), and fields: role:user or
+    /// role:personality, version:current, version:earlier or
+    /// version:regenerated, deleted:true, revised:true. Case and accents do
+    /// not matter; Chinese, Japanese and Korean text is matched character by
+    /// character, and emoji are words of their own.
+    ///
+    /// Reads the index in <data_dir>/search, beside a running daemon (no
+    /// lock). Each sync keeps it up to date; when it lags behind the backup
+    /// and nothing holds the data directory, search first catches it up.
+    ///
+    /// Exit 0 when something matched, 1 when nothing did, 2 for a query or
+    /// date that cannot be read, or no backup.
+    Search {
+        /// What to look for (several words are one query).
+        #[arg(required = true, value_name = "QUERY")]
+        query: Vec<String>,
+        /// Only this personality (repeat for several).
+        #[arg(long, short, value_name = "NAME")]
+        personality: Vec<PersonalitySlug>,
+        /// Only messages from this date (2024-01-31, UTC) or RFC 3339 time on.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only messages up to this date (the whole day, UTC) or RFC 3339 time.
+        #[arg(long, value_name = "DATE", value_parser = chatkeep::export::parse_until)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print one JSON document: {"total", "hits": [...]}.
+        #[arg(long)]
+        json: bool,
+        /// At most this many hits.
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// The order of the hits.
+        #[arg(long, value_enum, default_value = "newest")]
+        sort: chatkeep::search::Sort,
+    },
+    /// Rebuild the search index from the backup.
+    ///
+    /// Makes the named personalities' part of the index (every
+    /// personality's without names) anew from the chat history in the data
+    /// directory; an index that cannot be read is made anew first. Syncs
+    /// keep the index up to date on their own, and rebuild it when it is
+    /// missing or from another version: this is for a damaged index, or to
+    /// check. Needs the data directory: not while the daemon or a sync runs.
+    Reindex {
+        /// Personality names (slugs); all without names.
+        names: Vec<PersonalitySlug>,
+    },
     /// Adopt a backup made by the earlier export script.
     ///
     /// PATH is the personality's directory of that script (or the one
@@ -597,7 +656,9 @@ fn main() -> ExitCode {
         .then(|| commands::load_config(&location));
     let log_config = loaded.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.log);
     let unusable = match cli.command {
-        Command::Status { .. } | Command::Export { .. } => logging::UnusableDir::Skip,
+        Command::Status { .. } | Command::Export { .. } | Command::Search { .. } => {
+            logging::UnusableDir::Skip
+        }
         _ => logging::UnusableDir::Warn,
     };
     let _log = logging::init(log_config, cli.verbose, quiet, unusable);
@@ -805,6 +866,31 @@ fn main() -> ExitCode {
             Command::Import { name, path, json } => {
                 let config = config()?;
                 commands::import::run(&config, &name, &path, json)
+            }
+            Command::Search {
+                query,
+                personality,
+                since,
+                until,
+                json,
+                limit,
+                sort,
+            } => {
+                let config = config()?;
+                let args = commands::search::SearchArgs {
+                    query: query.join(" "),
+                    personalities: personality,
+                    since,
+                    until,
+                    json,
+                    limit,
+                    sort,
+                };
+                commands::search::run(&config, &args)
+            }
+            Command::Reindex { names } => {
+                let config = config()?;
+                commands::search::reindex(&config, &names)
             }
             Command::CheckConfig { online } => commands::check_config::run(&location, online).await,
             Command::Demo { dir } => commands::demo::run(dir).await,

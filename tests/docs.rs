@@ -30,6 +30,9 @@ fn bash_completions_name_the_commands_and_their_options() {
         "export",
         "archive",
         "forget",
+        "search",
+        "reindex",
+        "--sort",
         "completions",
         "--format",
         "--since",
@@ -57,7 +60,13 @@ fn the_man_page_is_roff_for_chatkeep() {
     let dir = tempfile::tempdir().unwrap();
     let out = chatkeep(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    for page in ["chatkeep.1", "chatkeep-export.1", "chatkeep-cookie-set.1"] {
+    for page in [
+        "chatkeep.1",
+        "chatkeep-export.1",
+        "chatkeep-cookie-set.1",
+        "chatkeep-search.1",
+        "chatkeep-reindex.1",
+    ] {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".TH chatkeep"), "{page}: {text}");
     }

@@ -60,6 +60,17 @@ pub fn run(config: &Config, name: &PersonalitySlug, yes: bool) -> Result<ExitCod
             crate::store::fsio::explain(&e)
         );
     }
+    // Its messages leave the search index; if that fails, the next sync or
+    // search drops them (the index covers no history that is not here).
+    let has_index = crate::search::index_dir(store.root()).exists();
+    let dropped = || {
+        let mut index = crate::search::Indexer::open(&store)?;
+        index.forget(name.as_str())?;
+        index.finish()
+    };
+    if let Err(e) = has_index.then(dropped).unwrap_or(Ok(())) {
+        eprintln!("warning: could not drop `{name}` from the search index ({e})");
+    }
     println!(
         "forgot `{name}`: removed {} ({what}). {snapshots}.",
         dir.path().display()

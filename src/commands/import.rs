@@ -32,6 +32,11 @@ pub fn run(config: &Config, name: &PersonalitySlug, path: &Path, json: bool) -> 
         None => None,
     };
     let documents = import::store_documents(&dir, documents).map_err(failed)?;
+    if chat.is_some() {
+        // The imported messages become findable; a failure is a warning,
+        // and the next sync or search catches up.
+        crate::search::index_after_commit_blocking(&store, name.as_str());
+    }
     // What was imported, when and from where: the backup's own record of
     // which of its contents came from files rather than the service.
     let record = serde_json::json!({

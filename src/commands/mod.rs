@@ -12,6 +12,7 @@ pub mod forget;
 pub mod import;
 pub mod rebuild;
 pub mod remote;
+pub mod search;
 pub mod serve;
 pub mod serve_fake;
 pub mod status;

@@ -70,6 +70,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "archives",
     "rate_limit.state",
     "media",
+    "search",
 ];
 /// Memory pages walked per sync of one personality when the config says
 /// nothing.

@@ -203,6 +203,11 @@ pub async fn sync_personality(
     let existed = dir.as_ref().is_some_and(|d| d.path().exists());
     if let Some(dir) = &dir {
         run.sync(ctx, dir, name, plan, on_page).await;
+        // After the store's commit: the index never claims what the store
+        // lacks. Skipped while shutting down (the next sync catches up).
+        if !ctx.cancel.is_cancelled() && crate::search::has_history(dir.path()) {
+            crate::search::index_after_commit(ctx.store, name).await;
+        }
     }
     let status = run.status(name, started, ctx.client, requests_before);
     match &dir {
@@ -568,6 +573,10 @@ pub async fn audit_personality(
     on_page: impl FnMut(WalkProgress),
 ) -> AuditOutcome {
     let result = audit_inner(ctx, name, repair, on_page).await;
+    // A repair commits to the store: its changes become findable.
+    if repair && !ctx.cancel.is_cancelled() {
+        crate::search::index_after_commit(ctx.store, name).await;
+    }
     let (halt, cancelled) = match &result {
         Err(AuditStop::Sync(ChatSyncError::Cancelled)) => (None, true),
         Err(AuditStop::Sync(ChatSyncError::Api(e))) | Err(AuditStop::Stop(Stop::Api(e))) => {

@@ -395,6 +395,15 @@ impl ChatStore {
         Ok(History::new(self, start.0, Some(start.1), true))
     }
 
+    /// Every stored message placed at `from` or later, and perhaps some
+    /// before it, keys parsed, streamed from the nearest mark (see
+    /// [`marks`]): what the search index reads after an append, at a cost
+    /// that follows the range, not the history.
+    pub fn history_from(&self, from: Ts) -> Result<History, ChatStoreError> {
+        let (start, first) = self.recent_start(from, 0);
+        Ok(History::new(self, start, first, true))
+    }
+
     /// At least every stored message placed at `below` or newer, and at
     /// least the newest `at_least` ones, read from the nearest mark (see
     /// [`marks`]), so the cost follows the range, not the history.
