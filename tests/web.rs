@@ -362,3 +362,46 @@ async fn the_daemon_serves_the_web_view_its_serve_table_asks_for_and_stops_with_
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_leads_to_the_message_in_its_place_in_the_transcript() {
+    let (fake, _dir, config) = backup().await;
+    let served = serve(&config, &[]);
+    // A message from the middle of the history, found by its whole text.
+    let truth = fake.ground_truth(NAME);
+    let target: serde_json::Value = serde_json::from_str(&truth[150]).unwrap();
+    let id = target["id"].as_str().unwrap().to_owned();
+    let words = target["message"].as_str().unwrap().to_owned();
+    let query = format!("\"{words}\"");
+    let url = format!(
+        "{}/search?q={}",
+        served.url,
+        chatkeep::web::html::url_component(&query)
+    );
+    let dom = browser::dom(&url);
+    browser::screenshot(&url, "search");
+    assert!(dom.contains("<mark>"), "highlighted: {dom}");
+    let anchor = format!("#m-{id}\"");
+    let link = dom
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| format!("{href}\"").ends_with(&anchor))
+        .unwrap_or_else(|| panic!("no hit links to message {id}: {dom}"))
+        .replace("&amp;", "&");
+    let url = format!("{}{link}", served.url);
+    let dom = browser::dom(&url);
+    browser::screenshot(&url, "search-hit-in-context");
+    assert!(
+        dom.contains(&format!("id=\"m-{id}\"")),
+        "the message is on the page: {dom}"
+    );
+    assert!(
+        dom.contains("rel=\"prev\"") && dom.contains("rel=\"next\""),
+        "in context: {dom}"
+    );
+
+    // The hostile message is found as text too, and its snippet escaped.
+    let dom = browser::dom(&format!("{}/search?q=PWNED", served.url));
+    assert!(dom.contains("<mark>PWNED</mark>"), "{dom}");
+    assert!(!dom.contains("<img") && !dom.contains("<title>PWNED"), "{dom}");
+}

@@ -42,6 +42,8 @@ pub async fn run(
     };
     match result {
         Ok(report) => {
+            // The search index follows the new store (a warning if not).
+            crate::search::index_after_commit(&store, name.as_str()).await;
             print_report(name, &report, &from, store.root());
             if config.personality(name).is_none() {
                 eprintln!(

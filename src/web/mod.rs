@@ -101,6 +101,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/style.css", get(style))
         .route("/login", get(login_form).post(login))
+        .route("/search", get(search))
         .route("/p/{name}", get(personality))
         .route("/p/{name}/chat", get(chat))
         .route("/p/{name}/{part}", get(document))
@@ -469,6 +470,40 @@ async fn chat(
         Ok(Ok(Some(page))) => ok_html(page),
         Ok(Ok(None)) => not_found_page("There is no backup of that name."),
         Ok(Err(e)) => failure(&e),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    sort: Option<String>,
+}
+
+/// Hits of a query over every personality, from the index as of its last
+/// commit (opened per request: it follows the syncs).
+async fn search(State(state): State<Arc<WebState>>, Query(params): Query<SearchParams>) -> Response {
+    let q = params.q.unwrap_or_default();
+    let relevance = params.sort.as_deref() == Some("relevance");
+    if q.trim().is_empty() {
+        return ok_html(pages::search("", None, relevance));
+    }
+    let page = blocking(move || {
+        let mut query = crate::search::SearchQuery::new(q.clone());
+        query.limit = 50;
+        if relevance {
+            query.sort = crate::search::query::Sort::Relevance;
+        }
+        let found = crate::search::SearchIndex::open(&state.config.storage.data_dir)
+            .and_then(|index| index.search(&query));
+        match found {
+            Ok(results) => pages::search(&q, Some(Ok(&results)), relevance),
+            Err(e) => pages::search(&q, Some(Err(e.to_string())), relevance),
+        }
+    })
+    .await;
+    match page {
+        Ok(page) => ok_html(page),
         Err(response) => response,
     }
 }

@@ -417,3 +417,88 @@ pub fn login(failed: bool) -> String {
         ),
     )
 }
+
+/// The search page: a form, and the hits of its query, each linking to
+/// its message in its place in the transcript.
+pub fn search(
+    q: &str,
+    results: Option<Result<&crate::search::SearchResults, String>>,
+    sort_relevance: bool,
+) -> String {
+    let mut body = format!(
+        "<h1>Search</h1>\n<form action=\"/search\" method=\"get\"><input type=\"search\" name=\"q\" value=\"{}\" \
+         aria-label=\"Search\" autofocus> <label><input type=\"checkbox\" name=\"sort\" value=\"relevance\"{}> best \
+         match first</label> <button>Search</button></form>\n",
+        escape(q),
+        if sort_relevance { " checked" } else { "" }
+    );
+    match results {
+        None => body.push_str(
+            "<p class=\"muted\">Words, <code>\"a phrase\"</code>, <code>a OR b</code>, <code>-word</code>, \
+             <code>role:user</code>.</p>",
+        ),
+        Some(Err(e)) => {
+            let _ = write!(body, "<p class=\"bad\" id=\"search-error\">{}</p>", escape(&e));
+        }
+        Some(Ok(results)) => {
+            let _ = write!(
+                body,
+                "<p id=\"hits\">{} match{}</p>\n<ol class=\"hits\">",
+                results.total,
+                if results.total == 1 { "" } else { "es" }
+            );
+            for hit in &results.hits {
+                let id = match serde_json::from_str::<serde_json::Value>(&hit.id) {
+                    Ok(serde_json::Value::String(s)) => s,
+                    _ => hit.id.clone(),
+                };
+                let link = format!(
+                    "/p/{}/chat?at={}&amp;skip=0#m-{}",
+                    url_component(&hit.personality),
+                    hit.place,
+                    url_component(&id)
+                );
+                let mut snippet = String::new();
+                let mut at = 0;
+                let text = &hit.snippet.text;
+                for range in &hit.snippet.highlighted {
+                    if range.start < at
+                        || range.end > text.len()
+                        || !text.is_char_boundary(range.start)
+                        || !text.is_char_boundary(range.end)
+                    {
+                        continue;
+                    }
+                    snippet.push_str(&escape(&text[at..range.start]));
+                    let _ = write!(snippet, "<mark>{}</mark>", escape(&text[range.clone()]));
+                    at = range.end;
+                }
+                snippet.push_str(&escape(&text[at..]));
+                let mut tags = String::new();
+                match hit.version {
+                    crate::search::VersionKind::Current => {}
+                    crate::search::VersionKind::Earlier => {
+                        tags.push_str("<span class=\"tag\">earlier version</span>")
+                    }
+                    crate::search::VersionKind::Regenerated => {
+                        tags.push_str("<span class=\"tag\">regenerated reply</span>")
+                    }
+                }
+                if hit.deleted_upstream_at.is_some() {
+                    tags.push_str("<span class=\"tag\">gone upstream</span>");
+                }
+                let _ = writeln!(
+                    body,
+                    "<li class=\"hit\"><div class=\"meta\"><a href=\"/p/{}\">{}</a> · {} · {}{tags}</div>\
+                     <a class=\"open\" href=\"{link}\">{snippet}</a></li>",
+                    url_component(&hit.personality),
+                    escape(&hit.personality),
+                    escape(hit.role.as_str()),
+                    escape(&hit.time),
+                );
+            }
+            body.push_str("</ol>");
+        }
+    }
+    page(&format!("Search: {q}"), &body)
+}
