@@ -42,25 +42,8 @@ fn readback(config: &Path, dir: &Path, label: &str) -> Vec<(String, Vec<u8>)> {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let mut files = Vec::new();
-    let mut stack = vec![out_dir.clone()];
-    while let Some(at) = stack.pop() {
-        for entry in fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path
-                    .strip_prefix(&out_dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.push((name, fs::read(&path).unwrap()));
-            }
-        }
-    }
+    let files = tree(&out_dir);
     fs::remove_dir_all(&out_dir).unwrap();
-    files.sort();
     files
 }
 

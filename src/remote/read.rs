@@ -122,18 +122,40 @@ pub async fn restore_personality(
     options: &RestoreOptions<'_>,
 ) -> Result<RestoreReport, RemoteError> {
     fsio::check_output_path(options.to).map_err(ArchiveError::UnsafeDir)?;
+    let (download, entry) =
+        download(remote, config, name, options.snapshot, options.identity.is_some()).await?;
+    Ok(restore_file(&download.file, &entry, options)?)
+}
+
+/// A snapshot of `name` the remote's manifest lists, downloaded into a
+/// private directory in the archive directory (removed with the value),
+/// and its entry. An encrypted one is refused without an identity, before
+/// it is downloaded.
+async fn download(
+    remote: &Remote,
+    config: &Config,
+    name: &str,
+    snapshot: &str,
+    have_identity: bool,
+) -> Result<(Downloaded, SnapshotEntry), RemoteError> {
     let manifest = remote.manifest(name).await?;
-    let entry = manifest.entry(name, options.snapshot)?;
-    if entry.encrypted && options.identity.is_none() {
+    let entry = manifest.entry(name, snapshot)?.clone();
+    if entry.encrypted && !have_identity {
         return Err(ArchiveError::NeedIdentity {
             file: entry.file.clone(),
         }
         .into());
     }
-    let download = Download::create(config, &remote.config.name)?;
-    let path = download.dir.join(&entry.file);
-    fetch(remote, &remote.key(name, &entry.file), &path).await?;
-    Ok(restore_file(&path, entry, options)?)
+    let dir = Download::create(config, &remote.config.name)?;
+    let file = dir.dir.join(&entry.file);
+    fetch(remote, &remote.key(name, &entry.file), &file).await?;
+    Ok((Downloaded { _dir: dir, file }, entry))
+}
+
+/// A downloaded snapshot file, removed (with its directory) when dropped.
+struct Downloaded {
+    _dir: Download,
+    file: PathBuf,
 }
 
 /// Rebuilds the store of `name` in the data directory `store` (held) from
@@ -146,18 +168,15 @@ pub async fn rebuild_personality(
     snapshot: &str,
     options: &RebuildOptions<'_>,
 ) -> Result<RebuildReport, RemoteError> {
-    let manifest = remote.manifest(name).await?;
-    let entry = manifest.entry(name, snapshot)?;
-    if entry.encrypted && options.identity.is_none() {
-        return Err(ArchiveError::NeedIdentity {
-            file: entry.file.clone(),
-        }
-        .into());
-    }
-    let download = Download::create(config, &remote.config.name)?;
-    let path = download.dir.join(&entry.file);
-    fetch(remote, &remote.key(name, &entry.file), &path).await?;
-    Ok(rebuild_from_file(store, config, name, &path, entry, options)?)
+    let (download, entry) = download(remote, config, name, snapshot, options.identity.is_some()).await?;
+    Ok(rebuild_from_file(
+        store,
+        config,
+        name,
+        &download.file,
+        &entry,
+        options,
+    )?)
 }
 
 /// Downloads `key` into the new file `path`.

@@ -229,6 +229,17 @@ async fn not_found() -> Response {
     not_found_page("There is no such page.")
 }
 
+/// The response for a page a reader rendered: the page, 404 saying
+/// `missing` when there was nothing to show, or the failure.
+fn respond(page: Result<Result<Option<String>, String>, Response>, missing: &str) -> Response {
+    match page {
+        Ok(Ok(Some(page))) => ok_html(page),
+        Ok(Ok(None)) => not_found_page(missing),
+        Ok(Err(e)) => failure(&e),
+        Err(response) => response,
+    }
+}
+
 /// Runs `read` on a blocking thread: the store's reads are synchronous.
 async fn blocking<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
     tokio::task::spawn_blocking(read)
@@ -380,12 +391,7 @@ async fn personality(State(state): State<Arc<WebState>>, Path(name): Path<String
         Ok(Some(pages::personality(entry, &name, &documents, &chart)))
     })
     .await;
-    match page {
-        Ok(Ok(Some(page))) => ok_html(page),
-        Ok(Ok(None)) => not_found_page("There is no backup of that name."),
-        Ok(Err(e)) => failure(&e),
-        Err(response) => response,
-    }
+    respond(page, "There is no backup of that name.")
 }
 
 async fn document(
@@ -409,12 +415,7 @@ async fn document(
         Ok(Some(pages::document(&name, title, &value)))
     })
     .await;
-    match page {
-        Ok(Ok(Some(page))) => ok_html(page),
-        Ok(Ok(None)) => not_found_page("That document is not in the backup."),
-        Ok(Err(e)) => failure(&e),
-        Err(response) => response,
-    }
+    respond(page, "That document is not in the backup.")
 }
 
 #[derive(Deserialize)]
@@ -466,12 +467,7 @@ async fn chat(
         Ok(Some(pages::transcript(&name, &page)))
     })
     .await;
-    match page {
-        Ok(Ok(Some(page))) => ok_html(page),
-        Ok(Ok(None)) => not_found_page("There is no backup of that name."),
-        Ok(Err(e)) => failure(&e),
-        Err(response) => response,
-    }
+    respond(page, "There is no backup of that name.")
 }
 
 #[derive(Deserialize)]
