@@ -14,7 +14,7 @@ use std::path::Path;
 #[path = "util/mod.rs"]
 mod util;
 
-use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use chatkeep::fake::PersonalitySpec;
 use util::{field, run_chatkeep, seconds};
 
 fn mib(bytes: u64) -> f64 {
@@ -37,21 +37,9 @@ fn write_config(path: &Path, base_url: &str, level: u32) {
 }
 
 fn main() {
-    let messages: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages = util::messages_arg();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake = runtime
-        .block_on(FakeService::start(
-            FakeConfig {
-                cookie: util::fake_cookie(),
-                max_limit: 1000,
-                ..FakeConfig::default()
-            },
-            vec![PersonalitySpec::new("million", messages)],
-        ))
-        .expect("fake starts");
+    let fake = util::fake_with_large_pages(&runtime, vec![PersonalitySpec::new("million", messages)]);
     let dir = tempfile::tempdir().expect("tempdir");
     util::write_cookie(dir.path());
     let config = dir.path().join("config.toml");

@@ -26,7 +26,7 @@ mod util;
 mod s3;
 
 use chatkeep::archive::Manifest;
-use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use chatkeep::fake::PersonalitySpec;
 use s3::S3Server;
 use util::run_chatkeep;
 
@@ -71,24 +71,15 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 fn main() {
-    let messages: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages = util::messages_arg();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake = runtime
-        .block_on(FakeService::start(
-            FakeConfig {
-                cookie: util::fake_cookie(),
-                max_limit: 1000,
-                ..FakeConfig::default()
-            },
-            vec![
-                PersonalitySpec::new("million", messages),
-                PersonalitySpec::new("tenth", messages / 10),
-            ],
-        ))
-        .expect("fake starts");
+    let fake = util::fake_with_large_pages(
+        &runtime,
+        vec![
+            PersonalitySpec::new("million", messages),
+            PersonalitySpec::new("tenth", messages / 10),
+        ],
+    );
     let server = S3Server::start(&[BUCKET]);
     let endpoint = server.endpoint();
     let pid = server.pid().expect("the server runs");

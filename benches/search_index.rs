@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 #[path = "util/mod.rs"]
 mod util;
 
-use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use chatkeep::fake::PersonalitySpec;
 use chatkeep::search::{SearchIndex, SearchQuery, Sort};
 use util::{run_chatkeep, seconds};
 
@@ -94,21 +94,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let messages: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages = util::messages_arg();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let fake = runtime
-        .block_on(FakeService::start(
-            FakeConfig {
-                cookie: util::fake_cookie(),
-                max_limit: 1000,
-                ..FakeConfig::default()
-            },
-            vec![PersonalitySpec::new(NAME, messages)],
-        ))
-        .expect("fake starts");
+    let fake = util::fake_with_large_pages(&runtime, vec![PersonalitySpec::new(NAME, messages)]);
     let dir = tempfile::tempdir().expect("tempdir");
     util::write_cookie(dir.path());
     let config = dir.path().join("config.toml");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[path = "util/mod.rs"]
 mod util;
 
-use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
+use chatkeep::fake::PersonalitySpec;
 
 const NAME: &str = "million";
 const CLIENTS: usize = 50;
@@ -77,16 +77,7 @@ fn summary(label: &str, mut times: Vec<Duration>) {
 }
 
 fn bench(runtime: &tokio::runtime::Runtime, messages: usize) {
-    let fake = runtime
-        .block_on(FakeService::start(
-            FakeConfig {
-                cookie: util::fake_cookie(),
-                max_limit: 1000,
-                ..FakeConfig::default()
-            },
-            vec![PersonalitySpec::new(NAME, messages)],
-        ))
-        .expect("fake starts");
+    let fake = util::fake_with_large_pages(runtime, vec![PersonalitySpec::new(NAME, messages)]);
     let dir = tempfile::tempdir().expect("tempdir");
     util::write_cookie(dir.path());
     let config = dir.path().join("config.toml");
@@ -203,10 +194,7 @@ fn bench(runtime: &tokio::runtime::Runtime, messages: usize) {
 }
 
 fn main() {
-    let messages: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages = util::messages_arg();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("chatkeep serve benchmark (release build)");
     bench(&runtime, 10_000);

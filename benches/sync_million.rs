@@ -16,10 +16,7 @@ use chatkeep::fake::{FakeConfig, FakeService, PersonalitySpec};
 use util::run_chatkeep;
 
 fn main() {
-    let messages: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages = util::messages_arg();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let fake = runtime
         .block_on(FakeService::start(

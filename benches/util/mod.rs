@@ -91,3 +91,30 @@ pub fn seconds(log: &str, line: &str, key: &str) -> f64 {
         .and_then(|t| t.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// The message count the benchmark was given (`cargo bench --bench X --
+/// MESSAGES`), else a million.
+pub fn messages_arg() -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The in-process fake serving `specs`, checking [`TOKEN`], handing out
+/// pages of up to 1000 messages (so that a million is synced quickly).
+pub fn fake_with_large_pages(
+    runtime: &tokio::runtime::Runtime,
+    specs: Vec<chatkeep::fake::PersonalitySpec>,
+) -> chatkeep::fake::FakeService {
+    runtime
+        .block_on(chatkeep::fake::FakeService::start(
+            chatkeep::fake::FakeConfig {
+                cookie: fake_cookie(),
+                max_limit: 1000,
+                ..chatkeep::fake::FakeConfig::default()
+            },
+            specs,
+        ))
+        .expect("fake starts")
+}
