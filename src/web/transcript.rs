@@ -3,8 +3,7 @@
 //! ([`Starts`], every member of every file, found once per file), so that a
 //! page in the middle of a million messages decompresses a member or two
 //! (at most a few thousand messages), not the history, and holds one page
-//! in memory. Without those, from the nearest start the state knows
-//! ([`ChatStore::history_near`]).
+//! in memory.
 
 use std::collections::VecDeque;
 
@@ -24,9 +23,7 @@ impl Starts {
     /// `at`, stepping back over members until at least `back` messages
     /// come before `at` (when the members say how many they hold).
     fn history(&self, store: &ChatStore, at: Ts, back: u64) -> Result<History, ChatStoreError> {
-        if self.members.is_empty() {
-            return store.history_near(at, usize::from(back > 0));
-        }
+        // No members: the history has no file yet, or none was scanned.
         let Some(mut i) = self.members.iter().rposition(|(_, m)| m.first < at) else {
             return store.history_with_keys();
         };
@@ -86,7 +83,7 @@ pub struct Page {
 }
 
 /// The place of an entry the reader gave a key (every entry of
-/// `history_near` has one).
+/// `history_with_keys` and `history_from_member` has one).
 fn position(entry: &Entry) -> Ts {
     entry.key.as_ref().map_or(Ts::EPOCH, |k| k.position)
 }
@@ -245,7 +242,8 @@ mod tests {
         let (store, all) = store(dir.path());
         let found = scanned(&store);
         assert!(found.members.len() >= 5, "{found:?}");
-        for starts in [Starts::default(), found] {
+        // From every member, and from none (the whole history read).
+        for starts in [found, Starts::default()] {
             pages_cover(&store, &starts, &all);
         }
     }

@@ -351,50 +351,6 @@ impl ChatStore {
         Ok(ids)
     }
 
-    /// The history from a place a read can start at below `at`: the start
-    /// of the newest file (or of the newest mark in it) whose first message
-    /// is older than `at`, so every message placed at `at` or later
-    /// follows, after at most one file's worth of older ones; `earlier`
-    /// files further back for a reader that wants the messages just below
-    /// `at` too. Entries carry their keys. What a page of a long history
-    /// reads, in place of the whole of it.
-    pub fn history_near(&self, at: Ts, earlier: usize) -> Result<History, ChatStoreError> {
-        let state = &self.state;
-        let open = state.segments.len();
-        let mut firsts: Vec<(Ts, &[marks::Mark])> = state
-            .segments
-            .iter()
-            .map(|s| (s.first, s.marks.as_slice()))
-            .collect();
-        if state.log_len > 0
-            && let Some(span) = &state.log_span
-        {
-            firsts.push((span.first, state.log_marks.as_slice()));
-        }
-        let Some(found) = firsts.iter().rposition(|(first, _)| *first < at) else {
-            return Ok(History::new(self, Start { source: 0, offset: 0 }, None, true));
-        };
-        let source = found.saturating_sub(earlier);
-        let (first, marks) = firsts[source];
-        let mark = if source == found {
-            marks.iter().rev().find(|m| m.first < at)
-        } else {
-            None
-        };
-        let start = match mark {
-            Some(mark) => (
-                Start {
-                    source,
-                    offset: mark.offset,
-                },
-                mark.first,
-            ),
-            None => (Start { source, offset: 0 }, first),
-        };
-        debug_assert!(source <= open);
-        Ok(History::new(self, start.0, Some(start.1), true))
-    }
-
     /// Every stored message placed at `from` or later, and perhaps some
     /// before it, keys parsed, streamed from the nearest mark (see
     /// [`marks`]): what the search index reads after an append, at a cost
